@@ -1,0 +1,114 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use crate::jobs::{record::default_runs_dir, JobBoard};
+use crate::lm::generate::GenerationConfig;
+use crate::lm::tasks::{spawn_generate, spawn_load, GenerateRequest};
+use crate::lm::SamplingParams;
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The user's message (rendered with the model's chat template unless --raw).
+    #[arg(long)]
+    prompt: String,
+    /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Feed the prompt as is, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Print one JSON object (text, tokens with log-probabilities, timings) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let board = JobBoard::new(Some(default_runs_dir()));
+    let path = args.model.clone().unwrap_or_else(crate::assets::default_model);
+    let bar = super::progress_bar(&format!("loading {}", path.display()));
+    let model = spawn_load(&board, path).wait(|_| {}).map_err(anyhow::Error::msg)?.0;
+    let prompt_ids = if args.raw {
+        model.tokenizer.encode_prompt(&args.prompt)?
+    } else {
+        model.chat_ids(&args.prompt)?
+    };
+    let config = GenerationConfig {
+        max_tokens: args.max_tokens,
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+            ..SamplingParams::default()
+        },
+    };
+    let request = GenerateRequest {
+        prompt_label: args.prompt.clone(),
+        prompt_ids,
+        config,
+    };
+    bar.set_message("generating");
+    let handle = spawn_generate(&board, model.clone(), None, request);
+    let mut stdout = std::io::stdout();
+    let mut count = 0;
+    let outcome = handle
+        .wait(|token| {
+            count += 1;
+            bar.set_message(format!("{count} tokens"));
+            if !args.json {
+                bar.suspend(|| {
+                    let _ = write!(stdout, "{}", token.text);
+                    let _ = stdout.flush();
+                });
+            }
+        })
+        .map_err(anyhow::Error::msg)
+        .context("generation failed")?;
+    bar.finish_and_clear();
+    let g = &outcome.generation;
+    let t = &g.timings;
+    if args.json {
+        let out = json!({
+            "model": model.info,
+            "prompt": args.prompt,
+            "text": g.text,
+            "stop": g.stop,
+            "tokens": g.tokens,
+            "timings": {
+                "prompt_tokens": t.prompt_tokens,
+                "prompt_seconds": t.prompt_seconds,
+                "prompt_tok_s": t.prompt_tok_s(),
+                "generated_tokens": t.generated_tokens,
+                "decode_seconds": t.decode_seconds,
+                "decode_tok_s": t.decode_tok_s(),
+            },
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!();
+        eprintln!(
+            "{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s ({:?})",
+            t.prompt_tokens,
+            t.prompt_tok_s(),
+            t.generated_tokens,
+            t.decode_tok_s(),
+            g.stop
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Headless front end: `alignscope <command> …` runs the same engine as the GUI, with a
+//! progress bar on stderr and `--json` output on stdout.
+
+mod bench;
+mod generate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "alignscope",
+    version,
+    about = "A desktop lab for aligned generation and model merges on real models.",
+    long_about = "A desktop lab for aligned generation and model merges on real models.\n\n\
+                  Without a command, opens the app. With one, runs the same engine headless."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate text with a language model (the Generate lab, headless).
+    Generate(generate::GenerateArgs),
+    /// Show what a model file is: architecture, parameters, quantisation, context length.
+    Info {
+        /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Speed benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs a headless command; the error, if any, is for the user.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Generate(args) => generate::run(args),
+        Command::Info { model } => {
+            let path = model.unwrap_or_else(crate::assets::default_model);
+            let model = crate::lm::LanguageModel::load(&path)?;
+            println!("{}", serde_json::to_string_pretty(&model.info)?);
+            Ok(())
+        }
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// A spinner on stderr, hidden when stderr is not a terminal.
+pub(crate) fn progress_bar(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message(message.to_string());
+    bar
+}

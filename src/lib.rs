@@ -1,0 +1,8 @@
+//! alignscope: a desktop lab for aligned generation and model merges on real models.
+//! Each method is a library module; the GUI (`ui`) and the CLI (`cli`) are thin front ends.
+
+pub mod assets;
+pub mod cli;
+pub mod jobs;
+pub mod lm;
+pub mod ui;

@@ -1,0 +1,152 @@
+//! Language-model runtime: loading (GGUF, safetensors folders), tokenizers, chat templates,
+//! KV-cache sessions that fork and rewind, sampling and generation.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod hf;
+pub mod kv_cache;
+pub mod sampling;
+pub mod tasks;
+pub mod session;
+pub mod tokenizer;
+pub mod transformer;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::Serialize;
+
+pub use chat::{ChatTemplate, Message};
+pub use error::{LmError, Result};
+pub use generate::{generate, GeneratedToken, Generation, GenerationConfig, StopReason};
+pub use sampling::{Sampler, SamplingParams, TokenChoice};
+pub use session::Session;
+pub use tokenizer::TextTokenizer;
+pub use transformer::Transformer;
+
+/// What the model picker and `--json` outputs show about a loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: &'static str,
+    pub architecture: String,
+    pub parameters: usize,
+    pub quantization: String,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+}
+
+pub struct LanguageModel {
+    pub transformer: Transformer,
+    pub tokenizer: TextTokenizer,
+    pub chat_template: Option<ChatTemplate>,
+    pub info: ModelInfo,
+}
+
+impl LanguageModel {
+    /// Opens a GGUF file or a Hugging Face model folder.
+    pub fn load(path: &Path) -> Result<Self> {
+        let device = Device::Cpu;
+        if !path.exists() {
+            return Err(LmError::file(path, "no such file or folder"));
+        }
+        if path.is_dir() {
+            return Self::load_hf(path, &device);
+        }
+        let mut gguf = gguf::GgufFile::open(path)?;
+        let transformer = gguf.transformer(&device)?;
+        let tokenizer = TextTokenizer::from_gguf(&gguf)?;
+        let token = |id: Option<u32>| id.map(|i| tokenizer.token_str(i)).unwrap_or_default();
+        let chat_template = match gguf.string("tokenizer.chat_template") {
+            Ok(src) => Some(
+                ChatTemplate::new(src, token(tokenizer.bos), token(tokenizer.eos))
+                    .map_err(|e| LmError::file(path, e))?,
+            ),
+            Err(_) => None,
+        };
+        let cfg = &transformer.config;
+        let info = ModelInfo {
+            name: gguf
+                .string("general.name")
+                .unwrap_or_else(|_| file_stem(path)),
+            path: path.to_path_buf(),
+            format: "GGUF",
+            architecture: gguf.architecture()?,
+            parameters: gguf.parameter_count(),
+            quantization: gguf.quantization_summary(),
+            context_length: cfg.context_length,
+            vocab_size: cfg.vocab_size,
+            layers: cfg.num_layers,
+            hidden_size: cfg.hidden_size,
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+        };
+        Ok(Self {
+            transformer,
+            tokenizer,
+            chat_template,
+            info,
+        })
+    }
+
+    fn load_hf(dir: &Path, device: &Device) -> Result<Self> {
+        let m = hf::load(dir, device)?;
+        let cfg = &m.transformer.config;
+        let info = ModelInfo {
+            name: file_stem(dir),
+            path: dir.to_path_buf(),
+            format: "safetensors",
+            architecture: format!("{:?}", cfg.family).to_lowercase(),
+            parameters: m.parameters,
+            quantization: m.dtype.clone(),
+            context_length: cfg.context_length,
+            vocab_size: cfg.vocab_size,
+            layers: cfg.num_layers,
+            hidden_size: cfg.hidden_size,
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+        };
+        Ok(Self {
+            transformer: m.transformer,
+            tokenizer: m.tokenizer,
+            chat_template: m.chat_template,
+            info,
+        })
+    }
+
+    /// The prompt text for a chat: the model's template, or plain `role: content` lines when the
+    /// model has none.
+    pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
+        match &self.chat_template {
+            Some(t) => t.render(messages, true),
+            None => {
+                let mut s: String = messages
+                    .iter()
+                    .map(|m| format!("{}: {}\n", m.role, m.content))
+                    .collect();
+                s.push_str("assistant:");
+                Ok(s)
+            }
+        }
+    }
+
+    /// Token ids of a single user turn rendered with the chat template.
+    pub fn chat_ids(&self, user: &str) -> Result<Vec<u32>> {
+        let text = self.chat_prompt(&[Message::new("user", user)])?;
+        self.tokenizer.encode_prompt(&text)
+    }
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,120 @@
+//! The Generate lab: chat with the loaded model, watch tokens stream, inspect probabilities,
+//! branch from any alternative token.
+
+pub mod loom;
+mod view;
+
+use std::sync::Arc;
+
+use crate::jobs::{JobBoard, JobHandle};
+use crate::lm::generate::{Alternative, GeneratedToken, Timings};
+use crate::lm::tasks::{spawn_generate, GenerateOutcome, GenerateRequest};
+use crate::lm::{LanguageModel, Session};
+
+use super::settings::Settings;
+use loom::Loom;
+
+pub use view::ui;
+
+/// Runtime state of the lab (the conversation itself is not persisted).
+#[derive(Default)]
+pub struct GeneratePanel {
+    pub loom: Loom,
+    pub input: String,
+    /// The assistant turn being written and its job.
+    job: Option<(usize, JobHandle<GeneratedToken, GenerateOutcome>)>,
+    /// KV cache of the last answer, rewound for the next request instead of recomputed.
+    session: Option<Session>,
+    pub error: Option<String>,
+    pub last_timings: Option<Timings>,
+    /// Typed path in the model picker.
+    pub path_input: String,
+}
+
+impl GeneratePanel {
+    pub fn is_generating(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Moves streamed tokens into the conversation; takes the result when the job ends.
+    pub fn poll(&mut self) {
+        let Some((turn, job)) = &self.job else { return };
+        let turn = *turn;
+        for token in job.drain() {
+            self.loom.push_token(turn, token);
+        }
+        if let Some(result) = job.take_result() {
+            match result {
+                Ok(outcome) => {
+                    self.last_timings = Some(outcome.generation.timings.clone());
+                    self.session = Some(outcome.session);
+                }
+                Err(e) if e == "cancelled" => {}
+                Err(e) => self.error = Some(e),
+            }
+            self.job = None;
+        }
+    }
+
+    pub fn send(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, settings: &Settings) {
+        let text = std::mem::take(&mut self.input);
+        if text.trim().is_empty() || self.is_generating() {
+            self.input = text;
+            return;
+        }
+        let turn = self.loom.push_user(text.trim());
+        self.start(board, model, settings, turn);
+    }
+
+    pub fn branch(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, settings: &Settings, turn: usize, token: usize, alt: &Alternative) {
+        if self.is_generating() {
+            return;
+        }
+        let turn = self.loom.branch_at(turn, token, alt);
+        self.start(board, model, settings, turn);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some((_, job)) = &self.job {
+            job.cancel();
+        }
+    }
+
+    pub fn new_chat(&mut self) {
+        self.stop();
+        self.loom = Loom::default();
+        self.error = None;
+    }
+
+    /// Generates (or continues) assistant turn `turn` of the active branch.
+    fn start(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, settings: &Settings, turn: usize) {
+        self.error = None;
+        let messages = self.loom.messages_before(turn);
+        let prompt = if settings.raw_prompt {
+            messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
+        } else {
+            match model.chat_prompt(&messages) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return;
+                }
+            }
+        };
+        let mut ids = match model.tokenizer.encode_prompt(&prompt) {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        ids.extend(self.loom.active().turns[turn].tokens.iter().map(|t| t.id));
+        let request = GenerateRequest {
+            prompt_label: messages.last().map(|m| m.content.clone()).unwrap_or_default(),
+            prompt_ids: ids,
+            config: settings.generation.clone(),
+        };
+        let handle = spawn_generate(board, model.clone(), self.session.take(), request);
+        self.job = Some((turn, handle));
+    }
+}

@@ -1,0 +1,25 @@
+//! The desktop app (eframe/egui, wgpu renderer). Panels only draw and forward clicks to the
+//! engine modules; anything slow runs as a job.
+
+pub mod app;
+pub mod file_picker;
+pub mod generate;
+pub mod jobs_panel;
+pub mod model_slot;
+pub mod settings;
+pub mod widgets;
+
+pub use app::AlignApp;
+
+pub fn run_app() -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("alignscope")
+            .with_inner_size([1200.0, 800.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native("alignscope", options, Box::new(|cc| Ok(Box::new(AlignApp::new(cc)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

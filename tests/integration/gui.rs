@@ -1,0 +1,106 @@
+//! The whole app driven headless with egui_kittest: pick the Generate lab, type a prompt, see
+//! tokens appear, cancel a generation, see a failed job's message.
+
+use std::time::{Duration, Instant};
+
+use alignscope::jobs::{JobBoard, JobState};
+use alignscope::ui::file_picker::QueuedPicker;
+use alignscope::ui::settings::Settings;
+use alignscope::ui::AlignApp;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+
+fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
+    let runs = runs.to_path_buf();
+    Harness::builder()
+        .with_size(egui::vec2(1100.0, 760.0))
+        .build_eframe(move |cc| {
+            AlignApp::with_parts(&cc.egui_ctx, Settings::default(), JobBoard::new(Some(runs)), Box::new(QueuedPicker::default()))
+        })
+}
+
+/// Runs frames until `done` holds (jobs run on worker threads meanwhile).
+fn step_until(h: &mut Harness<'static, AlignApp>, what: &str, done: impl Fn(&AlignApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+#[test]
+fn chat_stream_cancel_and_failure() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app(runs.path());
+    step_until(&mut h, "the shipped model to load", |a| a.model.model.is_some());
+    h.get_by_label("Jobs").click();
+    h.step();
+    h.get_by_label("Generate").click();
+    h.step();
+
+    // Greedy and short, so the answer is deterministic and quick.
+    h.state_mut().settings.generation.sampling.temperature = 0.0;
+    h.state_mut().settings.generation.max_tokens = 10;
+    h.get_by_label("Message").click();
+    h.get_by_label("Message").type_text("What is the capital of France?");
+    h.step();
+    h.get_by_label("Send").click();
+    step_until(&mut h, "tokens to stream in", |a| {
+        !a.generate.is_generating() && a.generate.loom.active().turns.last().is_some_and(|t| !t.tokens.is_empty())
+    });
+    let answer = h.state().generate.loom.active().turns[1].clone();
+    assert_eq!(answer.tokens.len(), 10);
+    assert!(h.query_by_label_contains("You: What is the capital of France?").is_some());
+    // Every token is on screen as its own chip.
+    let first = answer.tokens[0].text.replace('\n', "↵");
+    assert!(h.query_by_label(&first).is_some(), "token {first:?} not shown");
+    assert!(h.query_by_label_contains("last answer:").is_some());
+
+    // Branch: pick the second alternative of the third token.
+    let alt = answer.tokens[2].alternatives[1].clone();
+    let (turn, token) = (1, 2);
+    {
+        let a = h.state_mut();
+        let (board, model, settings) = (a.board.clone(), a.model.model.clone().unwrap(), a.settings.clone());
+        a.generate.branch(&board, &model, &settings, turn, token, &alt);
+    }
+    step_until(&mut h, "the branch to finish", |a| !a.generate.is_generating());
+    let branch = h.state().generate.loom.active().turns[1].clone();
+    assert_eq!(h.state().generate.loom.branches.len(), 2);
+    assert_eq!(branch.tokens[..2], answer.tokens[..2]);
+    assert_eq!(branch.tokens[2].id, alt.id);
+    assert!(h.query_by_label("Branch").is_some());
+
+    // Start a long answer and stop it.
+    h.state_mut().settings.generation.max_tokens = 1000;
+    h.get_by_label("Message").click();
+    h.get_by_label("Message").type_text("Write a very long story about a dragon.");
+    h.step();
+    h.get_by_label("Send").click();
+    step_until(&mut h, "the story to start", |a| a.generate.loom.active().turns.last().is_some_and(|t| t.tokens.len() >= 3));
+    h.get_by_label("Stop").click();
+    step_until(&mut h, "the generation to stop", |a| !a.generate.is_generating());
+    let story = h.state().generate.loom.active().turns.last().unwrap().tokens.len();
+    assert!(story < 1000, "{story} tokens: Stop did not stop");
+    let jobs = h.state().board.snapshot();
+    assert!(jobs.iter().any(|j| j.kind == "generate" && j.state == JobState::Cancelled));
+
+    // A broken model file: the load job fails and says why.
+    let bad = runs.path().join("broken.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    h.get_by_label("Path").click();
+    h.get_by_label("Path").type_text(&bad.to_string_lossy());
+    h.step();
+    h.get_by_label("Load").click();
+    step_until(&mut h, "the load to fail", |a| a.model.error.is_some());
+    assert!(h.query_by_label_contains("Could not load the model").is_some());
+    assert!(h.query_by_label_contains("damaged GGUF header").is_some());
+    // The model that was loaded stays loaded.
+    assert!(h.state().model.model.is_some());
+    h.get_by_label_contains("Jobs").click();
+    h.step();
+    assert!(h.query_by_label_contains("Failed:").is_some());
+    assert!(h.query_by_label_contains("broken.gguf").is_some());
+}

@@ -1,0 +1,179 @@
+//! The LM runtime on the shipped SmolLM2 GGUF.
+
+use alignscope::lm::{Message, Sampler, SamplingParams, Session};
+use candle_core::{Device, Tensor};
+
+use crate::common::{argmax, fixture, max_abs_diff, shipped_model, shipped_model_path};
+
+#[test]
+fn shipped_model_info() {
+    let m = shipped_model();
+    assert_eq!(m.info.architecture, "llama");
+    assert_eq!(m.info.layers, 30);
+    assert_eq!(m.info.hidden_size, 576);
+    assert_eq!(m.info.vocab_size, 49152);
+    assert!(m.info.quantization.contains("Q4_1"), "{}", m.info.quantization);
+    assert!((130e6..140e6).contains(&(m.info.parameters as f64)), "{}", m.info.parameters);
+}
+
+#[test]
+fn token_ids_match_llama_cpp() {
+    let m = shipped_model();
+    let text = std::fs::read_to_string(fixture("smollm2_token_ids.json")).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = cases["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let special = case["special"].as_bool().unwrap_or(false);
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let got = m.tokenizer.encode(text, special).unwrap();
+        assert_eq!(got, want, "ids of {text:?}");
+        if let Some(decoded) = case["decoded"].as_str() {
+            assert_eq!(m.tokenizer.decode(&want, false).unwrap(), decoded, "decoding {text:?}");
+        }
+    }
+}
+
+#[test]
+fn chat_template_is_the_models_own() {
+    let m = shipped_model();
+    let text = m.chat_prompt(&[Message::new("user", "Hi")]).unwrap();
+    assert!(text.contains("<|im_start|>user\nHi<|im_end|>\n"), "{text}");
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+    let ids = m.chat_ids("Hi").unwrap();
+    let im_start = m.tokenizer.single_token("<|im_start|>");
+    assert_eq!(im_start, None, "plain text must not parse special tokens");
+    assert_eq!(ids[0], m.tokenizer.encode("<|im_start|>", true).unwrap()[0]);
+    assert!(m.tokenizer.is_stop(m.tokenizer.encode("<|im_end|>", true).unwrap()[0]));
+}
+
+fn logits_after(tokens: &[u32]) -> Vec<f32> {
+    let mut s = Session::new(shipped_model());
+    s.feed(tokens).unwrap();
+    s.logits().unwrap().to_vec()
+}
+
+#[test]
+fn logits_equal_stock_candle() {
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    let m = shipped_model();
+    let ids = m.chat_ids("What is the capital of France?").unwrap();
+    let ours = logits_after(&ids);
+    let mut file = std::fs::File::open(shipped_model_path()).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut stock = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let theirs: Vec<f32> = stock.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    let diff = max_abs_diff(&ours, &theirs);
+    assert!(diff < 1e-3, "max |Δlogit| = {diff}");
+    assert_eq!(argmax(&ours), argmax(&theirs));
+}
+
+#[test]
+fn rewind_and_fork_equal_fresh_runs() {
+    let m = shipped_model();
+    let prompt = m.chat_ids("Name a colour.").unwrap();
+    let a = m.tokenizer.encode("Blue is a colour", false).unwrap();
+    let b = m.tokenizer.encode("Red, like fire", false).unwrap();
+
+    let mut s = Session::new(m.clone());
+    s.feed(&prompt).unwrap();
+    let fork = s.fork();
+    s.feed(&a).unwrap();
+    let processed = s.tokens_processed();
+    // Rewind to the prompt and take the other continuation: the prefix is not recomputed.
+    s.rewind(prompt.len()).unwrap();
+    s.feed(&b).unwrap();
+    assert_eq!(s.tokens_processed(), processed + b.len());
+    let fresh_b = logits_after(&[prompt.clone(), b.clone()].concat());
+    let d = max_abs_diff(s.logits().unwrap(), &fresh_b);
+    assert!(d < 1e-4, "after rewind: max |Δlogit| = {d}");
+
+    // The fork taken before is unaffected by what the original did since.
+    let mut fork = fork;
+    fork.feed(&a).unwrap();
+    let fresh_a = logits_after(&[prompt.clone(), a.clone()].concat());
+    let d = max_abs_diff(fork.logits().unwrap(), &fresh_a);
+    assert!(d < 1e-4, "fork: max |Δlogit| = {d}");
+
+    // Rewinding into the middle and asking for logits runs only the last kept token again.
+    let mut s = Session::new(m.clone());
+    s.feed(&[prompt.clone(), a.clone()].concat()).unwrap();
+    s.rewind(prompt.len() + 2).unwrap();
+    let before = s.tokens_processed();
+    let got = s.logits().unwrap().to_vec();
+    assert_eq!(s.tokens_processed(), before + 1);
+    let fresh = logits_after(&[prompt.clone(), a[..2].to_vec()].concat());
+    assert!(max_abs_diff(&got, &fresh) < 1e-4);
+}
+
+#[test]
+fn one_token_at_a_time_equals_a_batch() {
+    let m = shipped_model();
+    let ids = m.chat_ids("Tell me a joke").unwrap();
+    let batch = logits_after(&ids);
+    let mut s = Session::new(m.clone());
+    for id in &ids {
+        s.feed(&[*id]).unwrap();
+    }
+    let d = max_abs_diff(s.logits().unwrap(), &batch);
+    assert!(d < 1e-3, "max |Δlogit| = {d}");
+}
+
+#[test]
+fn greedy_continuations_follow_llama_cpp() {
+    let m = shipped_model();
+    let text = std::fs::read_to_string(fixture("smollm2_greedy.json")).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for case in cases["cases"].as_array().unwrap() {
+        let prompt: Vec<u32> = serde_json::from_value(case["prompt_ids"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
+        let mut s = Session::new(m.clone());
+        s.feed(&prompt).unwrap();
+        let mut sampler = Sampler::new(SamplingParams { alternatives: 5, ..SamplingParams::greedy() });
+        // Quantised kernels differ slightly between engines; the first tokens must agree and
+        // top-5 log-probabilities of the first step must be close.
+        let first = s.choose(&mut sampler).unwrap();
+        let top: Vec<(u32, f32)> = serde_json::from_value(case["top5_first"].clone()).unwrap();
+        for (id, lp) in &top {
+            let ours = first.alternatives.iter().find(|a| a.0 == *id).map(|a| a.1);
+            let ours = ours.unwrap_or_else(|| panic!("token {id} missing from our top-5: {:?}", first.alternatives));
+            assert!((ours - lp).abs() < 0.15, "log p of {id}: ours {ours}, llama.cpp {lp}");
+        }
+        let mut got = vec![first.id];
+        s.feed(&[first.id]).unwrap();
+        while got.len() < want.len() {
+            let c = s.choose(&mut sampler).unwrap();
+            s.feed(&[c.id]).unwrap();
+            got.push(c.id);
+        }
+        let agree = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        assert!(agree >= 8, "only {agree} greedy tokens agree: {got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    use alignscope::lm::{generate, GenerationConfig};
+    let m = shipped_model();
+    let ids = m.chat_ids("Write a short poem about the sea.").unwrap();
+    let config = GenerationConfig {
+        max_tokens: 12,
+        sampling: SamplingParams { temperature: 1.0, seed: 3, ..SamplingParams::default() },
+    };
+    let run = |config: &GenerationConfig| {
+        let mut s = Session::new(m.clone());
+        generate(&mut s, &ids, config, |_| true).unwrap()
+    };
+    let a = run(&config);
+    assert_eq!(a.tokens.len(), 12);
+    assert_eq!(a.text, run(&config).text);
+    let texts: std::collections::HashSet<String> = (4..8)
+        .map(|seed| run(&GenerationConfig { sampling: SamplingParams { seed, ..config.sampling.clone() }, ..config.clone() }).text)
+        .collect();
+    assert!(texts.len() > 1, "different seeds gave the same text");
+    // Per-token log-probabilities are the model's own and the text is the tokens' texts.
+    assert!(a.tokens.iter().all(|t| t.logprob <= 0.0 && t.alternatives.len() == 5));
+    assert_eq!(a.tokens.iter().map(|t| t.text.as_str()).collect::<String>(), a.text);
+}

@@ -1,0 +1,9 @@
+//! Integration tests, one binary (linking egui + candle once keeps the build short).
+
+mod bad_inputs;
+mod cli;
+mod common;
+mod gui;
+mod hf_folder;
+mod jobs;
+mod lm_runtime;
