@@ -63,7 +63,7 @@ impl AlignApp {
 
     fn status_bar(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
-            let theme = if self.settings.dark { "☀ Light" } else { "🌙 Dark" };
+            let theme = if self.settings.dark { "Light theme" } else { "Dark theme" };
             if ui.button(theme).clicked() {
                 self.settings.dark = !self.settings.dark;
             }

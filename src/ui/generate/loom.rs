@@ -111,7 +111,7 @@ impl Loom {
         self.branches.push(Branch {
             turns,
             parent: Some(parent),
-            label: format!("turn {}, token {}: {:?} → {:?}", turn / 2 + 1, token + 1, old, alt.text),
+            label: format!("turn {}, token {}: {:?} -> {:?}", turn / 2 + 1, token + 1, old, alt.text),
         });
         self.active = self.branches.len() - 1;
         turn

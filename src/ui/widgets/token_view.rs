@@ -26,7 +26,7 @@ pub fn token_view(ui: &mut Ui, id_salt: impl std::hash::Hash + std::fmt::Debug, 
             ui.spacing_mut().item_spacing.x = 0.0;
             for (i, token) in tokens.iter().enumerate() {
                 let p = token.logprob.exp();
-                let shown = token.text.replace('\n', "↵");
+                let shown = token.text.replace('\n', "\\n");
                 let shown = if shown.is_empty() { "·".to_string() } else { shown };
                 let chip = RichText::new(shown).background_color(probability_color(p, dark));
                 let response = ui.add(egui::Label::new(chip).sense(Sense::click()));
