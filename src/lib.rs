@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod cli;
+pub mod embed;
 pub mod jobs;
 pub mod lm;
 pub mod ui;

@@ -31,6 +31,14 @@ pub enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Sentence embeddings (all-MiniLM-L6-v2 by default): one JSON array per input line.
+    Embed {
+        /// Sentence-transformer folder (config.json, tokenizer.json, model.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// The sentences; read from stdin, one per line, when none are given.
+        sentences: Vec<String>,
+    },
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +52,20 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let path = model.unwrap_or_else(crate::assets::default_model);
             let model = crate::lm::LanguageModel::load(&path)?;
             println!("{}", serde_json::to_string_pretty(&model.info)?);
+            Ok(())
+        }
+        Command::Embed { model, sentences } => {
+            let dir = model.unwrap_or_else(crate::assets::embedding_model);
+            let embedder = crate::embed::SentenceEmbedder::load(&dir)?;
+            let sentences = if sentences.is_empty() {
+                std::io::stdin().lines().collect::<Result<Vec<_>, _>>()?
+            } else {
+                sentences
+            };
+            let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+            for (text, v) in sentences.iter().zip(embedder.embed(&refs)?) {
+                println!("{}", serde_json::json!({ "text": text, "embedding": v }));
+            }
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd),

@@ -183,8 +183,15 @@ impl GgufFile {
         let sliding_window = if family == Family::Gemma3 {
             Some(SlidingWindow {
                 size: self.u32(&key("attention.sliding_window"))? as usize,
-                global_every: self.u32(&key("attention.sliding_window_type")).unwrap_or(6) as usize,
-                local_rope_theta: self.f32(&key("rope.local_freq_base")).unwrap_or(10_000.0),
+                global_every: self
+                    .u32(&key("attention.sliding_window_pattern"))
+                    .or_else(|_| self.u32(&key("attention.sliding_window_type")))
+                    .unwrap_or(6) as usize,
+                // llama.cpp reads `rope.freq_base_swa`; some converters wrote `rope.local_freq_base`.
+                local_rope_theta: self
+                    .f32(&key("rope.freq_base_swa"))
+                    .or_else(|_| self.f32(&key("rope.local_freq_base")))
+                    .unwrap_or(10_000.0),
             })
         } else {
             None
@@ -199,7 +206,9 @@ impl GgufFile {
             num_kv_heads: self.u32(&key("attention.head_count_kv")).map(|v| v as usize).unwrap_or(heads),
             head_dim,
             rms_norm_eps: self.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
-            rope_theta: self.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_theta: self
+                .f32(&key("rope.freq_base"))
+                .unwrap_or(if family == Family::Gemma3 { 1_000_000.0 } else { 10_000.0 }),
             rope_style: match family {
                 Family::Llama => RopeStyle::Interleaved,
                 Family::Qwen2 | Family::Gemma3 => RopeStyle::Halves,

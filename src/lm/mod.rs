@@ -30,7 +30,10 @@ pub use transformer::Transformer;
 /// What the model picker and `--json` outputs show about a loaded model.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
+    /// The file or folder name: what the user picked.
     pub name: String,
+    /// The name the model gives itself (GGUF `general.name`), if any.
+    pub metadata_name: String,
     pub path: PathBuf,
     pub format: &'static str,
     pub architecture: String,
@@ -74,9 +77,8 @@ impl LanguageModel {
         };
         let cfg = &transformer.config;
         let info = ModelInfo {
-            name: gguf
-                .string("general.name")
-                .unwrap_or_else(|_| file_stem(path)),
+            name: file_stem(path),
+            metadata_name: gguf.string("general.name").unwrap_or_default(),
             path: path.to_path_buf(),
             format: "GGUF",
             architecture: gguf.architecture()?,
@@ -102,6 +104,7 @@ impl LanguageModel {
         let cfg = &m.transformer.config;
         let info = ModelInfo {
             name: file_stem(dir),
+            metadata_name: String::new(),
             path: dir.to_path_buf(),
             format: "safetensors",
             architecture: format!("{:?}", cfg.family).to_lowercase(),

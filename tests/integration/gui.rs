@@ -12,10 +12,12 @@ use egui_kittest::Harness;
 
 fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
     let runs = runs.to_path_buf();
+    // "Open file…" hands out this path, as a user picking the shipped model would.
+    let picked = vec![crate::common::shipped_model_path()];
     Harness::builder()
         .with_size(egui::vec2(1100.0, 760.0))
         .build_eframe(move |cc| {
-            AlignApp::with_parts(&cc.egui_ctx, Settings::default(), JobBoard::new(Some(runs)), Box::new(QueuedPicker::default()))
+            AlignApp::with_parts(&cc.egui_ctx, Settings::default(), JobBoard::new(Some(runs)), Box::new(QueuedPicker(picked)))
         })
 }
 
@@ -108,4 +110,33 @@ fn chat_stream_cancel_and_failure() {
     h.step();
     assert!(h.query_by_label_contains("Failed:").is_some());
     assert!(h.query_all_by_label_contains("broken.gguf").count() >= 2, "the failed job and its message");
+
+    // Open a model through the (test) file dialog; it joins the recent files.
+    h.get_by_label("Generate").click();
+    h.step();
+    h.get_by_label("Open file…").click();
+    step_until(&mut h, "the picked model to load", |a| a.model.loading_path().is_none() && a.model.error.is_none());
+    assert_eq!(h.state().settings.recent_models.first(), Some(&crate::common::shipped_model_path()));
+}
+
+/// The Generate lab after a greedy answer: token chips coloured by probability.
+#[test]
+fn generate_lab_snapshot() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app(runs.path());
+    step_until(&mut h, "the shipped model to load", |a| a.model.model.is_some());
+    h.state_mut().settings.generation.sampling.temperature = 0.0;
+    h.state_mut().settings.generation.max_tokens = 40;
+    h.get_by_label("Message").click();
+    h.get_by_label("Message").type_text("Give me three tips for staying healthy.");
+    h.step();
+    h.get_by_label("Send").click();
+    step_until(&mut h, "the answer", |a| {
+        !a.generate.is_generating() && a.generate.loom.active().turns.last().is_some_and(|t| !t.tokens.is_empty())
+    });
+    // Timings change from run to run; the picture is about the tokens.
+    h.state_mut().generate.last_timings = None;
+    h.get_by_label("Model info").click();
+    h.run_steps(3);
+    h.snapshot("generate_lab");
 }

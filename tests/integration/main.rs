@@ -3,6 +3,8 @@
 mod bad_inputs;
 mod cli;
 mod common;
+mod embed;
+mod gguf_families;
 mod gui;
 mod hf_folder;
 mod jobs;

@@ -20,11 +20,22 @@ pub fn ui(
     board: &JobBoard,
     picker: &mut dyn FilePicker,
 ) {
+    egui::Panel::right("generate-settings")
+        .default_size(330.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            ScrollArea::vertical().id_salt("generate-settings-scroll").show(ui, |ui| {
+                ui.add_space(4.0);
+                ui.label(RichText::new("Model").strong());
+                model_picker(ui, panel, settings, slot, board, picker);
+                ui.separator();
+                sampling(ui, settings);
+                ui.separator();
+                ui.label(RichText::new("Token colours").strong());
+                ui.weak("The warmer a token, the less likely the model found it. Hover a token for its probability and the alternatives; click one to branch.");
+            });
+        });
     ui.heading("Generate");
-    model_picker(ui, panel, settings, slot, board, picker);
-    ui.separator();
-    sampling(ui, settings);
-    ui.separator();
 
     let Some(model) = slot.model.clone() else {
         ui.label("Load a model to start.");
@@ -48,7 +59,7 @@ pub fn ui(
         });
     }
 
-    let input_height = 90.0;
+    let input_height = 100.0;
     let mut pick = None;
     ScrollArea::vertical()
         .max_height((ui.available_height() - input_height).max(80.0))
@@ -58,10 +69,15 @@ pub fn ui(
             for (i, turn) in panel.loom.active().turns.iter().enumerate() {
                 match turn.role {
                     Role::User => {
-                        ui.add_space(6.0);
-                        ui.label(RichText::new(format!("You: {}", turn.text)).strong());
+                        ui.add_space(8.0);
+                        egui::Frame::group(ui.style())
+                            .fill(ui.visuals().faint_bg_color)
+                            .show(ui, |ui| {
+                                ui.label(RichText::new(format!("You: {}", turn.text)).strong());
+                            });
                     }
                     Role::Assistant => {
+                        ui.add_space(4.0);
                         if turn.tokens.is_empty() && panel.is_generating() {
                             ui.spinner();
                         }
@@ -83,7 +99,7 @@ pub fn ui(
         let label = ui.label("Message");
         let edit = egui::TextEdit::multiline(&mut panel.input)
             .desired_rows(2)
-            .desired_width(ui.available_width() - 190.0)
+            .desired_width(ui.available_width() - 150.0)
             .hint_text("Ask the model something (Ctrl+Enter sends)");
         let response = ui.add(edit).labelled_by(label.id);
         let ctrl_enter = response.has_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter) && i.modifiers.command);
@@ -118,7 +134,7 @@ fn model_picker(
     picker: &mut dyn FilePicker,
 ) {
     let mut load: Option<PathBuf> = None;
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let current = slot
             .model
             .as_ref()
@@ -126,6 +142,7 @@ fn model_picker(
             .unwrap_or_else(|| "(none)".into());
         egui::ComboBox::from_label("Model")
             .selected_text(current)
+            .width(200.0)
             .show_ui(ui, |ui| {
                 let shipped = crate::assets::default_model();
                 if ui.selectable_label(false, "SmolLM2-135M-Instruct (shipped)").clicked() {
@@ -137,15 +154,17 @@ fn model_picker(
                     }
                 }
             });
+        if let Some(path) = slot.loading_path() {
+            ui.spinner();
+            ui.label(format!("loading {}", path.display()));
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
         if ui.button("Open file…").clicked() {
             load = picker.pick_model_file();
         }
         if ui.button("Open folder…").clicked() {
             load = picker.pick_folder();
-        }
-        if let Some(path) = slot.loading_path() {
-            ui.spinner();
-            ui.label(format!("loading {}", path.display()));
         }
     });
     ui.horizontal(|ui| {
@@ -172,6 +191,7 @@ fn model_picker(
                 let i = &m.info;
                 let rows = [
                     ("Name", i.name.clone()),
+                    ("Metadata name", i.metadata_name.clone()),
                     ("File", i.path.display().to_string()),
                     ("Format", i.format.to_string()),
                     ("Architecture", i.architecture.clone()),
