@@ -10,6 +10,7 @@ Needs `pip install llama-cpp-python==0.3.36` (and numpy). Run from the repo root
 """
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -69,6 +70,17 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum())
 
 
+def dump(obj, path: str) -> None:
+    """Pretty JSON, but with lists of numbers (and [id, logprob] pairs) kept on one line."""
+    text = json.dumps(obj, ensure_ascii=False, indent=1)
+    num = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+    flat = lambda m: re.sub(r"\s+", "", m.group(0)).replace(",", ", ")
+    text = re.sub(r"\[\s*" + num + r"(?:,\s*" + num + r")*\s*\]", flat, text)
+    text = re.sub(r"\[\s*(?:\[[^\[\]]*\],?\s*)+\]", flat, text)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+
 def main() -> int:
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     llm = Llama(model_path=MODEL, n_ctx=512, n_batch=512, n_threads=2,
@@ -87,9 +99,7 @@ def main() -> int:
                  "as text only when special is true).",
         "cases": cases,
     }
-    with open("tests/fixtures/smollm2_token_ids.json", "w", encoding="utf-8") as f:
-        json.dump(tok, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    dump(tok, "tests/fixtures/smollm2_token_ids.json")
 
     prompts = []
     for text in GREEDY_PROMPTS:
@@ -126,9 +136,7 @@ def main() -> int:
         "n_threads": 2,
         "prompts": prompts,
     }
-    with open("tests/fixtures/smollm2_greedy.json", "w", encoding="utf-8") as f:
-        json.dump(greedy, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    dump(greedy, "tests/fixtures/smollm2_greedy.json")
     return 0
 
 

@@ -55,7 +55,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 /// A fixed English text, tokenised and cut to `n` tokens, so every engine sees the same prompt.
 fn prompt_ids(model: &LanguageModel, n: usize) -> anyhow::Result<Vec<u32>> {
-    const TEXT: &str = "The history of natural language processing generally started in the 1950s, \
+    const TEXT: &str =
+        "The history of natural language processing generally started in the 1950s, \
         although work can be found from earlier periods. In 1950, Alan Turing published an article \
         titled Computing Machinery and Intelligence which proposed what is now called the Turing \
         test as a criterion of intelligence. ";
@@ -77,13 +78,19 @@ fn ours(model: &Arc<LanguageModel>, prompt: &[u32], gen: usize) -> anyhow::Resul
     let t = Instant::now();
     session.feed(prompt)?;
     let prompt_s = t.elapsed().as_secs_f64();
-    let mut sampler = Sampler::new(SamplingParams { alternatives: 0, ..SamplingParams::greedy() });
+    let mut sampler = Sampler::new(SamplingParams {
+        alternatives: 0,
+        ..SamplingParams::greedy()
+    });
     let t = Instant::now();
     for _ in 0..gen {
         let next = session.choose(&mut sampler)?.id;
         session.feed(&[next])?;
     }
-    Ok((prompt.len() as f64 / prompt_s, gen as f64 / t.elapsed().as_secs_f64()))
+    Ok((
+        prompt.len() as f64 / prompt_s,
+        gen as f64 / t.elapsed().as_secs_f64(),
+    ))
 }
 
 fn stock_candle(path: &Path, prompt: &[u32], gen: usize) -> anyhow::Result<(f64, f64)> {
@@ -99,13 +106,21 @@ fn stock_candle(path: &Path, prompt: &[u32], gen: usize) -> anyhow::Result<(f64,
     let t = Instant::now();
     for i in 0..gen {
         let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
-        logits = model.forward(&Tensor::new(&[next], &device)?.unsqueeze(0)?, prompt.len() + i)?;
+        logits = model.forward(
+            &Tensor::new(&[next], &device)?.unsqueeze(0)?,
+            prompt.len() + i,
+        )?;
     }
-    Ok((prompt.len() as f64 / prompt_s, gen as f64 / t.elapsed().as_secs_f64()))
+    Ok((
+        prompt.len() as f64 / prompt_s,
+        gen as f64 / t.elapsed().as_secs_f64(),
+    ))
 }
 
 fn llama_cpp(path: &Path, args: &LmBenchArgs) -> anyhow::Result<(f64, f64)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("llamacpp_bench.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join("llamacpp_bench.py");
     let out = Command::new("python3")
         .arg(&script)
         .args(["--model", &path.to_string_lossy()])
@@ -116,7 +131,10 @@ fn llama_cpp(path: &Path, args: &LmBenchArgs) -> anyhow::Result<(f64, f64)> {
         .output()
         .with_context(|| format!("cannot run python3 {}", script.display()))?;
     if !out.status.success() {
-        anyhow::bail!("llama.cpp benchmark failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "llama.cpp benchmark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or(""))
@@ -130,22 +148,41 @@ fn llama_cpp(path: &Path, args: &LmBenchArgs) -> anyhow::Result<(f64, f64)> {
 fn lm(args: LmBenchArgs) -> anyhow::Result<()> {
     // candle sizes its work split from RAYON_NUM_THREADS; the pool below runs it.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
-    let path = args.model.clone().unwrap_or_else(crate::assets::default_model);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()?;
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(crate::assets::default_model);
     let model = Arc::new(LanguageModel::load(&path)?);
     let prompt = prompt_ids(&model, args.prompt_tokens)?;
     let repeats = args.repeats.max(1);
     let bar = super::progress_bar("alignscope runtime");
     let mut speeds = Vec::new();
-    let (p, d) = pool.install(|| best((0..repeats).map(|_| ours(&model, &prompt, args.gen_tokens))))?;
-    speeds.push(Speed { engine: "alignscope".into(), prompt_tok_s: p, decode_tok_s: d });
+    let (p, d) =
+        pool.install(|| best((0..repeats).map(|_| ours(&model, &prompt, args.gen_tokens))))?;
+    speeds.push(Speed {
+        engine: "alignscope".into(),
+        prompt_tok_s: p,
+        decode_tok_s: d,
+    });
     bar.set_message("stock candle quantized_llama");
-    let (p, d) = pool.install(|| best((0..repeats).map(|_| stock_candle(&path, &prompt, args.gen_tokens))))?;
-    speeds.push(Speed { engine: "candle quantized_llama".into(), prompt_tok_s: p, decode_tok_s: d });
+    let (p, d) =
+        pool.install(|| best((0..repeats).map(|_| stock_candle(&path, &prompt, args.gen_tokens))))?;
+    speeds.push(Speed {
+        engine: "candle quantized_llama".into(),
+        prompt_tok_s: p,
+        decode_tok_s: d,
+    });
     if args.llama_cpp {
         bar.set_message("llama.cpp");
         let (p, d) = llama_cpp(&path, &args)?;
-        speeds.push(Speed { engine: "llama.cpp".into(), prompt_tok_s: p, decode_tok_s: d });
+        speeds.push(Speed {
+            engine: "llama.cpp".into(),
+            prompt_tok_s: p,
+            decode_tok_s: d,
+        });
     }
     bar.finish_and_clear();
     if args.json {

@@ -39,9 +39,15 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let board = JobBoard::new(Some(default_runs_dir()));
-    let path = args.model.clone().unwrap_or_else(crate::assets::default_model);
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(crate::assets::default_model);
     let bar = super::progress_bar(&format!("loading {}", path.display()));
-    let model = spawn_load(&board, path).wait(|_| {}).map_err(anyhow::Error::msg)?.0;
+    let model = spawn_load(&board, path)
+        .wait(|_| {})
+        .map_err(anyhow::Error::msg)?
+        .0;
     let prompt_ids = if args.raw {
         model.tokenizer.encode_prompt(&args.prompt)?
     } else {

@@ -25,22 +25,32 @@ impl SentenceEmbedder {
     pub fn load(dir: &Path) -> Result<Self, LmError> {
         let device = Device::Cpu;
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| LmError::file(&config_path, format!("cannot read: {e}")))?;
-        let config: Config =
-            serde_json::from_str(&text).map_err(|e| LmError::file(&config_path, format!("not a BERT config: {e}")))?;
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| LmError::file(&config_path, format!("cannot read: {e}")))?;
+        let config: Config = serde_json::from_str(&text)
+            .map_err(|e| LmError::file(&config_path, format!("not a BERT config: {e}")))?;
         let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&tok_path).map_err(|e| LmError::file(&tok_path, format!("cannot read tokenizer: {e}")))?;
+        let mut tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| LmError::file(&tok_path, format!("cannot read tokenizer: {e}")))?;
         tokenizer.with_padding(Some(PaddingParams::default()));
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
             .map_err(|e| LmError::file(&tok_path, e))?;
         let weights = dir.join("model.safetensors");
         // SAFETY: mapped read-only; nothing writes the file while it is open.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
-            .map_err(|e| LmError::file(&weights, format!("not a valid safetensors file: {e}")))?;
+            .map_err(|e| {
+            LmError::file(&weights, format!("not a valid safetensors file: {e}"))
+        })?;
         let model = BertModel::load(vb, &config).map_err(|e| LmError::file(&weights, e))?;
-        Ok(Self { model, tokenizer, device })
+        Ok(Self {
+            model,
+            tokenizer,
+            device,
+        })
     }
 
     /// Unit-length embeddings, one per sentence.

@@ -113,7 +113,10 @@ impl JobBoard {
     }
 
     pub fn running(&self) -> usize {
-        lock(&self.jobs).iter().filter(|j| !j.state.is_finished()).count()
+        lock(&self.jobs)
+            .iter()
+            .filter(|j| !j.state.is_finished())
+            .count()
     }
 
     /// Drops finished jobs from the list (their records stay on disk).
@@ -163,7 +166,10 @@ impl JobBoard {
                     Ok(Ok(r)) => (JobState::Succeeded, Some(r)),
                     Ok(Err(_)) if cancelled => (JobState::Cancelled, None),
                     Ok(Err(e)) => (JobState::Failed(format!("{e:#}")), None),
-                    Err(panic) => (JobState::Failed(format!("the job panicked: {}", panic_message(&panic))), None),
+                    Err(panic) => (
+                        JobState::Failed(format!("the job panicked: {}", panic_message(&panic))),
+                        None,
+                    ),
                 };
                 board.finish(id, &spec, started_at, state.clone(), report.as_ref());
                 *lock(&slot) = Some(match (report, state) {
@@ -182,10 +188,19 @@ impl JobBoard {
         }
     }
 
-    fn finish<R: Report>(&self, id: JobId, spec: &JobSpec, started_at: SystemTime, state: JobState, report: Option<&R>) {
+    fn finish<R: Report>(
+        &self,
+        id: JobId,
+        spec: &JobSpec,
+        started_at: SystemTime,
+        state: JobState,
+        report: Option<&R>,
+    ) {
         let (elapsed, logs) = {
             let mut jobs = lock(&self.jobs);
-            let Some(job) = jobs.iter_mut().find(|j| j.id == id) else { return };
+            let Some(job) = jobs.iter_mut().find(|j| j.id == id) else {
+                return;
+            };
             job.elapsed = Some(job.started.elapsed());
             job.state = state.clone();
             if job.state == JobState::Succeeded {
@@ -200,7 +215,9 @@ impl JobBoard {
         if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
             match saved {
                 Ok(path) => job.record = Some(path),
-                Err(e) => job.logs.push(format!("could not write the run record: {e:#}")),
+                Err(e) => job
+                    .logs
+                    .push(format!("could not write the run record: {e:#}")),
             }
         }
     }
@@ -219,7 +236,10 @@ impl JobBoard {
 
     /// Asks a running job to stop (the Jobs panel's Cancel button).
     pub fn cancel(&self, id: JobId) {
-        if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.id == id && !j.state.is_finished()) {
+        if let Some(job) = lock(&self.jobs)
+            .iter_mut()
+            .find(|j| j.id == id && !j.state.is_finished())
+        {
             job.cancel.store(true, Ordering::Relaxed);
             job.message = "cancelling…".into();
         }

@@ -63,7 +63,10 @@ impl RunRecord {
             seed: spec.seed,
             metrics: report.map(Report::metrics).unwrap_or_default(),
             outputs: report.map(Report::outputs).unwrap_or_default(),
-            started_unix: started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            started_unix: started
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
             elapsed_seconds: elapsed.as_secs_f64(),
             logs,
         }
@@ -73,21 +76,29 @@ impl RunRecord {
     /// crash never leaves half a record.
     pub fn save(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let name = format!("{}-{}-{}.json", (self.started_unix * 1000.0) as u64, self.kind, self.id);
+        let name = format!(
+            "{}-{}-{}.json",
+            (self.started_unix * 1000.0) as u64,
+            self.kind,
+            self.id
+        );
         let path = dir.join(name);
         write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
         Ok(path)
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a run record", path.display()))
     }
 }
 
 /// Run records in `dir`, newest first. Files that are not records are skipped.
 pub fn list(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

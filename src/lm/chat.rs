@@ -43,9 +43,12 @@ impl ChatTemplate {
         let mut env = Environment::new();
         // Templates written for Python's Jinja call str methods (`.strip()`, `.startswith()`).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |fmt: String| format_today(&fmt));
         env.add_template("chat", &self.source)
             .map_err(|e| LmError::Template(e.to_string()))?;
@@ -54,7 +57,9 @@ impl ChatTemplate {
 
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let env = self.environment()?;
-        let template = env.get_template("chat").map_err(|e| LmError::Template(e.to_string()))?;
+        let template = env
+            .get_template("chat")
+            .map_err(|e| LmError::Template(e.to_string()))?;
         template
             .render(context! {
                 messages => messages,
@@ -70,8 +75,18 @@ impl ChatTemplate {
 /// Supports %d %m %Y %b %B, which is what chat templates use.
 fn format_today(fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -53,6 +53,6 @@ pub struct SlidingWindow {
 impl DecoderConfig {
     pub fn is_local_layer(&self, layer: usize) -> bool {
         self.sliding_window
-            .is_some_and(|w| (layer + 1) % w.global_every != 0)
+            .is_some_and(|w| !(layer + 1).is_multiple_of(w.global_every))
     }
 }

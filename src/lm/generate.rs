@@ -187,6 +187,9 @@ pub fn generate(
     let before = session.tokens_processed();
     let started = Instant::now();
     session.sync_to(prompt)?;
-    let prompt_timing = (session.tokens_processed() - before, started.elapsed().as_secs_f64());
+    let prompt_timing = (
+        session.tokens_processed() - before,
+        started.elapsed().as_secs_f64(),
+    );
     continue_session(session, config, prompt_timing, on_token)
 }

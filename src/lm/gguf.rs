@@ -22,22 +22,29 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| LmError::file(path, format!("cannot open: {e}")))?;
+        let file =
+            File::open(path).map_err(|e| LmError::file(path, format!("cannot open: {e}")))?;
         let mut reader = BufReader::new(file);
         let mut magic = [0u8; 4];
         if reader.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
-            return Err(LmError::file(path, "not a GGUF file (the first four bytes are not `GGUF`)"));
+            return Err(LmError::file(
+                path,
+                "not a GGUF file (the first four bytes are not `GGUF`)",
+            ));
         }
         reader.rewind().map_err(|e| LmError::file(path, e))?;
         let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| LmError::file(path, format!("damaged GGUF header: {e}")))?;
-        let file_len = std::fs::metadata(path).map_err(|e| LmError::file(path, e))?.len();
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| LmError::file(path, e))?
+            .len();
         // A truncated download keeps a valid header; check the tensor data is all there.
         let data_end = content
             .tensor_infos
             .values()
             .map(|t| {
-                let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+                let bytes =
+                    t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
                 content.tensor_data_offset + t.offset + bytes as u64
             })
             .max()
@@ -45,7 +52,9 @@ impl GgufFile {
         if data_end > file_len {
             return Err(LmError::file(
                 path,
-                format!("truncated: tensor data needs {data_end} bytes but the file has {file_len}"),
+                format!(
+                    "truncated: tensor data needs {data_end} bytes but the file has {file_len}"
+                ),
             ));
         }
         Ok(Self {
@@ -106,7 +115,10 @@ impl GgufFile {
     }
 
     fn float(&mut self, name: &str, device: &Device) -> Result<Tensor> {
-        Ok(self.qtensor(name, device)?.dequantize(device)?.to_dtype(DType::F32)?)
+        Ok(self
+            .qtensor(name, device)?
+            .dequantize(device)?
+            .to_dtype(DType::F32)?)
     }
 
     fn linear(&mut self, name: &str, device: &Device) -> Result<Linear> {
@@ -136,7 +148,7 @@ impl GgufFile {
             *counts.entry(format!("{:?}", t.ggml_dtype)).or_default() += 1;
         }
         let mut counts: Vec<_> = counts.into_iter().collect();
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         counts
             .iter()
             .map(|(k, n)| format!("{k} ×{n}"))
@@ -168,7 +180,10 @@ impl GgufFile {
         };
         let key = |k: &str| format!("{arch}.{k}");
         if self.u32(&key("expert_count")).unwrap_or(0) > 1 {
-            return Err(LmError::file(&self.path, "mixture-of-experts models are not supported"));
+            return Err(LmError::file(
+                &self.path,
+                "mixture-of-experts models are not supported",
+            ));
         }
         let hidden = self.u32(&key("embedding_length"))? as usize;
         let heads = self.u32(&key("attention.head_count"))? as usize;
@@ -178,7 +193,12 @@ impl GgufFile {
             .unwrap_or(hidden / heads);
         let vocab_size = match self.value("tokenizer.ggml.tokens")? {
             gguf_file::Value::Array(a) => a.len(),
-            _ => return Err(LmError::file(&self.path, "`tokenizer.ggml.tokens` is not an array")),
+            _ => {
+                return Err(LmError::file(
+                    &self.path,
+                    "`tokenizer.ggml.tokens` is not an array",
+                ))
+            }
         };
         let sliding_window = if family == Family::Gemma3 {
             Some(SlidingWindow {
@@ -203,12 +223,19 @@ impl GgufFile {
             intermediate_size: self.u32(&key("feed_forward_length"))? as usize,
             num_layers: self.u32(&key("block_count"))? as usize,
             num_heads: heads,
-            num_kv_heads: self.u32(&key("attention.head_count_kv")).map(|v| v as usize).unwrap_or(heads),
+            num_kv_heads: self
+                .u32(&key("attention.head_count_kv"))
+                .map(|v| v as usize)
+                .unwrap_or(heads),
             head_dim,
             rms_norm_eps: self.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
             rope_theta: self
                 .f32(&key("rope.freq_base"))
-                .unwrap_or(if family == Family::Gemma3 { 1_000_000.0 } else { 10_000.0 }),
+                .unwrap_or(if family == Family::Gemma3 {
+                    1_000_000.0
+                } else {
+                    10_000.0
+                }),
             rope_style: match family {
                 Family::Llama => RopeStyle::Interleaved,
                 Family::Qwen2 | Family::Gemma3 => RopeStyle::Halves,
@@ -267,6 +294,8 @@ impl GgufFile {
                 },
             });
         }
-        Ok(Transformer::new(cfg, embeddings, blocks, final_norm, lm_head, device)?)
+        Ok(Transformer::new(
+            cfg, embeddings, blocks, final_norm, lm_head, device,
+        )?)
     }
 }

@@ -15,7 +15,8 @@ use super::error::{LmError, Result};
 use super::tokenizer::TextTokenizer;
 use super::transformer::{Block, Linear, RmsNorm, Transformer};
 
-pub const SUPPORTED: &str = "llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)";
+pub const SUPPORTED: &str =
+    "llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)";
 
 #[derive(Debug, Deserialize)]
 struct HfConfig {
@@ -57,9 +58,10 @@ impl Weights {
     fn open(dir: &Path, device: &Device) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let paths: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| LmError::file(&index_path, e))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| LmError::file(&index_path, format!("invalid JSON: {e}")))?;
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| LmError::file(&index_path, e))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| LmError::file(&index_path, format!("invalid JSON: {e}")))?;
             let map = json["weight_map"]
                 .as_object()
                 .ok_or_else(|| LmError::file(&index_path, "no `weight_map` object"))?;
@@ -70,7 +72,10 @@ impl Weights {
         } else if dir.join("model.safetensors").exists() {
             vec![dir.join("model.safetensors")]
         } else {
-            return Err(LmError::file(dir, "no model.safetensors or model.safetensors.index.json in this folder"));
+            return Err(LmError::file(
+                dir,
+                "no model.safetensors or model.safetensors.index.json in this folder",
+            ));
         };
         let mut files = Vec::new();
         let mut index = HashMap::new();
@@ -95,10 +100,9 @@ impl Weights {
     }
 
     fn get(&self, name: &str) -> Result<Tensor> {
-        let i = *self
-            .index
-            .get(name)
-            .ok_or_else(|| LmError::file(&self.files[0].0, format!("tensor `{name}` is missing")))?;
+        let i = *self.index.get(name).ok_or_else(|| {
+            LmError::file(&self.files[0].0, format!("tensor `{name}` is missing"))
+        })?;
         let (path, st) = &self.files[i];
         st.load(name, &self.device)
             .and_then(|t| t.to_dtype(DType::F32))
@@ -109,12 +113,19 @@ impl Weights {
         let bias = format!("{prefix}.bias");
         Ok(Linear {
             weight: QMatMul::Tensor(self.get(&format!("{prefix}.weight"))?),
-            bias: if self.has(&bias) { Some(self.get(&bias)?) } else { None },
+            bias: if self.has(&bias) {
+                Some(self.get(&bias)?)
+            } else {
+                None
+            },
         })
     }
 
     fn norm(&self, name: &str, eps: f32) -> Result<RmsNorm> {
-        Ok(RmsNorm { weight: self.get(name)?, eps })
+        Ok(RmsNorm {
+            weight: self.get(name)?,
+            eps,
+        })
     }
 }
 
@@ -127,7 +138,8 @@ pub struct HfModel {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| LmError::file(path, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LmError::file(path, format!("cannot read: {e}")))?;
     serde_json::from_str(&text).map_err(|e| LmError::file(path, format!("invalid JSON: {e}")))
 }
 
@@ -150,31 +162,53 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         _ => {
             return Err(LmError::UnsupportedArchitecture {
                 path: config_path,
-                arch: if model_type.is_empty() { "(no model_type)".into() } else { model_type },
+                arch: if model_type.is_empty() {
+                    "(no model_type)".into()
+                } else {
+                    model_type
+                },
                 supported: SUPPORTED,
             })
         }
     };
-    let cfg: HfConfig =
-        serde_json::from_value(raw.clone()).map_err(|e| LmError::file(&config_path, format!("unexpected config: {e}")))?;
+    let cfg: HfConfig = serde_json::from_value(raw.clone())
+        .map_err(|e| LmError::file(&config_path, format!("unexpected config: {e}")))?;
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.exists() {
-        return Err(LmError::file(dir, "tokenizer.json is missing: the folder needs the model's tokenizer.json"));
+        return Err(LmError::file(
+            dir,
+            "tokenizer.json is missing: the folder needs the model's tokenizer.json",
+        ));
     }
     let tok_cfg_path = dir.join("tokenizer_config.json");
-    let tok_cfg = if tok_cfg_path.exists() { read_json(&tok_cfg_path)? } else { serde_json::Value::Null };
+    let tok_cfg = if tok_cfg_path.exists() {
+        read_json(&tok_cfg_path)?
+    } else {
+        serde_json::Value::Null
+    };
     let bos = token_field(&tok_cfg, "bos_token");
     let eos = token_field(&tok_cfg, "eos_token");
-    let add_bos = tok_cfg["add_bos_token"].as_bool().unwrap_or(family == Family::Llama && bos.is_some());
-    let tokenizer = TextTokenizer::from_json_file(&tokenizer_path, bos.as_deref(), eos.as_deref(), add_bos)?;
+    let add_bos = tok_cfg["add_bos_token"]
+        .as_bool()
+        .unwrap_or(family == Family::Llama && bos.is_some());
+    let tokenizer =
+        TextTokenizer::from_json_file(&tokenizer_path, bos.as_deref(), eos.as_deref(), add_bos)?;
     let chat_template = match tok_cfg["chat_template"].as_str() {
-        Some(src) => Some(ChatTemplate::new(src.to_string(), bos.unwrap_or_default(), eos.unwrap_or_default())
-            .map_err(|e| LmError::file(&tok_cfg_path, e))?),
+        Some(src) => Some(
+            ChatTemplate::new(
+                src.to_string(),
+                bos.unwrap_or_default(),
+                eos.unwrap_or_default(),
+            )
+            .map_err(|e| LmError::file(&tok_cfg_path, e))?,
+        ),
         None => None,
     };
 
     let weights = Weights::open(dir, device)?;
-    let head_dim = cfg.head_dim.unwrap_or(cfg.hidden_size / cfg.num_attention_heads);
+    let head_dim = cfg
+        .head_dim
+        .unwrap_or(cfg.hidden_size / cfg.num_attention_heads);
     let config = DecoderConfig {
         family,
         vocab_size: cfg.vocab_size,
@@ -221,7 +255,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
     let dtype = weights
         .files
         .first()
-        .and_then(|(_, st)| st.tensors().first().map(|(_, v)| format!("{:?}", v.dtype())))
+        .and_then(|(_, st)| {
+            st.tensors()
+                .first()
+                .map(|(_, v)| format!("{:?}", v.dtype()))
+        })
         .unwrap_or_default();
     let parameters = weights
         .files

@@ -31,7 +31,12 @@ impl KvCache {
 
     /// Appends this step's keys and values (shape `[b, kv_heads, seq, head_dim]`) to `layer` and
     /// returns the full keys and values to attend over.
-    pub(crate) fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor,
+        v: Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let (k, v) = match &self.layers[layer] {
             None => (k, v),
             Some((k0, v0)) => (Tensor::cat(&[k0, &k], 2)?, Tensor::cat(&[v0, &v], 2)?),

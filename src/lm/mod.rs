@@ -9,8 +9,8 @@ pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
 pub mod sampling;
-pub mod tasks;
 pub mod session;
+pub mod tasks;
 pub mod tokenizer;
 pub mod transformer;
 
@@ -47,6 +47,35 @@ pub struct ModelInfo {
     pub kv_heads: usize,
 }
 
+/// What the file format says about its weights (the rest of [`ModelInfo`] is the config).
+struct Weights {
+    format: &'static str,
+    metadata_name: String,
+    architecture: String,
+    parameters: usize,
+    quantization: String,
+}
+
+impl ModelInfo {
+    fn new(path: &Path, cfg: &config::DecoderConfig, w: Weights) -> Self {
+        Self {
+            name: file_stem(path),
+            metadata_name: w.metadata_name,
+            path: path.to_path_buf(),
+            format: w.format,
+            architecture: w.architecture,
+            parameters: w.parameters,
+            quantization: w.quantization,
+            context_length: cfg.context_length,
+            vocab_size: cfg.vocab_size,
+            layers: cfg.num_layers,
+            hidden_size: cfg.hidden_size,
+            heads: cfg.num_heads,
+            kv_heads: cfg.num_kv_heads,
+        }
+    }
+}
+
 pub struct LanguageModel {
     pub transformer: Transformer,
     pub tokenizer: TextTokenizer,
@@ -75,22 +104,17 @@ impl LanguageModel {
             ),
             Err(_) => None,
         };
-        let cfg = &transformer.config;
-        let info = ModelInfo {
-            name: file_stem(path),
-            metadata_name: gguf.string("general.name").unwrap_or_default(),
-            path: path.to_path_buf(),
-            format: "GGUF",
-            architecture: gguf.architecture()?,
-            parameters: gguf.parameter_count(),
-            quantization: gguf.quantization_summary(),
-            context_length: cfg.context_length,
-            vocab_size: cfg.vocab_size,
-            layers: cfg.num_layers,
-            hidden_size: cfg.hidden_size,
-            heads: cfg.num_heads,
-            kv_heads: cfg.num_kv_heads,
-        };
+        let info = ModelInfo::new(
+            path,
+            &transformer.config,
+            Weights {
+                format: "GGUF",
+                metadata_name: gguf.string("general.name").unwrap_or_default(),
+                architecture: gguf.architecture()?,
+                parameters: gguf.parameter_count(),
+                quantization: gguf.quantization_summary(),
+            },
+        );
         Ok(Self {
             transformer,
             tokenizer,
@@ -101,22 +125,17 @@ impl LanguageModel {
 
     fn load_hf(dir: &Path, device: &Device) -> Result<Self> {
         let m = hf::load(dir, device)?;
-        let cfg = &m.transformer.config;
-        let info = ModelInfo {
-            name: file_stem(dir),
-            metadata_name: String::new(),
-            path: dir.to_path_buf(),
-            format: "safetensors",
-            architecture: format!("{:?}", cfg.family).to_lowercase(),
-            parameters: m.parameters,
-            quantization: m.dtype.clone(),
-            context_length: cfg.context_length,
-            vocab_size: cfg.vocab_size,
-            layers: cfg.num_layers,
-            hidden_size: cfg.hidden_size,
-            heads: cfg.num_heads,
-            kv_heads: cfg.num_kv_heads,
-        };
+        let info = ModelInfo::new(
+            dir,
+            &m.transformer.config,
+            Weights {
+                format: "safetensors",
+                metadata_name: String::new(),
+                architecture: format!("{:?}", m.transformer.config.family).to_lowercase(),
+                parameters: m.parameters,
+                quantization: m.dtype.clone(),
+            },
+        );
         Ok(Self {
             transformer: m.transformer,
             tokenizer: m.tokenizer,

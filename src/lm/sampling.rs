@@ -145,11 +145,20 @@ mod tests {
 
     #[test]
     fn greedy_picks_the_largest_and_reports_normalised_logprobs() {
-        let mut s = Sampler::new(SamplingParams { alternatives: 3, ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            alternatives: 3,
+            ..SamplingParams::greedy()
+        });
         let c = s.sample(&[0.0, 3.0, 1.0, 2.0]);
         assert_eq!(c.id, 1);
-        assert_eq!(c.alternatives.iter().map(|a| a.0).collect::<Vec<_>>(), vec![1, 3, 2]);
-        let total: f32 = log_softmax(&[0.0, 3.0, 1.0, 2.0]).iter().map(|l| l.exp()).sum();
+        assert_eq!(
+            c.alternatives.iter().map(|a| a.0).collect::<Vec<_>>(),
+            vec![1, 3, 2]
+        );
+        let total: f32 = log_softmax(&[0.0, 3.0, 1.0, 2.0])
+            .iter()
+            .map(|l| l.exp())
+            .sum();
         assert!((total - 1.0).abs() < 1e-5);
         assert!((c.logprob - log_softmax(&[0.0, 3.0, 1.0, 2.0])[1]).abs() < 1e-6);
     }
@@ -157,7 +166,13 @@ mod tests {
     #[test]
     fn same_seed_same_draws_and_top_k_is_respected() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
-        let params = SamplingParams { temperature: 1.0, top_k: 3, top_p: 1.0, seed: 7, alternatives: 0 };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 3,
+            top_p: 1.0,
+            seed: 7,
+            alternatives: 0,
+        };
         let draw = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
             (0..200).map(|_| s.sample(&logits).id).collect::<Vec<_>>()
@@ -177,9 +192,21 @@ mod tests {
     fn top_p_keeps_only_the_nucleus() {
         // One token holds ~88% of the mass: with p = 0.5 it is the only one kept.
         let logits = [5.0, 3.0, 0.0, 0.0];
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5, seed: 1, alternatives: 2 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+            seed: 1,
+            alternatives: 2,
+        });
         assert!((0..100).all(|_| s.sample(&logits).id == 0));
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 1, alternatives: 2 });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 1,
+            alternatives: 2,
+        });
         assert!((0..300).any(|_| s.sample(&logits).id != 0));
     }
 }

@@ -65,7 +65,10 @@ impl Session {
             });
         }
         for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let logits = self.model.transformer.forward(chunk, &mut self.cache, false)?;
+            let logits = self
+                .model
+                .transformer
+                .forward(chunk, &mut self.cache, false)?;
             self.logits = Some(logits.to_vec1::<f32>()?);
             self.tokens.extend_from_slice(chunk);
             self.processed += chunk.len();
@@ -99,7 +102,11 @@ impl Session {
             .take_while(|(a, b)| a == b)
             .count();
         // Keep at least one token to feed so that fresh logits exist.
-        let keep = if common == tokens.len() && common > 0 { common - 1 } else { common };
+        let keep = if common == tokens.len() && common > 0 {
+            common - 1
+        } else {
+            common
+        };
         self.rewind(keep)?;
         self.feed(&tokens[keep..])
     }
@@ -107,10 +114,9 @@ impl Session {
     /// Next-token logits after the current tokens.
     pub fn logits(&mut self) -> Result<&[f32]> {
         if self.logits.is_none() {
-            let last = *self
-                .tokens
-                .last()
-                .ok_or_else(|| LmError::Tokenizer("the session is empty: feed a prompt first".into()))?;
+            let last = *self.tokens.last().ok_or_else(|| {
+                LmError::Tokenizer("the session is empty: feed a prompt first".into())
+            })?;
             self.rewind(self.tokens.len() - 1)?;
             self.feed(&[last])?;
         }

@@ -25,7 +25,12 @@ impl Report for Loaded {
 pub fn spawn_load(board: &JobBoard, path: PathBuf) -> JobHandle<(), Loaded> {
     let spec = JobSpec {
         kind: "load-model".into(),
-        title: format!("Load {}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+        title: format!(
+            "Load {}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ),
         inputs: json!({ "path": path }),
         seed: None,
     };
@@ -97,13 +102,21 @@ pub fn spawn_generate(
         ctx.progress(Some(0.0), "reading the prompt");
         let max = request.config.max_tokens.max(1);
         let mut n = 0usize;
-        let generation = generate(&mut session, &request.prompt_ids, &request.config, |token| {
-            n += 1;
-            ctx.progress(Some(n as f32 / max as f32), format!("{n} tokens"));
-            ctx.send(token.clone());
-            !ctx.is_cancelled()
-        })?;
-        Ok(GenerateOutcome { generation, session })
+        let generation = generate(
+            &mut session,
+            &request.prompt_ids,
+            &request.config,
+            |token| {
+                n += 1;
+                ctx.progress(Some(n as f32 / max as f32), format!("{n} tokens"));
+                ctx.send(token.clone());
+                !ctx.is_cancelled()
+            },
+        )?;
+        Ok(GenerateOutcome {
+            generation,
+            session,
+        })
     })
 }
 

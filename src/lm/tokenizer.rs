@@ -41,11 +41,22 @@ pub struct TextTokenizer {
 }
 
 impl TextTokenizer {
-    fn from_tokenizer(tokenizer: Tokenizer, bos: Option<u32>, eos: Option<u32>, add_bos: bool) -> Self {
+    fn from_tokenizer(
+        tokenizer: Tokenizer,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        add_bos: bool,
+    ) -> Self {
         let mut plain = tokenizer.clone();
         plain.set_encode_special_tokens(true);
         let mut stop_ids: Vec<u32> = eos.into_iter().collect();
-        for marker in ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "</s>"] {
+        for marker in [
+            "<|im_end|>",
+            "<end_of_turn>",
+            "<|eot_id|>",
+            "<|endoftext|>",
+            "</s>",
+        ] {
             if let Some(id) = tokenizer.token_to_id(marker) {
                 if !stop_ids.contains(&id) {
                     stop_ids.push(id);
@@ -69,8 +80,14 @@ impl TextTokenizer {
     /// Token ids of `text`; `parse_special` turns written special tokens into their ids.
     /// Never adds BOS (see [`Self::encode_prompt`]).
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
-        let t = if parse_special { &self.with_special } else { &self.plain };
-        let enc = t.encode(text, false).map_err(|e| LmError::Tokenizer(e.to_string()))?;
+        let t = if parse_special {
+            &self.with_special
+        } else {
+            &self.plain
+        };
+        let enc = t
+            .encode(text, false)
+            .map_err(|e| LmError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -108,7 +125,12 @@ impl TextTokenizer {
         self.stop_ids.contains(&id)
     }
 
-    pub fn from_json_file(path: &Path, bos: Option<&str>, eos: Option<&str>, add_bos: bool) -> Result<Self> {
+    pub fn from_json_file(
+        path: &Path,
+        bos: Option<&str>,
+        eos: Option<&str>,
+        add_bos: bool,
+    ) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| LmError::file(path, format!("cannot read tokenizer: {e}")))?;
         let bos = bos.and_then(|t| tokenizer.token_to_id(t));
@@ -146,18 +168,31 @@ impl TextTokenizer {
                     .collect::<Result<Vec<_>>>()?;
                 let bpe = BPE::builder()
                     .vocab_and_merges(vocab, merges)
-                    .ignore_merges(gguf.value("tokenizer.ggml.ignore_merges").is_ok_and(|v| v.to_bool().unwrap_or(false)))
+                    .ignore_merges(
+                        gguf.value("tokenizer.ggml.ignore_merges")
+                            .is_ok_and(|v| v.to_bool().unwrap_or(false)),
+                    )
                     .build()
                     .map_err(|e| LmError::file(path, format!("tokenizer: {e}")))?;
                 let mut t = Tokenizer::new(bpe);
-                let pre = gguf.string("tokenizer.ggml.pre").unwrap_or_else(|_| "default".into());
+                let pre = gguf
+                    .string("tokenizer.ggml.pre")
+                    .unwrap_or_else(|_| "default".into());
                 byte_level_pipeline(&mut t, &pre).map_err(|e| LmError::file(path, e))?;
                 (t, false)
             }
             "llama" => {
                 let scores = match gguf.value("tokenizer.ggml.scores")? {
-                    Value::Array(a) => a.iter().map(|v| v.to_f32().unwrap_or(0.0)).collect::<Vec<_>>(),
-                    _ => return Err(LmError::file(path, "`tokenizer.ggml.scores` is not an array")),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|v| v.to_f32().unwrap_or(0.0))
+                        .collect::<Vec<_>>(),
+                    _ => {
+                        return Err(LmError::file(
+                            path,
+                            "`tokenizer.ggml.scores` is not an array",
+                        ))
+                    }
                 };
                 let add_prefix = gguf
                     .value("tokenizer.ggml.add_space_prefix")
@@ -195,9 +230,16 @@ fn string_array(gguf: &GgufFile, key: &str) -> Result<Vec<String>> {
     match gguf.value(key)? {
         Value::Array(a) => a
             .iter()
-            .map(|v| v.to_string().cloned().map_err(|e| LmError::file(gguf.path(), format!("`{key}`: {e}"))))
+            .map(|v| {
+                v.to_string()
+                    .cloned()
+                    .map_err(|e| LmError::file(gguf.path(), format!("`{key}`: {e}")))
+            })
             .collect(),
-        _ => Err(LmError::file(gguf.path(), format!("`{key}` is not an array"))),
+        _ => Err(LmError::file(
+            gguf.path(),
+            format!("`{key}` is not an array"),
+        )),
     }
 }
 
@@ -212,15 +254,22 @@ fn u32_array(gguf: &GgufFile, value: &Value, key: &str) -> Result<Vec<u32>> {
                     .map_err(|e| LmError::file(gguf.path(), format!("`{key}`: {e}")))
             })
             .collect(),
-        _ => Err(LmError::file(gguf.path(), format!("`{key}` is not an array"))),
+        _ => Err(LmError::file(
+            gguf.path(),
+            format!("`{key}` is not an array"),
+        )),
     }
 }
 
 /// Pre-tokenisation for gpt2-style vocabularies, following llama.cpp's `tokenizer.ggml.pre` types.
 fn byte_level_pipeline(t: &mut Tokenizer, pre: &str) -> std::result::Result<(), String> {
     let regex_split = |re: &str| -> std::result::Result<Split, String> {
-        Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| e.to_string())
+        Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| e.to_string())
     };
     let bytes_only = ByteLevel::new(false, false, false);
     let pre_tokenizer = match pre {
@@ -263,25 +312,41 @@ fn sentencepiece_bpe(
         for (cut, _) in piece.char_indices().skip(1) {
             let (a, b) = piece.split_at(cut);
             if vocab.contains_key(a) && vocab.contains_key(b) {
-                ranked.push((scores.get(id).copied().unwrap_or(0.0), id, a.to_string(), b.to_string()));
+                ranked.push((
+                    scores.get(id).copied().unwrap_or(0.0),
+                    id,
+                    a.to_string(),
+                    b.to_string(),
+                ));
             }
         }
     }
     ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
     let merges = ranked.into_iter().map(|(_, _, a, b)| (a, b)).collect();
-    let unk = tokens.iter().position(|t| t == "<unk>").map(|i| tokens[i].clone());
-    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+    let unk = tokens
+        .iter()
+        .position(|t| t == "<unk>")
+        .map(|i| tokens[i].clone());
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
     if let Some(unk) = unk {
         builder = builder.unk_token(unk);
     }
     let mut t = Tokenizer::new(builder.build().map_err(|e| e.to_string())?);
     let replace = Replace::new(" ", "▁").map_err(|e| e.to_string())?;
     let normalizer: NormalizerWrapper = if add_prefix {
-        tokenizers::normalizers::Sequence::new(vec![Prepend::new("▁".into()).into(), replace.into()]).into()
+        tokenizers::normalizers::Sequence::new(vec![
+            Prepend::new("▁".into()).into(),
+            replace.into(),
+        ])
+        .into()
     } else {
         replace.into()
     };
-    t.with_normalizer(Some(normalizer)).map_err(|e| e.to_string())?;
+    t.with_normalizer(Some(normalizer))
+        .map_err(|e| e.to_string())?;
     let mut steps = vec![
         tokenizers::decoders::DecoderWrapper::from(
             tokenizers::normalizers::Replace::new("▁", " ").map_err(|e| e.to_string())?,

@@ -118,7 +118,12 @@ impl Transformer {
         let max_len = config.context_length;
         let global_rope = Rope::new(config.head_dim, config.rope_theta, max_len, device)?;
         let local_rope = match config.sliding_window {
-            Some(w) => Some(Rope::new(config.head_dim, w.local_rope_theta, max_len, device)?),
+            Some(w) => Some(Rope::new(
+                config.head_dim,
+                w.local_rope_theta,
+                max_len,
+                device,
+            )?),
             None => None,
         };
         Ok(Self {
@@ -143,7 +148,12 @@ impl Transformer {
 
     /// Runs `tokens` after the positions already in `cache` and appends them to it.
     /// Returns f32 logits: `[vocab]` for the last token, or `[tokens, vocab]` with `all_positions`.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, all_positions: bool) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        all_positions: bool,
+    ) -> Result<Tensor> {
         let cfg = &self.config;
         let seq = tokens.len();
         let pos = cache.len();
@@ -172,7 +182,11 @@ impl Transformer {
             x = self.block_forward(block, i, &x, pos, mask.as_ref(), rope, cache)?;
         }
         cache.advance(seq);
-        let x = if all_positions { x.i(0)? } else { x.i((0, seq - 1))?.unsqueeze(0)? };
+        let x = if all_positions {
+            x.i(0)?
+        } else {
+            x.i((0, seq - 1))?.unsqueeze(0)?
+        };
         let x = self.final_norm.forward(&x)?;
         let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
         if all_positions {
@@ -184,11 +198,7 @@ impl Transformer {
 
     /// Additive mask `[seq, pos + seq]` (0 or -inf); `None` when nothing needs masking.
     fn mask(&self, seq: usize, pos: usize, local: bool) -> Result<Option<Tensor>> {
-        let window = self
-            .config
-            .sliding_window
-            .filter(|_| local)
-            .map(|w| w.size);
+        let window = self.config.sliding_window.filter(|_| local).map(|w| w.size);
         let total = pos + seq;
         if seq == 1 && window.is_none_or(|w| total <= w) {
             return Ok(None);
@@ -220,9 +230,19 @@ impl Transformer {
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
 
         let h = b.attn_norm.forward(x)?;
-        let q = b.q.forward(&h)?.reshape((1, seq, nh, hd))?.transpose(1, 2)?;
-        let k = b.k.forward(&h)?.reshape((1, seq, nkv, hd))?.transpose(1, 2)?;
-        let v = b.v.forward(&h)?.reshape((1, seq, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let q =
+            b.q.forward(&h)?
+                .reshape((1, seq, nh, hd))?
+                .transpose(1, 2)?;
+        let k =
+            b.k.forward(&h)?
+                .reshape((1, seq, nkv, hd))?
+                .transpose(1, 2)?;
+        let v =
+            b.v.forward(&h)?
+                .reshape((1, seq, nkv, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
         let (q, k) = match &b.qk_norm {
             Some((qn, kn)) => (qn.forward(&q)?, kn.forward(&k)?),
             None => (q, k),

@@ -25,10 +25,20 @@ impl AlignApp {
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
             .unwrap_or_default();
-        Self::with_parts(&cc.egui_ctx, settings, JobBoard::new(Some(default_runs_dir())), Box::new(SystemPicker))
+        Self::with_parts(
+            &cc.egui_ctx,
+            settings,
+            JobBoard::new(Some(default_runs_dir())),
+            Box::new(SystemPicker),
+        )
     }
 
-    pub fn with_parts(ctx: &egui::Context, settings: Settings, board: JobBoard, picker: Box<dyn FilePicker>) -> Self {
+    pub fn with_parts(
+        ctx: &egui::Context,
+        settings: Settings,
+        board: JobBoard,
+        picker: Box<dyn FilePicker>,
+    ) -> Self {
         let repaint = ctx.clone();
         board.set_notify(move || repaint.request_repaint());
         let mut app = Self {
@@ -57,13 +67,21 @@ impl AlignApp {
         ui.selectable_value(&mut self.settings.page, Page::Generate, "Generate");
         ui.separator();
         let running = self.board.running();
-        let jobs = if running > 0 { format!("Jobs ({running} running)") } else { "Jobs".to_string() };
+        let jobs = if running > 0 {
+            format!("Jobs ({running} running)")
+        } else {
+            "Jobs".to_string()
+        };
         ui.selectable_value(&mut self.settings.page, Page::Jobs, jobs);
     }
 
     fn status_bar(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
-            let theme = if self.settings.dark { "Light theme" } else { "Dark theme" };
+            let theme = if self.settings.dark {
+                "Light theme"
+            } else {
+                "Dark theme"
+            };
             if ui.button(theme).clicked() {
                 self.settings.dark = !self.settings.dark;
             }
@@ -78,9 +96,17 @@ impl AlignApp {
                 None => ui.label("no model"),
             };
             ui.separator();
-            for job in self.board.snapshot().iter().filter(|j| !j.state.is_finished()) {
+            for job in self
+                .board
+                .snapshot()
+                .iter()
+                .filter(|j| !j.state.is_finished())
+            {
                 ui.spinner();
-                let p = job.progress.map(|p| format!(" {:.0}%", p * 100.0)).unwrap_or_default();
+                let p = job
+                    .progress
+                    .map(|p| format!(" {:.0}%", p * 100.0))
+                    .unwrap_or_default();
                 ui.label(format!("{}{p}", job.title));
             }
         });
@@ -88,7 +114,14 @@ impl AlignApp {
 
     /// Paths dropped on the window load as models.
     fn take_dropped(&mut self, ctx: &egui::Context) {
-        let dropped: Vec<_> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        let dropped: Vec<_> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
         if let Some(path) = dropped.into_iter().next() {
             self.model.load(&self.board, path);
         }
@@ -102,7 +135,11 @@ impl eframe::App for AlignApp {
         }
         self.generate.poll();
         self.take_dropped(ctx);
-        ctx.set_theme(if self.settings.dark { egui::Theme::Dark } else { egui::Theme::Light });
+        ctx.set_theme(if self.settings.dark {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        });
     }
 
     fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {

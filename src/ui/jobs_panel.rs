@@ -30,47 +30,50 @@ pub fn ui(ui: &mut Ui, panel: &mut JobsPanel, board: &JobBoard) {
         board.clear_finished();
     }
     let mut open = None;
-    ScrollArea::vertical().id_salt("jobs").max_height(ui.available_height() * 0.5).show(ui, |ui| {
-        for job in jobs.iter().rev() {
-            ui.group(|ui| {
-                ui.horizontal(|ui| {
-                    ui.label(RichText::new(&job.title).strong());
-                    ui.label(format!("[{}] {}", job.kind, job.state.label()));
-                    ui.label(format!("{:.1} s", job.elapsed().as_secs_f32()));
-                    if !job.state.is_finished() && ui.button("Cancel").clicked() {
-                        board.cancel(job.id);
-                    }
-                    if let Some(path) = &job.record {
-                        if ui.button("Record").clicked() {
-                            open = Some(path.clone());
+    ScrollArea::vertical()
+        .id_salt("jobs")
+        .max_height(ui.available_height() * 0.5)
+        .show(ui, |ui| {
+            for job in jobs.iter().rev() {
+                ui.group(|ui| {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(&job.title).strong());
+                        ui.label(format!("[{}] {}", job.kind, job.state.label()));
+                        ui.label(format!("{:.1} s", job.elapsed().as_secs_f32()));
+                        if !job.state.is_finished() && ui.button("Cancel").clicked() {
+                            board.cancel(job.id);
                         }
+                        if let Some(path) = &job.record {
+                            if ui.button("Record").clicked() {
+                                open = Some(path.clone());
+                            }
+                        }
+                    });
+                    match &job.state {
+                        JobState::Running => {
+                            let bar = match job.progress {
+                                Some(p) => egui::ProgressBar::new(p).show_percentage(),
+                                None => egui::ProgressBar::new(0.0).animate(true),
+                            };
+                            ui.add(bar.text(job.message.clone()));
+                        }
+                        JobState::Failed(msg) => {
+                            ui.colored_label(ui.visuals().error_fg_color, format!("Failed: {msg}"));
+                        }
+                        JobState::Cancelled | JobState::Succeeded => {}
+                    }
+                    if !job.logs.is_empty() {
+                        egui::CollapsingHeader::new(format!("Log ({} lines)", job.logs.len()))
+                            .id_salt(("log", job.id))
+                            .show(ui, |ui| {
+                                for line in &job.logs {
+                                    ui.monospace(line);
+                                }
+                            });
                     }
                 });
-                match &job.state {
-                    JobState::Running => {
-                        let bar = match job.progress {
-                            Some(p) => egui::ProgressBar::new(p).show_percentage(),
-                            None => egui::ProgressBar::new(0.0).animate(true),
-                        };
-                        ui.add(bar.text(job.message.clone()));
-                    }
-                    JobState::Failed(msg) => {
-                        ui.colored_label(ui.visuals().error_fg_color, format!("Failed: {msg}"));
-                    }
-                    JobState::Cancelled | JobState::Succeeded => {}
-                }
-                if !job.logs.is_empty() {
-                    egui::CollapsingHeader::new(format!("Log ({} lines)", job.logs.len()))
-                        .id_salt(("log", job.id))
-                        .show(ui, |ui| {
-                            for line in &job.logs {
-                                ui.monospace(line);
-                            }
-                        });
-                }
-            });
-        }
-    });
+            }
+        });
 
     ui.separator();
     ui.heading("Run records");
@@ -80,14 +83,20 @@ pub fn ui(ui: &mut Ui, panel: &mut JobsPanel, board: &JobBoard) {
         }
         Some(dir) => {
             ui.weak(dir.display().to_string());
-            ScrollArea::vertical().id_salt("records").max_height(160.0).show(ui, |ui| {
-                for path in record::list(dir).into_iter().take(50) {
-                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    if ui.selectable_label(false, name).clicked() {
-                        open = Some(path);
+            ScrollArea::vertical()
+                .id_salt("records")
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    for path in record::list(dir).into_iter().take(50) {
+                        let name = path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        if ui.selectable_label(false, name).clicked() {
+                            open = Some(path);
+                        }
                     }
-                }
-            });
+                });
         }
     }
     if let Some(path) = open {

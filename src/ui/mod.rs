@@ -20,6 +20,10 @@ pub fn run_app() -> anyhow::Result<()> {
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
-    eframe::run_native("alignscope", options, Box::new(|cc| Ok(Box::new(AlignApp::new(cc)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native(
+        "alignscope",
+        options,
+        Box::new(|cc| Ok(Box::new(AlignApp::new(cc)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

@@ -27,7 +27,10 @@ fn truncated_gguf() {
     // Cut inside the header.
     std::fs::write(&path, &bytes[..5000]).unwrap();
     let e = load_error(&path);
-    assert!(e.contains("cut.gguf") && e.contains("damaged GGUF header"), "{e}");
+    assert!(
+        e.contains("cut.gguf") && e.contains("damaged GGUF header"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -35,23 +38,44 @@ fn wrong_architecture_gguf() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bert.gguf");
     let arch = gguf_file::Value::String("bert".into());
-    let w = QTensor::quantize(&Tensor::zeros((4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let w = QTensor::quantize(
+        &Tensor::zeros((4, 4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    )
+    .unwrap();
     let mut f = std::fs::File::create(&path).unwrap();
-    gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("token_embd.weight", &w)]).unwrap();
+    gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("token_embd.weight", &w)],
+    )
+    .unwrap();
     drop(f);
     let e = load_error(&path);
-    assert!(e.contains("bert.gguf") && e.contains("`bert` is not supported") && e.contains("llama"), "{e}");
+    assert!(
+        e.contains("bert.gguf") && e.contains("`bert` is not supported") && e.contains("llama"),
+        "{e}"
+    );
 }
 
 #[test]
 fn not_a_model_and_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.gguf");
-    std::fs::File::create(&path).unwrap().write_all(b"hello, not a model").unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(b"hello, not a model")
+        .unwrap();
     let e = load_error(&path);
-    assert!(e.contains("notes.gguf") && e.contains("not a GGUF file"), "{e}");
+    assert!(
+        e.contains("notes.gguf") && e.contains("not a GGUF file"),
+        "{e}"
+    );
     let e = load_error(&dir.path().join("nowhere.gguf"));
-    assert!(e.contains("nowhere.gguf") && e.contains("no such file"), "{e}");
+    assert!(
+        e.contains("nowhere.gguf") && e.contains("no such file"),
+        "{e}"
+    );
     let e = load_error(dir.path());
     assert!(e.contains("config.json"), "{e}");
 }
@@ -64,20 +88,34 @@ fn hf_folder_with_bad_safetensors_header_or_no_tokenizer() {
         "num_hidden_layers": 1, "num_attention_heads": 2,
     });
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), b"\xff\xff\x00\x00\x00\x00\x00\x00{garbage").unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"\xff\xff\x00\x00\x00\x00\x00\x00{garbage",
+    )
+    .unwrap();
     let e = load_error(dir.path());
     assert!(e.contains("tokenizer.json is missing"), "{e}");
 
-    let tokenizer = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/all-MiniLM-L6-v2/tokenizer.json");
+    let tokenizer = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/models/all-MiniLM-L6-v2/tokenizer.json");
     std::fs::copy(tokenizer, dir.path().join("tokenizer.json")).unwrap();
     let e = load_error(dir.path());
-    assert!(e.contains("model.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a valid safetensors file"),
+        "{e}"
+    );
 
     std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
     let e = load_error(dir.path());
-    assert!(e.contains("config.json") && e.contains("`gpt2` is not supported"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("`gpt2` is not supported"),
+        "{e}"
+    );
 
     std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
     let e = load_error(dir.path());
-    assert!(e.contains("config.json") && e.contains("invalid JSON"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("invalid JSON"),
+        "{e}"
+    );
 }

@@ -24,10 +24,23 @@ fn generate_json_greedy() {
     let dir = tempfile::tempdir().unwrap();
     let run = || {
         let out = alignscope(dir.path())
-            .args(["generate", "--prompt", "What is 2+2?", "--max-tokens", "8", "--temperature", "0", "--json"])
+            .args([
+                "generate",
+                "--prompt",
+                "What is 2+2?",
+                "--max-tokens",
+                "8",
+                "--temperature",
+                "0",
+                "--json",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let v = run();
@@ -40,7 +53,12 @@ fn generate_json_greedy() {
     // Greedy is deterministic, and every run leaves records.
     assert_eq!(run()["text"], v["text"]);
     let records = alignscope::jobs::record::list(dir.path());
-    assert!(records.iter().any(|p| p.to_string_lossy().contains("generate")), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|p| p.to_string_lossy().contains("generate")),
+        "{records:?}"
+    );
 }
 
 #[test]
@@ -55,6 +73,9 @@ fn bad_model_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("broken.gguf") && err.contains("damaged GGUF header"), "{err}");
+    assert!(
+        err.contains("broken.gguf") && err.contains("damaged GGUF header"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

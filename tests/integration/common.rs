@@ -11,17 +11,24 @@ pub fn shipped_model_path() -> PathBuf {
 pub fn shipped_model() -> Arc<LanguageModel> {
     static MODEL: OnceLock<Arc<LanguageModel>> = OnceLock::new();
     MODEL
-        .get_or_init(|| Arc::new(LanguageModel::load(&shipped_model_path()).expect("the shipped model loads")))
+        .get_or_init(|| {
+            Arc::new(LanguageModel::load(&shipped_model_path()).expect("the shipped model loads"))
+        })
         .clone()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn argmax(v: &[f32]) -> usize {

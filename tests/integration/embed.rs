@@ -12,7 +12,10 @@ fn shipped() -> SentenceEmbedder {
 fn f16_weights_match_the_f32_original() {
     // Embeddings of the original f32 checkpoint, computed with `alignscope embed --model <f32 folder>`.
     let text = std::fs::read_to_string(fixture("minilm_f32_embeddings.jsonl")).unwrap();
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(rows.len() >= 5);
     let sentences: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
     let ours = shipped().embed(&sentences).unwrap();
@@ -32,10 +35,16 @@ fn similar_sentences_are_closer() {
             "The stock market fell sharply on Monday.",
         ])
         .unwrap();
-    assert!((e[0].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4, "not unit length");
+    assert!(
+        (e[0].iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4,
+        "not unit length"
+    );
     let related = cosine(&e[0], &e[1]);
     let unrelated = cosine(&e[0], &e[2]);
-    assert!(related > 0.6 && unrelated < 0.2 && related > unrelated + 0.4, "{related} vs {unrelated}");
+    assert!(
+        related > 0.6 && unrelated < 0.2 && related > unrelated + 0.4,
+        "{related} vs {unrelated}"
+    );
 }
 
 #[test]
@@ -43,10 +52,20 @@ fn broken_embedding_folder_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let src = alignscope::assets::embedding_model();
     std::fs::copy(src.join("config.json"), dir.path().join("config.json")).unwrap();
-    let err = SentenceEmbedder::load(dir.path()).err().unwrap().to_string();
+    let err = SentenceEmbedder::load(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
-    std::fs::copy(src.join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("model.safetensors"), b"nope").unwrap();
-    let err = SentenceEmbedder::load(dir.path()).err().unwrap().to_string();
+    let err = SentenceEmbedder::load(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }

@@ -50,7 +50,11 @@ fn check_tokenizer(file: &str) {
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
-        assert_eq!(model.tokenizer.encode(text, false).unwrap(), want, "{file}: ids of {text:?}");
+        assert_eq!(
+            model.tokenizer.encode(text, false).unwrap(),
+            want,
+            "{file}: ids of {text:?}"
+        );
     }
 }
 

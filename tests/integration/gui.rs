@@ -17,7 +17,12 @@ fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
     Harness::builder()
         .with_size(egui::vec2(1100.0, 760.0))
         .build_eframe(move |cc| {
-            AlignApp::with_parts(&cc.egui_ctx, Settings::default(), JobBoard::new(Some(runs)), Box::new(QueuedPicker(picked)))
+            AlignApp::with_parts(
+                &cc.egui_ctx,
+                Settings::default(),
+                JobBoard::new(Some(runs)),
+                Box::new(QueuedPicker(picked)),
+            )
         })
 }
 
@@ -36,7 +41,9 @@ fn step_until(h: &mut Harness<'static, AlignApp>, what: &str, done: impl Fn(&Ali
 fn chat_stream_cancel_and_failure() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = app(runs.path());
-    step_until(&mut h, "the shipped model to load", |a| a.model.model.is_some());
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
     h.get_by_label("Jobs").click();
     h.step();
     h.get_by_label("Generate").click();
@@ -46,18 +53,30 @@ fn chat_stream_cancel_and_failure() {
     h.state_mut().settings.generation.sampling.temperature = 0.0;
     h.state_mut().settings.generation.max_tokens = 10;
     h.get_by_label("Message").click();
-    h.get_by_label("Message").type_text("What is the capital of France?");
+    h.get_by_label("Message")
+        .type_text("What is the capital of France?");
     h.step();
     h.get_by_label("Send").click();
     step_until(&mut h, "tokens to stream in", |a| {
-        !a.generate.is_generating() && a.generate.loom.active().turns.last().is_some_and(|t| !t.tokens.is_empty())
+        !a.generate.is_generating()
+            && a.generate
+                .loom
+                .active()
+                .turns
+                .last()
+                .is_some_and(|t| !t.tokens.is_empty())
     });
     let answer = h.state().generate.loom.active().turns[1].clone();
     assert_eq!(answer.tokens.len(), 10);
-    assert!(h.query_by_label_contains("You: What is the capital of France?").is_some());
+    assert!(h
+        .query_by_label_contains("You: What is the capital of France?")
+        .is_some());
     // Every token is on screen as its own chip.
     let first = answer.tokens[0].text.replace('\n', "\\n");
-    assert!(h.query_by_label(&first).is_some(), "token {first:?} not shown");
+    assert!(
+        h.query_by_label(&first).is_some(),
+        "token {first:?} not shown"
+    );
     assert!(h.query_by_label_contains("last answer:").is_some());
 
     // Branch: pick the second alternative of the third token.
@@ -65,10 +84,17 @@ fn chat_stream_cancel_and_failure() {
     let (turn, token) = (1, 2);
     {
         let a = h.state_mut();
-        let (board, model, settings) = (a.board.clone(), a.model.model.clone().unwrap(), a.settings.clone());
-        a.generate.branch(&board, &model, &settings, turn, token, &alt);
+        let (board, model, settings) = (
+            a.board.clone(),
+            a.model.model.clone().unwrap(),
+            a.settings.clone(),
+        );
+        a.generate
+            .branch(&board, &model, &settings, turn, token, &alt);
     }
-    step_until(&mut h, "the branch to finish", |a| !a.generate.is_generating());
+    step_until(&mut h, "the branch to finish", |a| {
+        !a.generate.is_generating()
+    });
     let branch = h.state().generate.loom.active().turns[1].clone();
     assert_eq!(h.state().generate.loom.branches.len(), 2);
     assert_eq!(branch.tokens[..2], answer.tokens[..2]);
@@ -81,18 +107,38 @@ fn chat_stream_cancel_and_failure() {
     h.get_by_label("New chat").click();
     h.step();
     h.get_by_label("Message").click();
-    h.get_by_label("Message").type_text("Once upon a time, in a land far away, there lived a dragon who");
+    h.get_by_label("Message")
+        .type_text("Once upon a time, in a land far away, there lived a dragon who");
     h.step();
     h.get_by_label("Send").click();
     step_until(&mut h, "the story to start", |a| {
-        a.generate.is_generating() && a.generate.loom.active().turns.last().is_some_and(|t| t.tokens.len() >= 3)
+        a.generate.is_generating()
+            && a.generate
+                .loom
+                .active()
+                .turns
+                .last()
+                .is_some_and(|t| t.tokens.len() >= 3)
     });
     h.get_by_label("Stop").click();
-    step_until(&mut h, "the generation to stop", |a| !a.generate.is_generating());
-    let story = h.state().generate.loom.active().turns.last().unwrap().tokens.len();
+    step_until(&mut h, "the generation to stop", |a| {
+        !a.generate.is_generating()
+    });
+    let story = h
+        .state()
+        .generate
+        .loom
+        .active()
+        .turns
+        .last()
+        .unwrap()
+        .tokens
+        .len();
     assert!(story < 1000, "{story} tokens: Stop did not stop");
     let jobs = h.state().board.snapshot();
-    assert!(jobs.iter().any(|j| j.kind == "generate" && j.state == JobState::Cancelled));
+    assert!(jobs
+        .iter()
+        .any(|j| j.kind == "generate" && j.state == JobState::Cancelled));
 
     // A broken model file: the load job fails and says why.
     let bad = runs.path().join("broken.gguf");
@@ -102,21 +148,31 @@ fn chat_stream_cancel_and_failure() {
     h.step();
     h.get_by_label("Load").click();
     step_until(&mut h, "the load to fail", |a| a.model.error.is_some());
-    assert!(h.query_by_label_contains("Could not load the model").is_some());
+    assert!(h
+        .query_by_label_contains("Could not load the model")
+        .is_some());
     assert!(h.query_by_label_contains("damaged GGUF header").is_some());
     // The model that was loaded stays loaded.
     assert!(h.state().model.model.is_some());
     h.get_by_label_contains("Jobs").click();
     h.step();
     assert!(h.query_by_label_contains("Failed:").is_some());
-    assert!(h.query_all_by_label_contains("broken.gguf").count() >= 2, "the failed job and its message");
+    assert!(
+        h.query_all_by_label_contains("broken.gguf").count() >= 2,
+        "the failed job and its message"
+    );
 
     // Open a model through the (test) file dialog; it joins the recent files.
     h.get_by_label("Generate").click();
     h.step();
     h.get_by_label("Open file…").click();
-    step_until(&mut h, "the picked model to load", |a| a.model.loading_path().is_none() && a.model.error.is_none());
-    assert_eq!(h.state().settings.recent_models.first(), Some(&crate::common::shipped_model_path()));
+    step_until(&mut h, "the picked model to load", |a| {
+        a.model.loading_path().is_none() && a.model.error.is_none()
+    });
+    assert_eq!(
+        h.state().settings.recent_models.first(),
+        Some(&crate::common::shipped_model_path())
+    );
 }
 
 /// The Generate lab after a greedy answer: token chips coloured by probability.
@@ -124,15 +180,24 @@ fn chat_stream_cancel_and_failure() {
 fn generate_lab_snapshot() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = app(runs.path());
-    step_until(&mut h, "the shipped model to load", |a| a.model.model.is_some());
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
     h.state_mut().settings.generation.sampling.temperature = 0.0;
     h.state_mut().settings.generation.max_tokens = 40;
     h.get_by_label("Message").click();
-    h.get_by_label("Message").type_text("Give me three tips for staying healthy.");
+    h.get_by_label("Message")
+        .type_text("Give me three tips for staying healthy.");
     h.step();
     h.get_by_label("Send").click();
     step_until(&mut h, "the answer", |a| {
-        !a.generate.is_generating() && a.generate.loom.active().turns.last().is_some_and(|t| !t.tokens.is_empty())
+        !a.generate.is_generating()
+            && a.generate
+                .loom
+                .active()
+                .turns
+                .last()
+                .is_some_and(|t| !t.tokens.is_empty())
     });
     // Timings change from run to run; the picture is about the tokens.
     h.state_mut().generate.last_timings = None;

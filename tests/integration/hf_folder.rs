@@ -37,7 +37,9 @@ fn weights() -> HashMap<String, Tensor> {
     let mut w = HashMap::new();
     let mut add = |name: String, shape: &[usize]| {
         let t = if name.contains("norm") {
-            (Tensor::ones(shape, DType::F32, &d).unwrap() + Tensor::randn(0f32, 0.1, shape, &d).unwrap()).unwrap()
+            (Tensor::ones(shape, DType::F32, &d).unwrap()
+                + Tensor::randn(0f32, 0.1, shape, &d).unwrap())
+            .unwrap()
         } else {
             Tensor::randn(0f32, 0.08, shape, &d).unwrap()
         };
@@ -63,7 +65,8 @@ fn weights() -> HashMap<String, Tensor> {
 
 fn write_folder(dir: &Path, w: &HashMap<String, Tensor>, sharded: bool) {
     std::fs::write(dir.join("config.json"), config().to_string()).unwrap();
-    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/all-MiniLM-L6-v2/tokenizer.json");
+    let tok =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/all-MiniLM-L6-v2/tokenizer.json");
     std::fs::copy(tok, dir.join("tokenizer.json")).unwrap();
     if !sharded {
         candle_core::safetensors::save(w, dir.join("model.safetensors")).unwrap();
@@ -73,9 +76,17 @@ fn write_folder(dir: &Path, w: &HashMap<String, Tensor>, sharded: bool) {
     let mut map = serde_json::Map::new();
     for (name, t) in w {
         let first = name.contains("layers.0") || name.contains("embed");
-        let file = if first { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
+        let file = if first {
+            "model-00001-of-00002.safetensors"
+        } else {
+            "model-00002-of-00002.safetensors"
+        };
         map.insert(name.clone(), file.into());
-        if first { a.insert(name.clone(), t.clone()) } else { b.insert(name.clone(), t.clone()) };
+        if first {
+            a.insert(name.clone(), t.clone())
+        } else {
+            b.insert(name.clone(), t.clone())
+        };
     }
     candle_core::safetensors::save(&a, dir.join("model-00001-of-00002.safetensors")).unwrap();
     candle_core::safetensors::save(&b, dir.join("model-00002-of-00002.safetensors")).unwrap();
@@ -94,7 +105,10 @@ fn hf_llama_matches_reference_and_shards_load() {
     let b = std::sync::Arc::new(LanguageModel::load(sharded.path()).unwrap());
     assert_eq!(a.info.format, "safetensors");
     assert_eq!(a.info.layers, 2);
-    let ids = a.tokenizer.encode("the quick brown fox jumps over the lazy dog", false).unwrap();
+    let ids = a
+        .tokenizer
+        .encode("the quick brown fox jumps over the lazy dog", false)
+        .unwrap();
     assert!(ids.len() > 5);
 
     let mut sa = Session::new(a.clone());
@@ -102,7 +116,11 @@ fn hf_llama_matches_reference_and_shards_load() {
     let la = sa.logits().unwrap().to_vec();
     let mut sb = Session::new(b.clone());
     sb.feed(&ids).unwrap();
-    assert_eq!(la, sb.logits().unwrap().to_vec(), "sharded and single-file loads differ");
+    assert_eq!(
+        la,
+        sb.logits().unwrap().to_vec(),
+        "sharded and single-file loads differ"
+    );
 
     // Reference: candle-transformers' llama on the same weights.
     let cfg: llama::LlamaConfig = serde_json::from_value(config()).unwrap();
@@ -110,16 +128,34 @@ fn hf_llama_matches_reference_and_shards_load() {
     let vb = VarBuilder::from_tensors(w.clone(), DType::F32, &Device::Cpu);
     let reference = llama::Llama::load(vb, &cfg).unwrap();
     let mut cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let want: Vec<f32> = reference.forward(&input, 0, &mut cache).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let want: Vec<f32> = reference
+        .forward(&input, 0, &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let d = max_abs_diff(&la, &want);
     assert!(d < 1e-3, "max |Δlogit| vs candle llama = {d}");
 
     // And the next step through the KV cache.
     let next = 2000u32;
     sa.feed(&[next]).unwrap();
-    let input = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let want: Vec<f32> = reference.forward(&input, ids.len(), &mut cache).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    let input = Tensor::new(&[next], &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let want: Vec<f32> = reference
+        .forward(&input, ids.len(), &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let d = max_abs_diff(sa.logits().unwrap(), &want);
     assert!(d < 1e-3, "cached step: max |Δlogit| vs candle llama = {d}");
 }

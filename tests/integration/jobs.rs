@@ -14,7 +14,12 @@ impl Report for Count {
 }
 
 fn spec(kind: &str) -> JobSpec {
-    JobSpec { kind: kind.into(), title: format!("test {kind}"), inputs: json!({ "n": 5 }), seed: Some(9) }
+    JobSpec {
+        kind: kind.into(),
+        title: format!("test {kind}"),
+        inputs: json!({ "n": 5 }),
+        seed: Some(9),
+    }
 }
 
 fn wait_finished(board: &JobBoard, id: u64) -> JobState {
@@ -83,11 +88,15 @@ fn cancel_stops_a_job_that_checks() {
 fn errors_and_panics_become_failed_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let board = JobBoard::new(Some(dir.path().to_path_buf()));
-    let failing = board.spawn::<(), (), _>(spec("fail"), |_| anyhow::bail!("the input file is empty"));
+    let failing =
+        board.spawn::<(), (), _>(spec("fail"), |_| anyhow::bail!("the input file is empty"));
     assert_eq!(failing.wait(|_| {}).unwrap_err(), "the input file is empty");
     let panicking = board.spawn::<(), (), _>(spec("panic"), |_| panic!("index out of range"));
     let msg = panicking.wait(|_| {}).unwrap_err();
-    assert!(msg.contains("panicked") && msg.contains("index out of range"), "{msg}");
+    assert!(
+        msg.contains("panicked") && msg.contains("index out of range"),
+        "{msg}"
+    );
     match wait_finished(&board, panicking.id()) {
         JobState::Failed(m) => assert!(m.contains("index out of range")),
         s => panic!("{s:?}"),
@@ -98,7 +107,11 @@ fn errors_and_panics_become_failed_jobs() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let records: Vec<RunRecord> =
-        alignscope::jobs::record::list(dir.path()).iter().map(|p| RunRecord::load(p).unwrap()).collect();
-    assert!(records.iter().all(|r| r.state == "failed" && r.error.is_some()));
+    let records: Vec<RunRecord> = alignscope::jobs::record::list(dir.path())
+        .iter()
+        .map(|p| RunRecord::load(p).unwrap())
+        .collect();
+    assert!(records
+        .iter()
+        .all(|r| r.state == "failed" && r.error.is_some()));
 }

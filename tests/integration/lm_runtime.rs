@@ -13,8 +13,16 @@ fn shipped_model_info() {
     assert_eq!(m.info.layers, 30);
     assert_eq!(m.info.hidden_size, 576);
     assert_eq!(m.info.vocab_size, 49152);
-    assert!(m.info.quantization.contains("Q4_1"), "{}", m.info.quantization);
-    assert!((130e6..140e6).contains(&(m.info.parameters as f64)), "{}", m.info.parameters);
+    assert!(
+        m.info.quantization.contains("Q4_1"),
+        "{}",
+        m.info.quantization
+    );
+    assert!(
+        (130e6..140e6).contains(&(m.info.parameters as f64)),
+        "{}",
+        m.info.parameters
+    );
 }
 
 #[test]
@@ -31,7 +39,11 @@ fn token_ids_match_llama_cpp() {
         let got = m.tokenizer.encode(text, special).unwrap();
         assert_eq!(got, want, "ids of {text:?}");
         if let Some(decoded) = case["decoded"].as_str() {
-            assert_eq!(m.tokenizer.decode(&want, false).unwrap(), decoded, "decoding {text:?}");
+            assert_eq!(
+                m.tokenizer.decode(&want, false).unwrap(),
+                decoded,
+                "decoding {text:?}"
+            );
         }
     }
 }
@@ -46,7 +58,9 @@ fn chat_template_is_the_models_own() {
     let im_start = m.tokenizer.single_token("<|im_start|>");
     assert_eq!(im_start, None, "plain text must not parse special tokens");
     assert_eq!(ids[0], m.tokenizer.encode("<|im_start|>", true).unwrap()[0]);
-    assert!(m.tokenizer.is_stop(m.tokenizer.encode("<|im_end|>", true).unwrap()[0]));
+    assert!(m
+        .tokenizer
+        .is_stop(m.tokenizer.encode("<|im_end|>", true).unwrap()[0]));
 }
 
 fn logits_after(tokens: &[u32]) -> Vec<f32> {
@@ -64,8 +78,17 @@ fn logits_equal_stock_candle() {
     let mut file = std::fs::File::open(shipped_model_path()).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
     let mut stock = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let theirs: Vec<f32> = stock.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let theirs: Vec<f32> = stock
+        .forward(&input, 0)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let diff = max_abs_diff(&ours, &theirs);
     assert!(diff < 1e-3, "max |Δlogit| = {diff}");
     assert_eq!(argmax(&ours), argmax(&theirs));
@@ -135,7 +158,12 @@ fn one_token_at_a_time_equals_a_batch() {
     let mut top: Vec<usize> = (0..lb.len()).collect();
     top.sort_by(|x, y| lb[*y].total_cmp(&lb[*x]));
     for &i in &top[..10] {
-        assert!((ls[i] - lb[i]).abs() < 0.5, "token {i}: {} vs {}", ls[i], lb[i]);
+        assert!(
+            (ls[i] - lb[i]).abs() < 0.5,
+            "token {i}: {} vs {}",
+            ls[i],
+            lb[i]
+        );
     }
 }
 
@@ -149,19 +177,32 @@ fn greedy_continuations_follow_llama_cpp() {
         let want: Vec<u32> = serde_json::from_value(case["greedy_ids"].clone()).unwrap();
         let mut s = Session::new(m.clone());
         s.feed(&prompt).unwrap();
-        let mut sampler = Sampler::new(SamplingParams { alternatives: 5, ..SamplingParams::greedy() });
+        let mut sampler = Sampler::new(SamplingParams {
+            alternatives: 5,
+            ..SamplingParams::greedy()
+        });
         // Quantised kernels differ slightly between engines; the first tokens must agree and
         // top-5 log-probabilities of the first step must be close.
         let first = s.choose(&mut sampler).unwrap();
-        let top: Vec<(u32, f32)> = serde_json::from_value(case["first_top5_logprobs"].clone()).unwrap();
+        let top: Vec<(u32, f32)> =
+            serde_json::from_value(case["first_top5_logprobs"].clone()).unwrap();
         for (id, lp) in &top {
             let ours = first.alternatives.iter().find(|a| a.0 == *id).map(|a| a.1);
-            let ours = ours.unwrap_or_else(|| panic!("token {id} missing from our top-5: {:?}", first.alternatives));
-            assert!((ours - lp).abs() < 0.3, "log p of {id}: ours {ours}, llama.cpp {lp}");
+            let ours = ours.unwrap_or_else(|| {
+                panic!(
+                    "token {id} missing from our top-5: {:?}",
+                    first.alternatives
+                )
+            });
+            assert!(
+                (ours - lp).abs() < 0.3,
+                "log p of {id}: ours {ours}, llama.cpp {lp}"
+            );
         }
         // Teacher-forced along llama.cpp's greedy path: wherever llama.cpp's best token leads
         // the runner-up by more than kernel noise, ours must pick the same token.
-        let margins: Vec<f32> = serde_json::from_value(case["greedy_top1_top2_margins"].clone()).unwrap();
+        let margins: Vec<f32> =
+            serde_json::from_value(case["greedy_top1_top2_margins"].clone()).unwrap();
         let mut checked = 0;
         for (step, (&id, &margin)) in want.iter().zip(&margins).enumerate() {
             let ours = argmax(s.logits().unwrap()) as u32;
@@ -182,7 +223,11 @@ fn seeded_sampling_is_reproducible() {
     let ids = m.chat_ids("Write a short poem about the sea.").unwrap();
     let config = GenerationConfig {
         max_tokens: 12,
-        sampling: SamplingParams { temperature: 1.0, seed: 3, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 1.0,
+            seed: 3,
+            ..SamplingParams::default()
+        },
     };
     let run = |config: &GenerationConfig| {
         let mut s = Session::new(m.clone());
@@ -192,10 +237,25 @@ fn seeded_sampling_is_reproducible() {
     assert_eq!(a.tokens.len(), 12);
     assert_eq!(a.text, run(&config).text);
     let texts: std::collections::HashSet<String> = (4..8)
-        .map(|seed| run(&GenerationConfig { sampling: SamplingParams { seed, ..config.sampling.clone() }, ..config.clone() }).text)
+        .map(|seed| {
+            run(&GenerationConfig {
+                sampling: SamplingParams {
+                    seed,
+                    ..config.sampling.clone()
+                },
+                ..config.clone()
+            })
+            .text
+        })
         .collect();
     assert!(texts.len() > 1, "different seeds gave the same text");
     // Per-token log-probabilities are the model's own and the text is the tokens' texts.
-    assert!(a.tokens.iter().all(|t| t.logprob <= 0.0 && t.alternatives.len() == 5));
-    assert_eq!(a.tokens.iter().map(|t| t.text.as_str()).collect::<String>(), a.text);
+    assert!(a
+        .tokens
+        .iter()
+        .all(|t| t.logprob <= 0.0 && t.alternatives.len() == 5));
+    assert_eq!(
+        a.tokens.iter().map(|t| t.text.as_str()).collect::<String>(),
+        a.text
+    );
 }

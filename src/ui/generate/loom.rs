@@ -98,8 +98,16 @@ impl Loom {
         let parent = self.active;
         let mut turns = self.active().turns[..=turn].to_vec();
         let t = &mut turns[turn];
-        let old = t.tokens.get(token).map(|x| x.text.clone()).unwrap_or_default();
-        let alternatives = t.tokens.get(token).map(|x| x.alternatives.clone()).unwrap_or_default();
+        let old = t
+            .tokens
+            .get(token)
+            .map(|x| x.text.clone())
+            .unwrap_or_default();
+        let alternatives = t
+            .tokens
+            .get(token)
+            .map(|x| x.alternatives.clone())
+            .unwrap_or_default();
         t.tokens.truncate(token);
         t.tokens.push(GeneratedToken {
             id: alt.id,
@@ -111,7 +119,13 @@ impl Loom {
         self.branches.push(Branch {
             turns,
             parent: Some(parent),
-            label: format!("turn {}, token {}: {:?} -> {:?}", turn / 2 + 1, token + 1, old, alt.text),
+            label: format!(
+                "turn {}, token {}: {:?} -> {:?}",
+                turn / 2 + 1,
+                token + 1,
+                old,
+                alt.text
+            ),
         });
         self.active = self.branches.len() - 1;
         turn
@@ -139,7 +153,11 @@ mod tests {
             loom.push_token(a, tok(i as u32, t));
         }
         assert_eq!(loom.active().turns[a].text, "The capital is Paris");
-        let alt = Alternative { id: 99, text: " Lyon".into(), logprob: -3.0 };
+        let alt = Alternative {
+            id: 99,
+            text: " Lyon".into(),
+            logprob: -3.0,
+        };
         let turn = loom.branch_at(a, 3, &alt);
         assert_eq!(turn, a);
         assert_eq!(loom.active, 1);
@@ -147,6 +165,9 @@ mod tests {
         assert_eq!(loom.active().parent, Some(0));
         // The parent is untouched.
         assert_eq!(loom.branches[0].turns[a].text, "The capital is Paris");
-        assert_eq!(loom.messages_before(a), vec![Message::new("user", "capital of France?")]);
+        assert_eq!(
+            loom.messages_before(a),
+            vec![Message::new("user", "capital of France?")]
+        );
     }
 }

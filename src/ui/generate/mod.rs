@@ -66,7 +66,15 @@ impl GeneratePanel {
         self.start(board, model, settings, turn);
     }
 
-    pub fn branch(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, settings: &Settings, turn: usize, token: usize, alt: &Alternative) {
+    pub fn branch(
+        &mut self,
+        board: &JobBoard,
+        model: &Arc<LanguageModel>,
+        settings: &Settings,
+        turn: usize,
+        token: usize,
+        alt: &Alternative,
+    ) {
         if self.is_generating() {
             return;
         }
@@ -87,11 +95,21 @@ impl GeneratePanel {
     }
 
     /// Generates (or continues) assistant turn `turn` of the active branch.
-    fn start(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, settings: &Settings, turn: usize) {
+    fn start(
+        &mut self,
+        board: &JobBoard,
+        model: &Arc<LanguageModel>,
+        settings: &Settings,
+        turn: usize,
+    ) {
         self.error = None;
         let messages = self.loom.messages_before(turn);
         let prompt = if settings.raw_prompt {
-            messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")
+            messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         } else {
             match model.chat_prompt(&messages) {
                 Ok(p) => p,
@@ -110,7 +128,10 @@ impl GeneratePanel {
         };
         ids.extend(self.loom.active().turns[turn].tokens.iter().map(|t| t.id));
         let request = GenerateRequest {
-            prompt_label: messages.last().map(|m| m.content.clone()).unwrap_or_default(),
+            prompt_label: messages
+                .last()
+                .map(|m| m.content.clone())
+                .unwrap_or_default(),
             prompt_ids: ids,
             config: settings.generation.clone(),
         };

@@ -51,7 +51,9 @@ pub fn ui(
                 .show_ui(ui, |ui| {
                     for (i, b) in panel.loom.branches.iter().enumerate() {
                         let label = format!("{i}: {}", b.label);
-                        if ui.selectable_label(i == current, label).clicked() && !panel.is_generating() {
+                        if ui.selectable_label(i == current, label).clicked()
+                            && !panel.is_generating()
+                        {
                             panel.loom.active = i;
                         }
                     }
@@ -81,7 +83,9 @@ pub fn ui(
                         if turn.tokens.is_empty() && panel.is_generating() {
                             ui.spinner();
                         }
-                        if let Some((t, alt)) = token_view(ui, ("turn", panel.loom.active, i), &turn.tokens) {
+                        if let Some((t, alt)) =
+                            token_view(ui, ("turn", panel.loom.active, i), &turn.tokens)
+                        {
                             pick = Some((i, t, alt));
                         }
                     }
@@ -102,7 +106,8 @@ pub fn ui(
             .desired_width(ui.available_width() - 150.0)
             .hint_text("Ask the model something (Ctrl+Enter sends)");
         let response = ui.add(edit).labelled_by(label.id);
-        let ctrl_enter = response.has_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter) && i.modifiers.command);
+        let ctrl_enter = response.has_focus()
+            && ui.input(|i| i.key_pressed(egui::Key::Enter) && i.modifiers.command);
         if panel.is_generating() {
             if ui.button("Stop").clicked() {
                 panel.stop();
@@ -145,11 +150,17 @@ fn model_picker(
             .width(200.0)
             .show_ui(ui, |ui| {
                 let shipped = crate::assets::default_model();
-                if ui.selectable_label(false, "SmolLM2-135M-Instruct (shipped)").clicked() {
+                if ui
+                    .selectable_label(false, "SmolLM2-135M-Instruct (shipped)")
+                    .clicked()
+                {
                     load = Some(shipped.clone());
                 }
                 for path in settings.recent_models.iter().filter(|p| **p != shipped) {
-                    if ui.selectable_label(false, path.display().to_string()).clicked() {
+                    if ui
+                        .selectable_label(false, path.display().to_string())
+                        .clicked()
+                    {
                         load = Some(path.clone());
                     }
                 }
@@ -180,51 +191,77 @@ fn model_picker(
         }
     });
     if let Some(err) = &slot.error {
-        ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the model: {err}"));
+        ui.colored_label(
+            ui.visuals().error_fg_color,
+            format!("Could not load the model: {err}"),
+        );
     }
     if let Some(path) = load {
         slot.load(board, path);
     }
     if let Some(m) = &slot.model {
-        egui::CollapsingHeader::new("Model info").id_salt("model-info").show(ui, |ui| {
-            egui::Grid::new("model-info-grid").num_columns(2).show(ui, |ui| {
-                let i = &m.info;
-                let rows = [
-                    ("Name", i.name.clone()),
-                    ("Metadata name", i.metadata_name.clone()),
-                    ("File", i.path.display().to_string()),
-                    ("Format", i.format.to_string()),
-                    ("Architecture", i.architecture.clone()),
-                    ("Parameters", format!("{:.1} M", i.parameters as f64 / 1e6)),
-                    ("Weights", i.quantization.clone()),
-                    ("Context length", i.context_length.to_string()),
-                    ("Layers × hidden", format!("{} × {}", i.layers, i.hidden_size)),
-                    ("Heads (kv)", format!("{} ({})", i.heads, i.kv_heads)),
-                    ("Vocabulary", i.vocab_size.to_string()),
-                    ("Chat template", if m.chat_template.is_some() { "yes" } else { "no" }.to_string()),
-                ];
-                for (k, v) in rows {
-                    ui.label(k);
-                    ui.label(v);
-                    ui.end_row();
-                }
+        egui::CollapsingHeader::new("Model info")
+            .id_salt("model-info")
+            .show(ui, |ui| {
+                egui::Grid::new("model-info-grid")
+                    .num_columns(2)
+                    .show(ui, |ui| {
+                        let i = &m.info;
+                        let rows = [
+                            ("Name", i.name.clone()),
+                            ("Metadata name", i.metadata_name.clone()),
+                            ("File", i.path.display().to_string()),
+                            ("Format", i.format.to_string()),
+                            ("Architecture", i.architecture.clone()),
+                            ("Parameters", format!("{:.1} M", i.parameters as f64 / 1e6)),
+                            ("Weights", i.quantization.clone()),
+                            ("Context length", i.context_length.to_string()),
+                            (
+                                "Layers × hidden",
+                                format!("{} × {}", i.layers, i.hidden_size),
+                            ),
+                            ("Heads (kv)", format!("{} ({})", i.heads, i.kv_heads)),
+                            ("Vocabulary", i.vocab_size.to_string()),
+                            (
+                                "Chat template",
+                                if m.chat_template.is_some() {
+                                    "yes"
+                                } else {
+                                    "no"
+                                }
+                                .to_string(),
+                            ),
+                        ];
+                        for (k, v) in rows {
+                            ui.label(k);
+                            ui.label(v);
+                            ui.end_row();
+                        }
+                    });
             });
-        });
     }
 }
 
 fn sampling(ui: &mut Ui, settings: &mut Settings) {
-    egui::CollapsingHeader::new("Sampling").id_salt("sampling").show(ui, |ui| {
-        let g = &mut settings.generation;
-        ui.add(egui::Slider::new(&mut g.sampling.temperature, 0.0..=2.0).text("Temperature (0 = greedy)"));
-        ui.add(egui::Slider::new(&mut g.sampling.top_k, 0..=200).text("Top-k (0 = off)"));
-        ui.add(egui::Slider::new(&mut g.sampling.top_p, 0.05..=1.0).text("Top-p"));
-        ui.add(egui::Slider::new(&mut g.max_tokens, 1..=1024).text("Max tokens"));
-        ui.add(egui::Slider::new(&mut g.sampling.alternatives, 0..=10).text("Alternatives shown"));
-        ui.horizontal(|ui| {
-            let label = ui.label("Seed");
-            ui.add(egui::DragValue::new(&mut g.sampling.seed)).labelled_by(label.id);
+    egui::CollapsingHeader::new("Sampling")
+        .id_salt("sampling")
+        .show(ui, |ui| {
+            let g = &mut settings.generation;
+            ui.add(
+                egui::Slider::new(&mut g.sampling.temperature, 0.0..=2.0)
+                    .text("Temperature (0 = greedy)"),
+            );
+            ui.add(egui::Slider::new(&mut g.sampling.top_k, 0..=200).text("Top-k (0 = off)"));
+            ui.add(egui::Slider::new(&mut g.sampling.top_p, 0.05..=1.0).text("Top-p"));
+            ui.add(egui::Slider::new(&mut g.max_tokens, 1..=1024).text("Max tokens"));
+            ui.add(
+                egui::Slider::new(&mut g.sampling.alternatives, 0..=10).text("Alternatives shown"),
+            );
+            ui.horizontal(|ui| {
+                let label = ui.label("Seed");
+                ui.add(egui::DragValue::new(&mut g.sampling.seed))
+                    .labelled_by(label.id);
+            });
+            ui.checkbox(&mut settings.raw_prompt, "Raw prompt (no chat template)");
         });
-        ui.checkbox(&mut settings.raw_prompt, "Raw prompt (no chat template)");
-    });
 }

@@ -18,7 +18,11 @@ pub fn probability_color(p: f32, dark: bool) -> Color32 {
 }
 
 /// Shows `tokens`; returns `(token index, alternative)` when the user picked an alternative.
-pub fn token_view(ui: &mut Ui, id_salt: impl std::hash::Hash + std::fmt::Debug, tokens: &[GeneratedToken]) -> Option<(usize, Alternative)> {
+pub fn token_view(
+    ui: &mut Ui,
+    id_salt: impl std::hash::Hash + std::fmt::Debug,
+    tokens: &[GeneratedToken],
+) -> Option<(usize, Alternative)> {
     let dark = ui.visuals().dark_mode;
     let mut picked = None;
     ui.push_id(id_salt, |ui| {
@@ -27,11 +31,18 @@ pub fn token_view(ui: &mut Ui, id_salt: impl std::hash::Hash + std::fmt::Debug, 
             for (i, token) in tokens.iter().enumerate() {
                 let p = token.logprob.exp();
                 let shown = token.text.replace('\n', "\\n");
-                let shown = if shown.is_empty() { "·".to_string() } else { shown };
+                let shown = if shown.is_empty() {
+                    "·".to_string()
+                } else {
+                    shown
+                };
                 let chip = RichText::new(shown).background_color(probability_color(p, dark));
                 let response = ui.add(egui::Label::new(chip).sense(Sense::click()));
                 let response = response.on_hover_ui(|ui| {
-                    ui.label(format!("{:?}  p = {:.3}  (log p = {:.2})", token.text, p, token.logprob));
+                    ui.label(format!(
+                        "{:?}  p = {:.3}  (log p = {:.2})",
+                        token.text, p, token.logprob
+                    ));
                     ui.separator();
                     for alt in &token.alternatives {
                         ui.label(format!("{:>6.3}  {:?}", alt.logprob.exp(), alt.text));
