@@ -39,8 +39,12 @@ impl AlignApp {
         board: JobBoard,
         picker: Box<dyn FilePicker>,
     ) -> Self {
+        // Jobs report often (every token); ten redraws a second are plenty to watch them and
+        // leave the cores to the model (a software-rendered frame costs as much as a token).
         let repaint = ctx.clone();
-        board.set_notify(move || repaint.request_repaint());
+        board.set_notify(move || {
+            repaint.request_repaint_after(std::time::Duration::from_millis(100))
+        });
         let mut app = Self {
             settings,
             board,
@@ -96,18 +100,18 @@ impl AlignApp {
                 None => ui.label("no model"),
             };
             ui.separator();
+            // Static text, not a spinner: an animation would redraw the window every frame.
             for job in self
                 .board
                 .snapshot()
                 .iter()
                 .filter(|j| !j.state.is_finished())
             {
-                ui.spinner();
                 let p = job
                     .progress
                     .map(|p| format!(" {:.0}%", p * 100.0))
                     .unwrap_or_default();
-                ui.label(format!("{}{p}", job.title));
+                ui.label(format!("running: {}{p}", job.title));
             }
         });
     }

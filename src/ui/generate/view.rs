@@ -81,7 +81,7 @@ pub fn ui(
                     Role::Assistant => {
                         ui.add_space(4.0);
                         if turn.tokens.is_empty() && panel.is_generating() {
-                            ui.spinner();
+                            ui.weak("reading the prompt…");
                         }
                         if let Some((t, alt)) =
                             token_view(ui, ("turn", panel.loom.active, i), &turn.tokens)
@@ -166,8 +166,7 @@ fn model_picker(
                 }
             });
         if let Some(path) = slot.loading_path() {
-            ui.spinner();
-            ui.label(format!("loading {}", path.display()));
+            ui.label(format!("loading {}…", path.display()));
         }
     });
     ui.horizontal_wrapped(|ui| {
