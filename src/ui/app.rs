@@ -7,6 +7,7 @@ use super::generate::{self, GeneratePanel};
 use super::jobs_panel::{self, JobsPanel};
 use super::model_slot::ModelSlot;
 use super::settings::{Page, Settings};
+use super::LabCtx;
 use crate::jobs::{record::default_runs_dir, JobBoard};
 
 pub struct AlignApp {
@@ -153,14 +154,15 @@ impl eframe::App for AlignApp {
             .exact_size(150.0)
             .show(ui, |ui| self.nav(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.settings.page {
-            Page::Generate => generate::ui(
-                ui,
-                &mut self.generate,
-                &mut self.settings,
-                &mut self.model,
-                &self.board,
-                self.picker.as_mut(),
-            ),
+            Page::Generate => {
+                let mut ctx = LabCtx {
+                    settings: &mut self.settings,
+                    model: &mut self.model,
+                    board: &self.board,
+                    picker: self.picker.as_mut(),
+                };
+                generate::ui(ui, &mut self.generate, &mut ctx)
+            }
             Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
         });
     }

@@ -1,6 +1,8 @@
 //! The desktop app (eframe/egui, wgpu renderer). Panels only draw and forward clicks to the
 //! engine modules; anything slow runs as a job.
 
+use crate::jobs;
+
 pub mod app;
 pub mod file_picker;
 pub mod generate;
@@ -10,6 +12,14 @@ pub mod settings;
 pub mod widgets;
 
 pub use app::AlignApp;
+
+/// What every lab panel may use besides its own state.
+pub struct LabCtx<'a> {
+    pub settings: &'a mut settings::Settings,
+    pub model: &'a mut model_slot::ModelSlot,
+    pub board: &'a jobs::JobBoard,
+    pub picker: &'a mut dyn file_picker::FilePicker,
+}
 
 pub fn run_app() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {

@@ -26,6 +26,26 @@ fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
         })
 }
 
+/// Types and sends `message`, then waits until the greedy answer (at most `max_tokens`) has
+/// streamed in.
+fn ask_greedy(h: &mut Harness<'static, AlignApp>, max_tokens: usize, message: &str) {
+    h.state_mut().settings.generation.sampling.temperature = 0.0;
+    h.state_mut().settings.generation.max_tokens = max_tokens;
+    h.get_by_label("Message").click();
+    h.get_by_label("Message").type_text(message);
+    h.step();
+    h.get_by_label("Send").click();
+    step_until(h, "the answer to stream in", |a| {
+        !a.generate.is_generating()
+            && a.generate
+                .loom
+                .active()
+                .turns
+                .last()
+                .is_some_and(|t| !t.tokens.is_empty())
+    });
+}
+
 /// Runs frames until `done` holds (jobs run on worker threads meanwhile).
 fn step_until(h: &mut Harness<'static, AlignApp>, what: &str, done: impl Fn(&AlignApp) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -50,22 +70,7 @@ fn chat_stream_cancel_and_failure() {
     h.step();
 
     // Greedy and short, so the answer is deterministic and quick.
-    h.state_mut().settings.generation.sampling.temperature = 0.0;
-    h.state_mut().settings.generation.max_tokens = 10;
-    h.get_by_label("Message").click();
-    h.get_by_label("Message")
-        .type_text("What is the capital of France?");
-    h.step();
-    h.get_by_label("Send").click();
-    step_until(&mut h, "tokens to stream in", |a| {
-        !a.generate.is_generating()
-            && a.generate
-                .loom
-                .active()
-                .turns
-                .last()
-                .is_some_and(|t| !t.tokens.is_empty())
-    });
+    ask_greedy(&mut h, 10, "What is the capital of France?");
     let answer = h.state().generate.loom.active().turns[1].clone();
     assert_eq!(answer.tokens.len(), 10);
     assert!(h
@@ -183,22 +188,7 @@ fn generate_lab_snapshot() {
     step_until(&mut h, "the shipped model to load", |a| {
         a.model.model.is_some()
     });
-    h.state_mut().settings.generation.sampling.temperature = 0.0;
-    h.state_mut().settings.generation.max_tokens = 40;
-    h.get_by_label("Message").click();
-    h.get_by_label("Message")
-        .type_text("Give me three tips for staying healthy.");
-    h.step();
-    h.get_by_label("Send").click();
-    step_until(&mut h, "the answer", |a| {
-        !a.generate.is_generating()
-            && a.generate
-                .loom
-                .active()
-                .turns
-                .last()
-                .is_some_and(|t| !t.tokens.is_empty())
-    });
+    ask_greedy(&mut h, 40, "Give me three tips for staying healthy.");
     // Timings change from run to run; the picture is about the tokens.
     h.state_mut().generate.last_timings = None;
     h.get_by_label("Model info").click();

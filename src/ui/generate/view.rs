@@ -1,25 +1,15 @@
 //! Drawing the Generate lab.
 
-use std::path::PathBuf;
-
 use egui::{RichText, ScrollArea, Ui};
 
 use super::loom::Role;
 use super::GeneratePanel;
-use crate::jobs::JobBoard;
-use crate::ui::file_picker::FilePicker;
-use crate::ui::model_slot::ModelSlot;
 use crate::ui::settings::Settings;
+use crate::ui::widgets::model_picker::model_picker;
 use crate::ui::widgets::token_view::token_view;
+use crate::ui::LabCtx;
 
-pub fn ui(
-    ui: &mut Ui,
-    panel: &mut GeneratePanel,
-    settings: &mut Settings,
-    slot: &mut ModelSlot,
-    board: &JobBoard,
-    picker: &mut dyn FilePicker,
-) {
+pub fn ui(ui: &mut Ui, panel: &mut GeneratePanel, ctx: &mut LabCtx) {
     egui::Panel::right("generate-settings")
         .default_size(330.0)
         .resizable(true)
@@ -27,9 +17,9 @@ pub fn ui(
             ScrollArea::vertical().id_salt("generate-settings-scroll").show(ui, |ui| {
                 ui.add_space(4.0);
                 ui.label(RichText::new("Model").strong());
-                model_picker(ui, panel, settings, slot, board, picker);
+                model_picker(ui, &mut panel.path_input, ctx);
                 ui.separator();
-                sampling(ui, settings);
+                sampling(ui, ctx.settings);
                 ui.separator();
                 ui.label(RichText::new("Token colours").strong());
                 ui.weak("The warmer a token, the less likely the model found it. Hover a token for its probability and the alternatives; click one to branch.");
@@ -37,7 +27,8 @@ pub fn ui(
         });
     ui.heading("Generate");
 
-    let Some(model) = slot.model.clone() else {
+    let (board, settings) = (ctx.board, &*ctx.settings);
+    let Some(model) = ctx.model.model.clone() else {
         ui.label("Load a model to start.");
         return;
     };
@@ -127,117 +118,6 @@ pub fn ui(
             t.generated_tokens,
             t.decode_tok_s()
         ));
-    }
-}
-
-fn model_picker(
-    ui: &mut Ui,
-    panel: &mut GeneratePanel,
-    settings: &mut Settings,
-    slot: &mut ModelSlot,
-    board: &JobBoard,
-    picker: &mut dyn FilePicker,
-) {
-    let mut load: Option<PathBuf> = None;
-    ui.horizontal_wrapped(|ui| {
-        let current = slot
-            .model
-            .as_ref()
-            .map(|m| m.info.name.clone())
-            .unwrap_or_else(|| "(none)".into());
-        egui::ComboBox::from_label("Model")
-            .selected_text(current)
-            .width(200.0)
-            .show_ui(ui, |ui| {
-                let shipped = crate::assets::default_model();
-                if ui
-                    .selectable_label(false, "SmolLM2-135M-Instruct (shipped)")
-                    .clicked()
-                {
-                    load = Some(shipped.clone());
-                }
-                for path in settings.recent_models.iter().filter(|p| **p != shipped) {
-                    if ui
-                        .selectable_label(false, path.display().to_string())
-                        .clicked()
-                    {
-                        load = Some(path.clone());
-                    }
-                }
-            });
-        if let Some(path) = slot.loading_path() {
-            ui.label(format!("loading {}…", path.display()));
-        }
-    });
-    ui.horizontal_wrapped(|ui| {
-        if ui.button("Open file…").clicked() {
-            load = picker.pick_model_file();
-        }
-        if ui.button("Open folder…").clicked() {
-            load = picker.pick_folder();
-        }
-    });
-    ui.horizontal(|ui| {
-        let label = ui.label("Path");
-        ui.add(
-            egui::TextEdit::singleline(&mut panel.path_input)
-                .hint_text("type or drop a .gguf file or a model folder")
-                .desired_width(ui.available_width() - 60.0),
-        )
-        .labelled_by(label.id);
-        if ui.button("Load").clicked() && !panel.path_input.trim().is_empty() {
-            load = Some(PathBuf::from(panel.path_input.trim()));
-        }
-    });
-    if let Some(err) = &slot.error {
-        ui.colored_label(
-            ui.visuals().error_fg_color,
-            format!("Could not load the model: {err}"),
-        );
-    }
-    if let Some(path) = load {
-        slot.load(board, path);
-    }
-    if let Some(m) = &slot.model {
-        egui::CollapsingHeader::new("Model info")
-            .id_salt("model-info")
-            .show(ui, |ui| {
-                egui::Grid::new("model-info-grid")
-                    .num_columns(2)
-                    .show(ui, |ui| {
-                        let i = &m.info;
-                        let rows = [
-                            ("Name", i.name.clone()),
-                            ("Metadata name", i.metadata_name.clone()),
-                            ("File", i.path.display().to_string()),
-                            ("Format", i.format.to_string()),
-                            ("Architecture", i.architecture.clone()),
-                            ("Parameters", format!("{:.1} M", i.parameters as f64 / 1e6)),
-                            ("Weights", i.quantization.clone()),
-                            ("Context length", i.context_length.to_string()),
-                            (
-                                "Layers × hidden",
-                                format!("{} × {}", i.layers, i.hidden_size),
-                            ),
-                            ("Heads (kv)", format!("{} ({})", i.heads, i.kv_heads)),
-                            ("Vocabulary", i.vocab_size.to_string()),
-                            (
-                                "Chat template",
-                                if m.chat_template.is_some() {
-                                    "yes"
-                                } else {
-                                    "no"
-                                }
-                                .to_string(),
-                            ),
-                        ];
-                        for (k, v) in rows {
-                            ui.label(k);
-                            ui.label(v);
-                            ui.end_row();
-                        }
-                    });
-            });
     }
 }
 

@@ -1,3 +1,4 @@
 //! Reusable widgets.
 
+pub mod model_picker;
 pub mod token_view;
