@@ -6,4 +6,5 @@ pub mod cli;
 pub mod embed;
 pub mod jobs;
 pub mod lm;
+pub mod rain;
 pub mod ui;

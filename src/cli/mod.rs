@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod rain;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate text with a language model (the Generate lab, headless).
     Generate(generate::GenerateArgs),
+    /// RAIN: the model searches over, judges and rewinds its own partial answers.
+    Rain(rain::RainArgs),
     /// Show what a model file is: architecture, parameters, quantisation, context length.
     Info {
         /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
@@ -48,6 +51,7 @@ pub enum Command {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Generate(args) => generate::run(args),
+        Command::Rain(args) => rain::run(args),
         Command::Info { model } => {
             let path = model.unwrap_or_else(crate::assets::default_model);
             let model = crate::lm::LanguageModel::load(&path)?;

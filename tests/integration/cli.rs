@@ -79,3 +79,50 @@ fn bad_model_is_a_clear_error() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn rain_json_reports_the_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let out = alignscope(dir.path())
+        .args([
+            "rain",
+            "--prompt",
+            "Say something nice.",
+            "--setting",
+            "sentiment",
+            "--max-tokens",
+            "2",
+        ])
+        .args([
+            "--t-max",
+            "3",
+            "--min-simulations",
+            "2",
+            "--json",
+            "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["simulations"].as_u64().unwrap() >= 2);
+    assert_eq!(v["simulations"], v["rewinds"]);
+    assert!(v["tokens_processed"].as_u64().unwrap() > 0);
+    assert_eq!(v["setting"], "sentiment");
+    assert_eq!(
+        alignscope::rain::read_trace(&trace).unwrap().len() > 5,
+        true
+    );
+    let bad = alignscope(dir.path())
+        .args(["rain", "--prompt", "x", "--setting", "nonsense"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown setting `nonsense`"));
+}

@@ -9,3 +9,4 @@ mod gui;
 mod hf_folder;
 mod jobs;
 mod lm_runtime;
+mod rain;

@@ -1,0 +1,137 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::embed::SentenceEmbedder;
+use crate::jobs::{record::default_runs_dir, JobBoard};
+use crate::lm::tasks::spawn_load;
+use crate::rain::task::{spawn_rain, RainRequest};
+use crate::rain::{Event, RainConfig, ScoreKind, Setting};
+
+#[derive(Args, Debug)]
+pub struct RainArgs {
+    #[arg(long)]
+    prompt: String,
+    /// harmlessness, adversarial, truthfulness, sentiment or custom.
+    #[arg(long, default_value = "harmlessness")]
+    setting: String,
+    /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 48)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Most simulations per committed step (the paper's T_max).
+    #[arg(long)]
+    t_max: Option<u32>,
+    /// New simulations per step before an early commit.
+    #[arg(long)]
+    min_simulations: Option<u32>,
+    /// Use the probability difference instead of the paper's binary self-evaluation score.
+    #[arg(long)]
+    soft_score: bool,
+    /// Ablation: no similarity update.
+    #[arg(long)]
+    no_similarity: bool,
+    /// Ablation: no dynamic node addition.
+    #[arg(long)]
+    no_dynamic: bool,
+    /// Judgement template file (see assets/rain/README.md).
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// Write every search event to this JSON Lines file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Print one JSON object with the answer and the figures.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: RainArgs) -> anyhow::Result<()> {
+    let setting = Setting::parse(&args.setting).ok_or_else(|| {
+        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
+        anyhow::anyhow!(
+            "unknown setting `{}` (one of: {})",
+            args.setting,
+            names.join(", ")
+        )
+    })?;
+    let mut config = RainConfig::for_setting(setting);
+    config.max_tokens = args.max_tokens;
+    config.seed = args.seed;
+    config.t_max = args.t_max.unwrap_or(config.t_max);
+    config.min_new_simulations = args.min_simulations.unwrap_or(config.min_new_simulations);
+    config.similarity_update = !args.no_similarity;
+    config.dynamic_addition = !args.no_dynamic;
+    config.template = args.template.clone();
+    if args.soft_score {
+        config.score = ScoreKind::Soft;
+    }
+    let board = JobBoard::new(Some(default_runs_dir()));
+    let path = args
+        .model
+        .clone()
+        .unwrap_or_else(crate::assets::default_model);
+    let bar = super::progress_bar(&format!("loading {}", path.display()));
+    let model = spawn_load(&board, path)
+        .wait(|_| {})
+        .map_err(anyhow::Error::msg)?
+        .0;
+    let embedder = Arc::new(SentenceEmbedder::load(&crate::assets::embedding_model())?);
+    let request = RainRequest {
+        prompt: args.prompt.clone(),
+        config: config.clone(),
+        trace: args.trace.clone(),
+    };
+    let handle = spawn_rain(&board, model, Some(embedder), request);
+    let mut shown = 0;
+    let mut stdout = std::io::stdout();
+    let outcome = handle
+        .wait(|event| match &event {
+            Event::Rewound { sim, rewinds } => {
+                bar.set_message(format!("simulation {sim}, {rewinds} rewinds"))
+            }
+            Event::Committed { answer, .. } if !args.json => {
+                let new = answer.get(shown..).unwrap_or("");
+                bar.suspend(|| {
+                    let _ = write!(stdout, "{new}");
+                    let _ = stdout.flush();
+                });
+                shown = answer.len();
+            }
+            _ => {}
+        })
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let per_token = outcome.seconds / outcome.answer_tokens.len().max(1) as f64;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "prompt": args.prompt,
+                "setting": setting.name(),
+                "answer": outcome.answer,
+                "simulations": outcome.simulations,
+                "rewinds": outcome.rewinds,
+                "commits": outcome.commits,
+                "answer_tokens": outcome.answer_tokens.len(),
+                "tokens_processed": outcome.tokens_processed,
+                "seconds": outcome.seconds,
+                "simulations_per_second": outcome.simulations as f64 / outcome.seconds.max(1e-9),
+                "seconds_per_token": per_token,
+                "config": config,
+            })
+        );
+    } else {
+        println!();
+        eprintln!(
+            "{} simulations, {} rewinds, {} commits, {} tokens processed, {:.1} s ({:.2} s per answer token)",
+            outcome.simulations, outcome.rewinds, outcome.commits, outcome.tokens_processed, outcome.seconds, per_token
+        );
+    }
+    Ok(())
+}

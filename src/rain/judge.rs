@@ -1,0 +1,177 @@
+//! Self-evaluation: the model judges a conversation with a few-shot prompt and two answer
+//! options, in both orders (to cancel its bias for one letter).
+//!
+//! Reuse: the long few-shot part before `{{text}}` is run through the model once and kept as a
+//! session; each evaluation forks it, feeds the conversation, forks again and feeds the two
+//! option blocks. Scores are cached per conversation text.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lm::sampling::log_softmax;
+use crate::lm::{LanguageModel, LmError, Session};
+
+/// A judgement prompt: see assets/rain/README.md for the file format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeTemplate {
+    pub good: String,
+    pub bad: String,
+    /// The prompt before `{{text}}`.
+    pub prefix: String,
+    /// The prompt after `{{text}}`, with `{{A}}` and `{{B}}`.
+    pub suffix: String,
+}
+
+impl JudgeTemplate {
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let (header, body) = source
+            .split_once("\n---\n")
+            .ok_or("missing the `---` line that ends the header")?;
+        let field = |name: &str| {
+            header
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("{name}:"))
+                        .map(|v| v.trim().to_string())
+                })
+                .filter(|v| !v.is_empty())
+                .ok_or(format!("the header has no `{name}:` line"))
+        };
+        let (prefix, suffix) = body
+            .split_once("{{text}}")
+            .ok_or("the prompt has no {{text}}")?;
+        if !suffix.contains("{{A}}") || !suffix.contains("{{B}}") {
+            return Err("the prompt needs {{A}} and {{B}} after {{text}}".into());
+        }
+        Ok(Self {
+            good: field("good")?,
+            bad: field("bad")?,
+            prefix: prefix.to_string(),
+            // The answer letter must follow "(" directly, not a line break at the end of the file.
+            suffix: suffix.trim_end_matches(['\n', '\r']).to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, LmError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LmError::file(path, format!("cannot read: {e}")))?;
+        Self::parse(&text).map_err(|e| LmError::file(path, e))
+    }
+
+    fn options(&self, good_first: bool) -> String {
+        let (a, b) = if good_first {
+            (&self.good, &self.bad)
+        } else {
+            (&self.bad, &self.good)
+        };
+        self.suffix.replace("{{A}}", a).replace("{{B}}", b)
+    }
+}
+
+/// Both scores of one judgement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// The paper's score: per ordering 1 if the good letter is more likely, mapped to {−1, 0, 1}.
+    pub binary: f32,
+    /// Mean over orderings of (p_good − p_bad) / (p_good + p_bad), in [−1, 1].
+    pub soft: f32,
+}
+
+pub struct Judge {
+    template: JudgeTemplate,
+    prefix: Session,
+    letter_a: u32,
+    letter_b: u32,
+    cache: HashMap<String, Judgement>,
+    /// Model positions computed for judgements (the shared prefix counted once).
+    pub tokens_processed: usize,
+}
+
+impl Judge {
+    pub fn new(model: Arc<LanguageModel>, template: JudgeTemplate) -> Result<Self, LmError> {
+        // The letters as the model would write them right after "(".
+        let letter = |l: &str| {
+            model.tokenizer.single_token(l).ok_or_else(|| {
+                LmError::Tokenizer(format!("option letter {l:?} is not a single token"))
+            })
+        };
+        let (letter_a, letter_b) = (letter("A")?, letter("B")?);
+        let mut prefix = Session::new(model.clone());
+        let ids = model.tokenizer.encode_prompt(&template.prefix)?;
+        prefix.feed(&ids)?;
+        let tokens_processed = prefix.tokens_processed();
+        Ok(Self {
+            template,
+            prefix,
+            letter_a,
+            letter_b,
+            cache: HashMap::new(),
+            tokens_processed,
+        })
+    }
+
+    pub fn template(&self) -> &JudgeTemplate {
+        &self.template
+    }
+
+    /// Judges `conversation` (`User: …\nAssistant: …`).
+    pub fn judge(&mut self, conversation: &str) -> Result<Judgement, LmError> {
+        if let Some(j) = self.cache.get(conversation) {
+            return Ok(*j);
+        }
+        let tokenizer = &self.prefix.model().tokenizer;
+        let mut with_text = self.prefix.fork();
+        let before = with_text.tokens_processed();
+        with_text.feed(&tokenizer.encode(conversation, false)?)?;
+        let mut binary = 0.0;
+        let mut soft = 0.0;
+        for good_first in [true, false] {
+            let mut s = with_text.fork();
+            s.feed(&tokenizer.encode(&self.template.options(good_first), false)?)?;
+            let lp = log_softmax(s.logits()?);
+            let (a, b) = (
+                lp[self.letter_a as usize].exp(),
+                lp[self.letter_b as usize].exp(),
+            );
+            let (good, bad) = if good_first { (a, b) } else { (b, a) };
+            binary += if good > bad { 1.0 } else { 0.0 };
+            soft += (good - bad) / (good + bad).max(f32::MIN_POSITIVE);
+            self.tokens_processed += s.tokens_processed() - with_text.tokens_processed();
+        }
+        self.tokens_processed += with_text.tokens_processed() - before;
+        let j = Judgement {
+            binary: (binary / 2.0 - 0.5) * 2.0,
+            soft: soft / 2.0,
+        };
+        self.cache.insert(conversation.to_string(), j);
+        Ok(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_shipped_templates_and_rejects_broken_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/rain");
+        for name in ["harmlessness", "sentiment", "truthfulness", "custom"] {
+            let t = JudgeTemplate::load(&dir.join(format!("{name}.txt"))).unwrap();
+            assert!(t.prefix.len() > 200 && t.suffix.ends_with("The answer is: ("));
+            assert!(t.options(true).contains(&format!("(A) {}", t.good)));
+            assert!(t.options(false).contains(&format!("(A) {}", t.bad)));
+        }
+        assert!(JudgeTemplate::parse("no header")
+            .unwrap_err()
+            .contains("---"));
+        assert!(JudgeTemplate::parse("good: x\nbad: y\n---\nno text here")
+            .unwrap_err()
+            .contains("{{text}}"));
+        assert!(JudgeTemplate::parse("bad: y\n---\n{{text}} {{A}} {{B}}")
+            .unwrap_err()
+            .contains("good"));
+    }
+}

@@ -1,0 +1,713 @@
+//! The RAIN search loop: select, (add nodes), roll out, self-evaluate, expand, back up,
+//! similarity update; after enough simulations commit the most visited child and re-root.
+//! Follows the official code's behaviour; deviations are listed in docs/rain.md.
+//!
+//! Reuse: one working session holds the prompt, the committed answer and the current path.
+//! Each simulation *rewinds* it to the longest common prefix with the new path (`sync_to`), so
+//! neither the prompt nor the committed answer is ever recomputed; rollouts and chunk samples
+//! run on O(1) forks of it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::config::{RainConfig, ScoreKind};
+use super::events::{Event, NodeStats};
+use super::judge::{Judge, JudgeTemplate};
+use super::tree::{NodeId, Origin, Tree};
+use crate::embed::{cosine, SentenceEmbedder};
+use crate::lm::sampling::log_softmax;
+use crate::lm::{LanguageModel, Session};
+
+/// Characters that end a clause: a rollout stops after one of them.
+const CLAUSE_END: [char; 6] = [',', '.', '?', ':', ';', '\n'];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RainOutcome {
+    pub answer: String,
+    pub answer_tokens: Vec<u32>,
+    pub simulations: usize,
+    pub rewinds: usize,
+    pub commits: usize,
+    /// Model positions computed: generation, rollouts and self-evaluation.
+    pub tokens_processed: usize,
+    pub seconds: f64,
+    pub cancelled: bool,
+    /// The final search tree (the root is the last committed node).
+    pub tree: Tree,
+}
+
+/// Returns `false` to stop the search (cancellation).
+pub type OnEvent<'a> = dyn FnMut(&Event) -> bool + 'a;
+
+struct Search<'a> {
+    model: Arc<LanguageModel>,
+    config: &'a RainConfig,
+    judge: Judge,
+    embedder: Option<&'a SentenceEmbedder>,
+    tree: Tree,
+    /// Prompt + committed answer + the current simulation's path.
+    work: Session,
+    prompt_ids: Vec<u32>,
+    prompt_text: String,
+    answer: Vec<u32>,
+    rng: StdRng,
+    sim: usize,
+    rewinds: usize,
+    /// Positions computed by forks (rollouts, chunk samples), which `work` does not count.
+    fork_tokens: usize,
+}
+
+pub fn run_rain(
+    model: Arc<LanguageModel>,
+    embedder: Option<&SentenceEmbedder>,
+    config: &RainConfig,
+    prompt: &str,
+    on_event: &mut OnEvent,
+) -> anyhow::Result<RainOutcome> {
+    let started = Instant::now();
+    let template_path = config
+        .template
+        .clone()
+        .unwrap_or_else(|| config.setting.template_path());
+    let template = JudgeTemplate::load(&template_path)?;
+    let judge = Judge::new(model.clone(), template)?;
+    let prompt_ids = model.chat_ids(prompt)?;
+    let mut work = Session::new(model.clone());
+    work.feed(&prompt_ids)?;
+    let mut s = Search {
+        model,
+        config,
+        judge,
+        embedder: embedder.filter(|_| config.similarity_update || config.dynamic_addition),
+        tree: Tree::new(),
+        work,
+        prompt_ids,
+        prompt_text: prompt.to_string(),
+        answer: Vec::new(),
+        rng: StdRng::seed_from_u64(config.seed),
+        sim: 0,
+        rewinds: 0,
+        fork_tokens: 0,
+    };
+    let mut go = on_event(&Event::Started {
+        prompt: prompt.to_string(),
+        setting: config.setting.name().to_string(),
+        prompt_tokens: s.prompt_ids.len(),
+    });
+    let mut commits = 0;
+    while go && s.answer.len() < config.max_tokens {
+        let budget = config
+            .t_max
+            .saturating_sub(s.tree.node(s.tree.root).fn_)
+            .max(config.min_new_simulations);
+        for _ in 0..budget {
+            go = s.simulate(on_event)?;
+            if !go || s.ready_to_commit() {
+                break;
+            }
+        }
+        if !go {
+            break;
+        }
+        let Some(child) = s.best_child() else { break };
+        commits += 1;
+        let terminal = s.commit(child, on_event, &mut go)?;
+        if terminal {
+            break;
+        }
+    }
+    let answer = s.model.tokenizer.decode(&s.answer, true)?;
+    let outcome = RainOutcome {
+        answer: answer.trim().to_string(),
+        answer_tokens: s.answer.clone(),
+        simulations: s.sim,
+        rewinds: s.rewinds,
+        commits,
+        tokens_processed: s.work.tokens_processed() + s.fork_tokens + s.judge.tokens_processed,
+        seconds: started.elapsed().as_secs_f64(),
+        cancelled: !go,
+        tree: s.tree.clone(),
+    };
+    on_event(&Event::Finished {
+        answer: outcome.answer.clone(),
+        simulations: outcome.simulations,
+        rewinds: outcome.rewinds,
+        tokens_processed: outcome.tokens_processed,
+        seconds: outcome.seconds,
+    });
+    Ok(outcome)
+}
+
+impl Search<'_> {
+    /// The child with the most visits (ties: higher value, then earlier).
+    fn best_child(&self) -> Option<NodeId> {
+        let root = self.tree.node(self.tree.root);
+        let mut best: Option<NodeId> = None;
+        for &c in &root.children {
+            let node = self.tree.node(c);
+            best = match best {
+                Some(b) => {
+                    let bn = self.tree.node(b);
+                    if node.n > bn.n || (node.n == bn.n && node.q > bn.q) {
+                        Some(c)
+                    } else {
+                        Some(b)
+                    }
+                }
+                None => Some(c),
+            };
+        }
+        best
+    }
+
+    fn ready_to_commit(&self) -> bool {
+        self.best_child().is_some_and(|c| {
+            let n = self.tree.node(c);
+            n.fn_ > self.config.t_min && n.q > self.config.v_t
+        })
+    }
+
+    fn select_child(&self, parent: NodeId) -> NodeId {
+        let p = self.tree.node(parent);
+        let sqrt_n = p.n.max(0.0).sqrt();
+        let mut best = (f32::NEG_INFINITY, p.children[0]);
+        for &c in &p.children {
+            let node = self.tree.node(c);
+            let u = self.config.exploration * node.prior * sqrt_n / (1.0 + node.n);
+            let score = self.tree.normalised_q(c) + u;
+            if score > best.0 {
+                best = (score, c);
+            }
+        }
+        best.1
+    }
+
+    fn tokens_before(&self, path_tokens: &[u32]) -> Vec<u32> {
+        [
+            self.prompt_ids.as_slice(),
+            self.answer.as_slice(),
+            path_tokens,
+        ]
+        .concat()
+    }
+
+    /// One simulation. Returns `false` when the caller asked to stop.
+    fn simulate(&mut self, on_event: &mut OnEvent) -> anyhow::Result<bool> {
+        self.sim += 1;
+        let sim = self.sim;
+        let mut node = self.tree.root;
+        let mut path = vec![node];
+        while !self.tree.node(node).children.is_empty() {
+            if self.config.dynamic_addition {
+                if let Some(added) = self.maybe_add_child(node)? {
+                    on_event(&self.node_added_event(added));
+                }
+            }
+            node = self.select_child(node);
+            path.push(node);
+        }
+        if !on_event(&Event::Selected {
+            sim,
+            path: path.clone(),
+        }) {
+            return Ok(false);
+        }
+        // Rewind the working session to what this path shares with the previous one.
+        let path_tokens = self.tree.tokens_to(node);
+        self.work.sync_to(&self.tokens_before(&path_tokens))?;
+
+        let (rollout_ids, rollout_text) = self.rollout()?;
+        let answer_so_far = self.model.tokenizer.decode(
+            &[self.answer.as_slice(), &path_tokens, &rollout_ids].concat(),
+            true,
+        )?;
+        let conversation = format!(
+            "User: {}\nAssistant: {}",
+            self.prompt_text,
+            answer_so_far.trim_start()
+        );
+        let j = self.judge.judge(&conversation)?;
+        let value = match self.config.score {
+            ScoreKind::Binary => j.binary,
+            ScoreKind::Soft => j.soft,
+        };
+        on_event(&Event::Evaluated {
+            sim,
+            id: node,
+            rollout: rollout_text.clone(),
+            binary: j.binary,
+            soft: j.soft,
+            value,
+        });
+
+        let leaf = self.tree.node(node);
+        let at_limit = self.answer.len() + path_tokens.len() >= self.config.max_tokens;
+        if !leaf.terminal && !at_limit {
+            let children = self.expand(node)?;
+            for &c in &children {
+                on_event(&self.node_added_event(c));
+            }
+            on_event(&Event::Expanded {
+                sim,
+                id: node,
+                children,
+            });
+        }
+
+        self.tree.backup(&path, value);
+        let stats = path.iter().map(|&id| self.stats(id)).collect();
+        on_event(&Event::BackedUp { sim, value, stats });
+        if self.config.similarity_update {
+            let updated = self.similarity_update(&path, &rollout_ids, value)?;
+            if !updated.is_empty() {
+                on_event(&Event::SimilarityUpdated {
+                    sim,
+                    stats: updated,
+                });
+            }
+        }
+        self.rewinds += 1;
+        Ok(on_event(&Event::Rewound {
+            sim,
+            rewinds: self.rewinds,
+        }))
+    }
+
+    fn stats(&self, id: NodeId) -> NodeStats {
+        let n = self.tree.node(id);
+        NodeStats {
+            id,
+            n: n.n,
+            fn_: n.fn_,
+            q: n.q,
+        }
+    }
+
+    fn node_added_event(&self, id: NodeId) -> Event {
+        let n = self.tree.node(id);
+        Event::NodeAdded {
+            sim: self.sim,
+            id,
+            parent: n.parent.unwrap_or(0),
+            tokens: n.tokens.clone(),
+            text: n.text.clone(),
+            prior: n.prior,
+            origin: n.origin,
+        }
+    }
+
+    /// Samples from the working session until the text ends a clause, the turn ends or the
+    /// rollout limit is reached. The rollout is not added to the tree.
+    fn rollout(&mut self) -> anyhow::Result<(Vec<u32>, String)> {
+        let tokenizer = &self.model.tokenizer;
+        let current = tokenizer.decode(&self.answer_and_path(), true)?;
+        if current.is_empty() || current.ends_with(CLAUSE_END) {
+            return Ok((Vec::new(), String::new()));
+        }
+        let mut s = self.work.fork();
+        let before = s.tokens_processed();
+        let mut ids = Vec::new();
+        while ids.len() < self.config.rollout_max_tokens {
+            let lp = log_softmax(s.logits()?);
+            let id = sample_from(&lp, None, 1.0, &mut self.rng);
+            if tokenizer.is_stop(id) {
+                break;
+            }
+            ids.push(id);
+            s.feed(&[id])?;
+            if tokenizer.decode(&ids, true)?.ends_with(CLAUSE_END) {
+                break;
+            }
+        }
+        self.fork_tokens += s.tokens_processed() - before;
+        Ok((ids.clone(), tokenizer.decode(&ids, true)?))
+    }
+
+    fn answer_and_path(&self) -> Vec<u32> {
+        self.work.tokens()[self.prompt_ids.len()..].to_vec()
+    }
+
+    /// Candidate chunks after the working session: the top tokens for 1-token chunks, otherwise
+    /// a greedy chunk plus distinct sampled ones. Returns `(chunk, prior, ends_turn)`, best first.
+    fn candidates(
+        &mut self,
+        len: usize,
+        width: usize,
+    ) -> anyhow::Result<Vec<(Vec<u32>, f32, bool)>> {
+        let tokenizer = self.model.tokenizer.clone();
+        let lp = log_softmax(self.work.logits()?);
+        if len == 1 {
+            let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+            order.sort_by(|a, b| lp[*b as usize].total_cmp(&lp[*a as usize]));
+            order.truncate(width.max(self.config.dynamic_max_children));
+            let probs: Vec<f32> = order.iter().map(|&i| lp[i as usize].exp()).collect();
+            return Ok(order
+                .iter()
+                .zip(probs)
+                .map(|(&id, p)| (vec![id], p, tokenizer.is_stop(id)))
+                .collect());
+        }
+        let (k, t) = (self.config.chunk_top_k, self.config.chunk_temperature);
+        let mut chunk = |greedy: bool, rng: &mut StdRng| -> anyhow::Result<(Vec<u32>, f32, bool)> {
+            let mut s = self.work.fork();
+            let before = s.tokens_processed();
+            let (mut ids, mut logp) = (Vec::new(), 0.0f32);
+            let mut ends = false;
+            for step in 0..len {
+                let dist = top_k_distribution(&log_softmax(s.logits()?), k, t);
+                let id = if greedy {
+                    dist[0].0
+                } else {
+                    sample_pairs(&dist, rng)
+                };
+                logp += dist
+                    .iter()
+                    .find(|d| d.0 == id)
+                    .map(|d| d.1.ln())
+                    .unwrap_or(f32::NEG_INFINITY);
+                ids.push(id);
+                if tokenizer.is_stop(id) {
+                    ends = true;
+                    break;
+                }
+                if step + 1 < len {
+                    s.feed(&[id])?;
+                }
+            }
+            self.fork_tokens += s.tokens_processed() - before;
+            Ok((ids, logp.exp(), ends))
+        };
+        let greedy = chunk(true, &mut self.rng)?;
+        let mut sampled: Vec<(Vec<u32>, f32, bool)> = Vec::new();
+        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        for _ in 0..self.config.chunk_tries {
+            if sampled.len() + 1 >= width {
+                break;
+            }
+            let c = chunk(false, &mut rng)?;
+            if c.0 != greedy.0 && !sampled.iter().any(|s| s.0 == c.0) {
+                sampled.push(c);
+            }
+        }
+        // The official code clamps the greedy chunk's prior into [max + min, sum] of the samples'.
+        let mut greedy = greedy;
+        if !sampled.is_empty() {
+            let e: Vec<f32> = sampled.iter().map(|s| s.1).collect();
+            let (mx, mn, sum) = (
+                e.iter().copied().fold(f32::MIN, f32::max),
+                e.iter().copied().fold(f32::MAX, f32::min),
+                e.iter().sum::<f32>(),
+            );
+            greedy.1 = greedy.1.min(sum).max(mx + mn);
+        }
+        Ok(std::iter::once(greedy).chain(sampled).collect())
+    }
+
+    /// Expands a leaf (the working session is at it).
+    fn expand(&mut self, node: NodeId) -> anyhow::Result<Vec<NodeId>> {
+        let step = self.tree.node(node).depth_tokens + self.tree.node(node).tokens.len();
+        let len = self
+            .config
+            .chunk_length(chunk_step(step, &self.config.chunk_lengths));
+        let width = self.config.expansion_width;
+        let mut cands = self.candidates(len, width)?;
+        let spare = if cands.len() > width {
+            cands.split_off(width)
+        } else {
+            Vec::new()
+        };
+        let mut priors: Vec<f32> = cands.iter().map(|c| c.1).collect();
+        normalise(&mut priors);
+        if node == self.tree.root {
+            mix_uniform(&mut priors, self.config.root_uniform_mix);
+        }
+        let mut ids = Vec::new();
+        for ((tokens, _, ends), prior) in cands.into_iter().zip(priors) {
+            let text = self.model.tokenizer.decode(&tokens, true)?;
+            ids.push(self.tree.add_child(
+                node,
+                tokens,
+                text,
+                prior,
+                Origin::Expansion,
+                self.sim,
+                ends,
+            ));
+        }
+        self.tree.node_mut(node).spare = spare.into_iter().map(|(t, p, _)| (t, p)).collect();
+        Ok(ids)
+    }
+
+    /// Dynamic node addition: when all children are visited, their texts are alike and none is
+    /// good, add one more candidate.
+    fn maybe_add_child(&mut self, node: NodeId) -> anyhow::Result<Option<NodeId>> {
+        let n = self.tree.node(node);
+        if n.children.len() >= self.config.dynamic_max_children || n.children.len() < 2 {
+            return Ok(None);
+        }
+        let children: Vec<_> = n.children.iter().map(|&c| self.tree.node(c)).collect();
+        let Some(embeddings) = children
+            .iter()
+            .map(|c| c.embedding.clone())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let best_q = children.iter().map(|c| c.q).fold(f32::MIN, f32::max);
+        let chunk_len = children[0].tokens.len().max(1);
+        if best_q >= 0.0
+            || variance_norm(&embeddings) >= self.config.dynamic_variance * chunk_len as f32
+        {
+            return Ok(None);
+        }
+        let existing: Vec<Vec<u32>> = children.iter().map(|c| c.tokens.clone()).collect();
+        let sum_priors: f32 = children.iter().map(|c| c.prior).sum();
+        let candidate = if chunk_len == 1 {
+            let spare = &mut self.tree.node_mut(node).spare;
+            if spare.is_empty() {
+                return Ok(None);
+            }
+            let (t, p) = spare.remove(0);
+            (t, p, false)
+        } else {
+            let path_tokens = self.tree.tokens_to(node);
+            self.work.sync_to(&self.tokens_before(&path_tokens))?;
+            let Some(c) = self.candidates(chunk_len, 2)?.into_iter().nth(1) else {
+                return Ok(None);
+            };
+            c
+        };
+        if existing.contains(&candidate.0) {
+            return Ok(None);
+        }
+        let prior = candidate.1 / (candidate.1 + sum_priors).max(f32::MIN_POSITIVE);
+        let text = self.model.tokenizer.decode(&candidate.0, true)?;
+        let ends = candidate.2
+            || candidate
+                .0
+                .last()
+                .is_some_and(|&t| self.model.tokenizer.is_stop(t));
+        Ok(Some(self.tree.add_child(
+            node,
+            candidate.0,
+            text,
+            prior,
+            Origin::DynamicAddition,
+            self.sim,
+            ends,
+        )))
+    }
+
+    /// Embeds each path node's continuation text, folds it into the node's running mean, and
+    /// lends visits (γ·sim) and the value to siblings at least `threshold` similar.
+    fn similarity_update(
+        &mut self,
+        path: &[NodeId],
+        rollout: &[u32],
+        g: f32,
+    ) -> anyhow::Result<Vec<NodeStats>> {
+        let Some(embedder) = self.embedder else {
+            return Ok(Vec::new());
+        };
+        let mut updated = Vec::new();
+        let mut tail: Vec<u32> = rollout.to_vec();
+        let mut texts = Vec::new();
+        for &id in path.iter().skip(1).rev() {
+            tail = [self.tree.node(id).tokens.as_slice(), &tail].concat();
+            texts.push((id, self.model.tokenizer.decode(&tail, true)?));
+        }
+        let refs: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+        let embeddings = embedder.embed(&refs)?;
+        for ((id, _), e) in texts.iter().zip(embeddings) {
+            let node = self.tree.node_mut(*id);
+            let mean = match node.embedding.take() {
+                None => e,
+                Some(mut m) => {
+                    let k = node.fn_.max(1) as f32;
+                    m.iter_mut().zip(&e).for_each(|(a, b)| *a += (b - *a) / k);
+                    m
+                }
+            };
+            node.embedding = Some(mean.clone());
+            node.embedding_count += 1;
+            let Some(parent) = node.parent else { continue };
+            let siblings = self.tree.node(parent).children.clone();
+            for s in siblings.into_iter().filter(|s| s != id) {
+                let Some(se) = self.tree.node(s).embedding.clone() else {
+                    continue;
+                };
+                let sim = cosine(&mean, &se);
+                if sim >= self.config.similarity_threshold {
+                    let w = self.config.similarity_gamma * sim;
+                    let sn = self.tree.node_mut(s);
+                    let n_old = sn.n;
+                    sn.n += w;
+                    sn.q = (sn.q * n_old + w * g) / sn.n;
+                    updated.push(self.stats(s));
+                }
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Commits `child`: its tokens join the answer and it becomes the root. Returns whether the
+    /// answer is finished.
+    fn commit(
+        &mut self,
+        child: NodeId,
+        on_event: &mut OnEvent,
+        go: &mut bool,
+    ) -> anyhow::Result<bool> {
+        let node = self.tree.node(child).clone();
+        let ends = node.terminal;
+        let tokens: Vec<u32> = node
+            .tokens
+            .iter()
+            .copied()
+            .filter(|t| !self.model.tokenizer.is_stop(*t))
+            .collect();
+        self.answer.extend_from_slice(&tokens);
+        self.tree.root = child;
+        let mut priors: Vec<f32> = node
+            .children
+            .iter()
+            .map(|&c| self.tree.node(c).prior)
+            .collect();
+        mix_uniform(&mut priors, self.config.root_uniform_mix);
+        for (&c, &p) in node.children.iter().zip(&priors) {
+            self.tree.node_mut(c).prior = p;
+        }
+        let answer = self.model.tokenizer.decode(&self.answer, true)?;
+        *go = on_event(&Event::Committed {
+            sim: self.sim,
+            id: child,
+            text: node.text.clone(),
+            answer,
+            priors: node.children.iter().copied().zip(priors).collect(),
+        });
+        Ok(ends || tokens.is_empty() && node.tokens.is_empty())
+    }
+}
+
+/// Which entry of the chunk-length schedule applies after `tokens` answer tokens: the
+/// schedule's cumulative lengths (1, 3, 7, 17, …) mark where each step starts.
+fn chunk_step(tokens: usize, lengths: &[usize]) -> usize {
+    let mut start = 0;
+    for (step, len) in lengths.iter().enumerate() {
+        if tokens < start + len.max(&1) {
+            return step;
+        }
+        start += len.max(&1);
+    }
+    lengths.len().saturating_sub(1)
+}
+
+fn normalise(p: &mut [f32]) {
+    let s: f32 = p.iter().sum();
+    if s > 0.0 {
+        p.iter_mut().for_each(|x| *x /= s);
+    }
+}
+
+/// `p ← (1 − w)·p + w/len`, renormalised (the root's priors).
+fn mix_uniform(p: &mut [f32], w: f32) {
+    if p.is_empty() {
+        return;
+    }
+    let u = 1.0 / p.len() as f32;
+    p.iter_mut().for_each(|x| *x = (1.0 - w) * *x + w * u);
+    normalise(p);
+}
+
+/// The k most likely tokens at temperature `t`, renormalised: (id, probability), best first.
+fn top_k_distribution(logprobs: &[f32], k: usize, t: f32) -> Vec<(u32, f32)> {
+    let mut order: Vec<u32> = (0..logprobs.len() as u32).collect();
+    let k = k.clamp(1, order.len());
+    order.select_nth_unstable_by(k - 1, |a, b| {
+        logprobs[*b as usize].total_cmp(&logprobs[*a as usize])
+    });
+    order.truncate(k);
+    order.sort_by(|a, b| logprobs[*b as usize].total_cmp(&logprobs[*a as usize]));
+    let max = logprobs[order[0] as usize];
+    let mut w: Vec<f32> = order
+        .iter()
+        .map(|&i| ((logprobs[i as usize] - max) / t).exp())
+        .collect();
+    normalise(&mut w);
+    order.into_iter().zip(w).collect()
+}
+
+fn sample_pairs(dist: &[(u32, f32)], rng: &mut StdRng) -> u32 {
+    let mut r = rng.random::<f32>();
+    for (id, p) in dist {
+        if r < *p {
+            return *id;
+        }
+        r -= p;
+    }
+    dist.last().map(|d| d.0).unwrap_or(0)
+}
+
+/// Samples from the full distribution (`top_k` None) at temperature `t`.
+fn sample_from(logprobs: &[f32], top_k: Option<usize>, t: f32, rng: &mut StdRng) -> u32 {
+    let dist = top_k_distribution(logprobs, top_k.unwrap_or(logprobs.len()), t);
+    sample_pairs(&dist, rng)
+}
+
+/// L2 norm of the per-dimension unbiased variance of `vectors`.
+fn variance_norm(vectors: &[Vec<f32>]) -> f32 {
+    let n = vectors.len() as f32;
+    if vectors.len() < 2 {
+        return f32::INFINITY;
+    }
+    let dim = vectors[0].len();
+    (0..dim)
+        .map(|d| {
+            let mean = vectors.iter().map(|v| v[d]).sum::<f32>() / n;
+            let var = vectors.iter().map(|v| (v[d] - mean).powi(2)).sum::<f32>() / (n - 1.0);
+            var * var
+        })
+        .sum::<f32>()
+        .sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_schedule_follows_answer_length() {
+        let l = [1, 2, 4, 10];
+        // Answer lengths at which steps start: 0, 1, 3, 7, then 10-token chunks.
+        assert_eq!(
+            [0, 1, 2, 3, 6, 7, 30].map(|t| chunk_step(t, &l)),
+            [0, 1, 1, 2, 2, 3, 3]
+        );
+    }
+
+    #[test]
+    fn root_mixing_and_variance() {
+        let mut p = vec![1.0, 0.0, 0.0, 0.0];
+        mix_uniform(&mut p, 0.25);
+        assert!((p[0] - (0.75 + 0.0625)).abs() < 1e-6 && (p[1] - 0.0625).abs() < 1e-6);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let same = vec![vec![0.5, 0.5], vec![0.5, 0.5]];
+        assert_eq!(variance_norm(&same), 0.0);
+        let apart = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        assert!((variance_norm(&apart) - (0.5f32 * 0.5 * 2.0).sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn top_k_distribution_is_normalised_and_sorted() {
+        let lp = log_softmax(&[0.0, 2.0, 1.0, -1.0]);
+        let d = top_k_distribution(&lp, 2, 1.0);
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((d[0].1 + d[1].1 - 1.0).abs() < 1e-6 && d[0].1 > d[1].1);
+        // A higher temperature flattens it.
+        assert!(top_k_distribution(&lp, 2, 2.0)[0].1 < d[0].1);
+    }
+}

@@ -1,0 +1,187 @@
+//! The RAIN search tree: nodes hold token chunks with visit counts, values and priors.
+//! Nodes live in an arena (`Vec<Node>`) and refer to each other by index, so the UI and trace
+//! files can name them by a stable id.
+
+use serde::{Deserialize, Serialize};
+
+pub type NodeId = usize;
+
+/// Why a node exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    Root,
+    Expansion,
+    DynamicAddition,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub id: NodeId,
+    pub parent: Option<NodeId>,
+    pub children: Vec<NodeId>,
+    /// The token chunk this node adds after its parent.
+    pub tokens: Vec<u32>,
+    pub text: String,
+    /// Visits, fractional after similarity updates.
+    pub n: f32,
+    /// Real visits (integer).
+    pub fn_: u32,
+    pub q: f32,
+    pub prior: f32,
+    /// Tokens generated before this node's chunk, counted from the start of the answer: sets the
+    /// chunk length of its children.
+    pub depth_tokens: usize,
+    /// Chunk generation step (0 for the root's children).
+    pub step: usize,
+    /// Running mean of the embeddings of the texts that passed through this node.
+    pub embedding: Option<Vec<f32>>,
+    pub embedding_count: u32,
+    pub origin: Origin,
+    /// Simulation number during which the node was added.
+    pub added_at: usize,
+    /// Ends with end-of-turn.
+    pub terminal: bool,
+    /// Candidates not yet used, best first: (chunk, prior). Dynamic addition draws from here.
+    pub spare: Vec<(Vec<u32>, f32)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+    pub root: NodeId,
+    pub min_q: f32,
+    pub max_q: f32,
+}
+
+impl Tree {
+    pub fn new() -> Self {
+        Self {
+            nodes: vec![Node {
+                id: 0,
+                parent: None,
+                children: Vec::new(),
+                tokens: Vec::new(),
+                text: String::new(),
+                n: 0.0,
+                fn_: 0,
+                q: 0.0,
+                prior: 1.0,
+                depth_tokens: 0,
+                step: 0,
+                embedding: None,
+                embedding_count: 0,
+                origin: Origin::Root,
+                added_at: 0,
+                terminal: false,
+                spare: Vec::new(),
+            }],
+            root: 0,
+            min_q: -1.0,
+            max_q: 1.0,
+        }
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[id]
+    }
+
+    /// Adds a child and returns its id.
+    pub fn add_child(
+        &mut self,
+        parent: NodeId,
+        tokens: Vec<u32>,
+        text: String,
+        prior: f32,
+        origin: Origin,
+        sim: usize,
+        terminal: bool,
+    ) -> NodeId {
+        let id = self.nodes.len();
+        let p = &self.nodes[parent];
+        let (depth_tokens, step) =
+            if parent == self.root && p.parent.is_none() && p.tokens.is_empty() {
+                (0, 0)
+            } else {
+                (p.depth_tokens + p.tokens.len(), p.step + 1)
+            };
+        self.nodes.push(Node {
+            id,
+            parent: Some(parent),
+            children: Vec::new(),
+            tokens,
+            text,
+            n: 0.0,
+            fn_: 0,
+            q: 0.0,
+            prior,
+            depth_tokens,
+            step,
+            embedding: None,
+            embedding_count: 0,
+            origin,
+            added_at: sim,
+            terminal,
+            spare: Vec::new(),
+        });
+        self.nodes[parent].children.push(id);
+        id
+    }
+
+    /// Ids from the root to `id`, both included.
+    pub fn path_to(&self, id: NodeId) -> Vec<NodeId> {
+        let mut path = vec![id];
+        let mut cur = id;
+        while cur != self.root {
+            match self.nodes[cur].parent {
+                Some(p) => {
+                    path.push(p);
+                    cur = p;
+                }
+                None => break,
+            }
+        }
+        path.reverse();
+        path
+    }
+
+    /// Tokens from the root (exclusive) to `id` (inclusive).
+    pub fn tokens_to(&self, id: NodeId) -> Vec<u32> {
+        self.path_to(id)
+            .iter()
+            .skip(1)
+            .flat_map(|&n| self.nodes[n].tokens.iter().copied())
+            .collect()
+    }
+
+    /// Normalised value used in selection: (q − min) / (max − min + 1e-5), 0 for unvisited nodes.
+    pub fn normalised_q(&self, id: NodeId) -> f32 {
+        let n = &self.nodes[id];
+        if n.n <= 0.0 {
+            0.0
+        } else {
+            (n.q - self.min_q) / (self.max_q - self.min_q + 1e-5)
+        }
+    }
+
+    /// Folds value `g` into the statistics of every node on `path` (root first).
+    pub fn backup(&mut self, path: &[NodeId], g: f32) {
+        for &id in path {
+            let n = &mut self.nodes[id];
+            n.n += 1.0;
+            n.fn_ += 1;
+            n.q += (g - n.q) / n.n;
+        }
+        self.min_q = self.min_q.min(g);
+        self.max_q = self.max_q.max(g);
+    }
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Self::new()
+    }
+}

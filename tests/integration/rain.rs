@@ -1,0 +1,136 @@
+//! RAIN on the shipped model with a small budget: the search runs, rewinds, commits, streams
+//! consistent events, and its trace replays to the same tree.
+
+use alignscope::embed::SentenceEmbedder;
+use alignscope::rain::replay::Replay;
+use alignscope::rain::{read_trace, run_rain, Event, RainConfig, Setting, TraceWriter};
+
+use crate::common::shipped_model;
+
+fn small(setting: Setting) -> RainConfig {
+    RainConfig {
+        t_max: 4,
+        min_new_simulations: 3,
+        max_tokens: 4,
+        rollout_max_tokens: 8,
+        ..RainConfig::for_setting(setting)
+    }
+}
+
+#[test]
+fn search_streams_events_and_its_trace_replays() {
+    let model = shipped_model();
+    let embedder = SentenceEmbedder::load(&alignscope::assets::embedding_model()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let trace_path = dir.path().join("trace.jsonl");
+    let mut trace = TraceWriter::new(std::fs::File::create(&trace_path).unwrap());
+    let mut events = Vec::new();
+    let outcome = run_rain(
+        model.clone(),
+        Some(&embedder),
+        &small(Setting::Sentiment),
+        "Describe a sunny day at the beach.",
+        &mut |e| {
+            trace.write(e).unwrap();
+            events.push(e.clone());
+            true
+        },
+    )
+    .unwrap();
+    trace.flush().unwrap();
+
+    // 1 + 2 (+ 4) tokens: the chunk schedule, committed step by step.
+    assert!(outcome.commits >= 2, "{outcome:?}");
+    assert!(outcome.answer_tokens.len() >= 3);
+    assert!(!outcome.answer.is_empty());
+    // Every simulation ends with a rewind to the committed prefix.
+    assert_eq!(outcome.simulations, outcome.rewinds);
+    assert!(outcome.simulations >= outcome.commits * 3);
+    assert!(matches!(events.first(), Some(Event::Started { .. })));
+    assert!(matches!(events.last(), Some(Event::Finished { .. })));
+    let evaluated: Vec<f32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Evaluated { binary, soft, .. } => Some((*binary, *soft)),
+            _ => None,
+        })
+        .map(|(b, s)| {
+            assert!([-1.0, 0.0, 1.0].contains(&b) && (-1.0..=1.0).contains(&s));
+            b
+        })
+        .collect();
+    assert_eq!(evaluated.len(), outcome.simulations);
+
+    // Root visits: every simulation that passed through the current root is counted there.
+    let root = outcome.tree.node(outcome.tree.root);
+    assert!(root.fn_ >= 1);
+    // Committed nodes form the answer: the path from the first root to the last.
+    let mut committed = Vec::new();
+    let mut node = Some(outcome.tree.root);
+    while let Some(id) = node {
+        let n = outcome.tree.node(id);
+        committed.splice(0..0, n.tokens.iter().copied());
+        node = n.parent;
+    }
+    let stops: Vec<u32> = committed
+        .iter()
+        .copied()
+        .filter(|t| !model.tokenizer.is_stop(*t))
+        .collect();
+    assert_eq!(stops, outcome.answer_tokens);
+
+    // The trace file replays to the engine's final tree.
+    let read = read_trace(&trace_path).unwrap();
+    assert_eq!(read, events);
+    let replay = Replay::from_events(&read);
+    assert_eq!(replay.tree.nodes.len(), outcome.tree.nodes.len());
+    assert_eq!(replay.tree.root, outcome.tree.root);
+    assert_eq!(replay.simulations, outcome.simulations);
+    for (a, b) in replay.tree.nodes.iter().zip(&outcome.tree.nodes) {
+        assert_eq!(
+            (a.parent, &a.tokens, a.fn_, a.origin),
+            (b.parent, &b.tokens, b.fn_, b.origin)
+        );
+        assert!(
+            (a.n - b.n).abs() < 1e-5
+                && (a.q - b.q).abs() < 1e-5
+                && (a.prior - b.prior).abs() < 1e-6
+        );
+    }
+    // Replaying half the trace gives an earlier state.
+    let half = Replay::from_events(&read[..read.len() / 2]);
+    assert!(half.tree.nodes.len() <= replay.tree.nodes.len() && half.commits <= replay.commits);
+}
+
+#[test]
+fn cancelling_stops_the_search() {
+    let model = shipped_model();
+    let mut seen = 0;
+    let outcome = run_rain(
+        model,
+        None,
+        &small(Setting::Harmlessness),
+        "Hello!",
+        &mut |e| {
+            if matches!(e, Event::Rewound { .. }) {
+                seen += 1;
+            }
+            seen < 2
+        },
+    )
+    .unwrap();
+    assert!(outcome.cancelled);
+    assert_eq!(outcome.simulations, 2);
+}
+
+#[test]
+fn broken_trace_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(&path, "{\"event\":\"started\",\"prompt\":\"x\",\"setting\":\"sentiment\",\"prompt_tokens\":3}\nnot json\n").unwrap();
+    let e = read_trace(&path).unwrap_err().to_string();
+    assert!(e.contains("bad.jsonl") && e.contains("line 2"), "{e}");
+    std::fs::write(&path, "{\"event\":\"rewound\",\"sim\":1,\"rewinds\":1}\n").unwrap();
+    let e = read_trace(&path).unwrap_err().to_string();
+    assert!(e.contains("not a RAIN trace"), "{e}");
+}
