@@ -14,7 +14,7 @@ fn help_lists_what_works() {
     let out = alignscope(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["generate", "info", "bench"] {
+    for cmd in ["generate", "rain", "info", "embed", "bench"] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
 }
