@@ -86,6 +86,7 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
         prompt: args.prompt.clone(),
         config: config.clone(),
         trace: args.trace.clone(),
+        control: Default::default(),
     };
     let handle = spawn_rain(&board, model, Some(embedder), request);
     let mut shown = 0;

@@ -1,7 +1,19 @@
 //! Rebuilding the search tree from a trace, event by event (for scrubbing a saved search).
 
+use std::collections::HashMap;
+
 use super::events::{Event, NodeStats};
-use super::tree::{Origin, Tree};
+use super::tree::{NodeId, Origin, Tree};
+
+/// The latest self-evaluation of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeEvaluation {
+    pub sim: usize,
+    pub binary: f32,
+    pub soft: f32,
+    pub value: f32,
+    pub rollout: String,
+}
 
 /// The state after applying a prefix of a trace.
 #[derive(Debug, Clone, Default)]
@@ -12,7 +24,14 @@ pub struct Replay {
     pub rewinds: usize,
     pub commits: usize,
     /// The current simulation's selected path.
-    pub path: Vec<usize>,
+    pub path: Vec<NodeId>,
+    pub evaluations: HashMap<NodeId, NodeEvaluation>,
+    /// (simulation, value backed up), one per simulation.
+    pub values: Vec<(usize, f32)>,
+    /// Committed nodes in order, and the simulation after which each was committed.
+    pub committed: Vec<(NodeId, usize)>,
+    pub prompt: String,
+    pub finished: bool,
 }
 
 impl Replay {
@@ -35,7 +54,10 @@ impl Replay {
 
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::Started { .. } => *self = Self::default(),
+            Event::Started { prompt, .. } => {
+                *self = Self::default();
+                self.prompt = prompt.clone();
+            }
             Event::NodeAdded {
                 sim,
                 id,
@@ -60,7 +82,8 @@ impl Replay {
                 self.simulations = *sim;
                 self.path = path.clone();
             }
-            Event::BackedUp { value, stats, .. } => {
+            Event::BackedUp { sim, value, stats } => {
+                self.values.push((*sim, *value));
                 stats.iter().for_each(|s| self.set(s));
                 self.tree.min_q = self.tree.min_q.min(*value);
                 self.tree.max_q = self.tree.max_q.max(*value);
@@ -68,9 +91,14 @@ impl Replay {
             Event::SimilarityUpdated { stats, .. } => stats.iter().for_each(|s| self.set(s)),
             Event::Rewound { rewinds, .. } => self.rewinds = *rewinds,
             Event::Committed {
-                id, answer, priors, ..
+                sim,
+                id,
+                answer,
+                priors,
+                ..
             } => {
                 self.commits += 1;
+                self.committed.push((*id, *sim));
                 for &(c, p) in priors {
                     if let Some(n) = self.tree.nodes.get_mut(c) {
                         n.prior = p;
@@ -79,12 +107,42 @@ impl Replay {
                 self.tree.root = *id;
                 self.answer = answer.clone();
             }
-            Event::Evaluated { .. } | Event::Expanded { .. } | Event::Finished { .. } => {}
+            Event::Evaluated {
+                sim,
+                id,
+                rollout,
+                binary,
+                soft,
+                value,
+            } => {
+                let e = NodeEvaluation {
+                    sim: *sim,
+                    binary: *binary,
+                    soft: *soft,
+                    value: *value,
+                    rollout: rollout.clone(),
+                };
+                self.evaluations.insert(*id, e);
+            }
+            Event::Finished { .. } => self.finished = true,
+            Event::Expanded { .. } => {}
         }
     }
 
     /// How a node came to be, for the inspector.
-    pub fn origin(&self, id: usize) -> Option<Origin> {
+    pub fn origin(&self, id: NodeId) -> Option<Origin> {
         self.tree.nodes.get(id).map(|n| n.origin)
+    }
+
+    /// The answer text up to and including node `id` (from the first root, across commits).
+    pub fn text_to(&self, id: NodeId) -> String {
+        let mut parts = Vec::new();
+        let mut node = self.tree.nodes.get(id);
+        while let Some(n) = node {
+            parts.push(n.text.as_str());
+            node = n.parent.and_then(|p| self.tree.nodes.get(p));
+        }
+        parts.reverse();
+        parts.concat()
     }
 }

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -28,11 +30,60 @@ impl Report for RainOutcome {
     }
 }
 
+/// Pause and single-step a running search from another thread. The search checks it at the
+/// start and after every simulation.
+#[derive(Debug, Default)]
+pub struct SearchControl {
+    paused: AtomicBool,
+    steps: AtomicUsize,
+}
+
+impl SearchControl {
+    pub fn paused() -> Self {
+        Self {
+            paused: AtomicBool::new(true),
+            steps: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// While paused: run one more simulation.
+    pub fn step(&self) {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Blocks while paused with no step granted; `false` if `stop()` says to give up.
+    fn wait(&self, stop: impl Fn() -> bool) -> bool {
+        while self.is_paused() {
+            if stop() {
+                return false;
+            }
+            let granted = self
+                .steps
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1))
+                .is_ok();
+            if granted {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
 pub struct RainRequest {
     pub prompt: String,
     pub config: RainConfig,
     /// Where to write the JSON Lines trace.
     pub trace: Option<PathBuf>,
+    pub control: Arc<SearchControl>,
 }
 
 /// Runs RAIN on a worker; every event arrives as a partial result.
@@ -84,7 +135,12 @@ pub fn spawn_rain(
                     );
                 }
                 ctx.send(event.clone());
-                !ctx.is_cancelled()
+                match event {
+                    Event::Started { .. } | Event::Rewound { .. } => {
+                        request.control.wait(|| ctx.is_cancelled())
+                    }
+                    _ => !ctx.is_cancelled(),
+                }
             },
         )?;
         if let Some(t) = trace.as_mut() {

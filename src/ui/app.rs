@@ -6,6 +6,7 @@ use super::file_picker::{FilePicker, SystemPicker};
 use super::generate::{self, GeneratePanel};
 use super::jobs_panel::{self, JobsPanel};
 use super::model_slot::ModelSlot;
+use super::rain_panel::{self, RainPanel};
 use super::settings::{Page, Settings};
 use super::LabCtx;
 use crate::jobs::{record::default_runs_dir, JobBoard};
@@ -15,6 +16,7 @@ pub struct AlignApp {
     pub board: JobBoard,
     pub model: ModelSlot,
     pub generate: GeneratePanel,
+    pub rain: RainPanel,
     pub jobs: JobsPanel,
     picker: Box<dyn FilePicker>,
 }
@@ -51,6 +53,7 @@ impl AlignApp {
             board,
             model: ModelSlot::default(),
             generate: GeneratePanel::default(),
+            rain: RainPanel::default(),
             jobs: JobsPanel::default(),
             picker,
         };
@@ -70,6 +73,7 @@ impl AlignApp {
         ui.separator();
         ui.label(RichText::new("Labs").weak());
         ui.selectable_value(&mut self.settings.page, Page::Generate, "Generate");
+        ui.selectable_value(&mut self.settings.page, Page::Rain, "RAIN");
         ui.separator();
         let running = self.board.running();
         let jobs = if running > 0 {
@@ -139,6 +143,7 @@ impl eframe::App for AlignApp {
             self.settings.remember_model(path);
         }
         self.generate.poll();
+        self.rain.poll();
         self.take_dropped(ctx);
         ctx.set_theme(if self.settings.dark {
             egui::Theme::Dark
@@ -154,14 +159,18 @@ impl eframe::App for AlignApp {
             .exact_size(150.0)
             .show(ui, |ui| self.nav(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.settings.page {
-            Page::Generate => {
+            Page::Generate | Page::Rain => {
                 let mut ctx = LabCtx {
                     settings: &mut self.settings,
                     model: &mut self.model,
                     board: &self.board,
                     picker: self.picker.as_mut(),
                 };
-                generate::ui(ui, &mut self.generate, &mut ctx)
+                if ctx.settings.page == Page::Generate {
+                    generate::ui(ui, &mut self.generate, &mut ctx)
+                } else {
+                    rain_panel::ui(ui, &mut self.rain, &mut ctx)
+                }
             }
             Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
         });

@@ -8,6 +8,7 @@ pub mod file_picker;
 pub mod generate;
 pub mod jobs_panel;
 pub mod model_slot;
+pub mod rain_panel;
 pub mod settings;
 pub mod widgets;
 

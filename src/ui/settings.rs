@@ -10,6 +10,7 @@ use crate::lm::GenerationConfig;
 pub enum Page {
     #[default]
     Generate,
+    Rain,
     Jobs,
 }
 

@@ -195,3 +195,84 @@ fn generate_lab_snapshot() {
     h.run_steps(3);
     h.snapshot("generate_lab");
 }
+
+/// The RAIN lab: step a search one simulation at a time, inspect a node, run it to the end,
+/// reopen its trace and scrub back.
+#[test]
+fn rain_lab_steps_inspects_and_replays() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app(runs.path());
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
+    h.get_by_label("RAIN").click();
+    h.step();
+    {
+        let c = &mut h.state_mut().rain.config;
+        (
+            c.t_max,
+            c.min_new_simulations,
+            c.max_tokens,
+            c.rollout_max_tokens,
+        ) = (3, 2, 3, 6);
+    }
+    h.get_by_label("Step").click();
+    step_until(&mut h, "one simulation", |a| {
+        a.rain.replay.simulations == 1 && a.rain.replay.rewinds == 1
+    });
+    // Paused after one simulation: nothing more happens until the next step.
+    for _ in 0..10 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    assert_eq!(h.state().rain.replay.rewinds, 1);
+    assert!(h.state().rain.is_paused());
+    h.get_by_label("Step").click();
+    step_until(&mut h, "a second simulation", |a| {
+        a.rain.replay.rewinds == 2
+    });
+    assert!(h
+        .query_by_label_contains("simulations 2 · rewinds 2")
+        .is_some());
+
+    // Inspect a root child.
+    let child = h.state().rain.replay.tree.node(0).children[0];
+    h.state_mut().rain.view.selected = Some(child);
+    h.step();
+    let text = h.state().rain.replay.tree.node(child).text.clone();
+    assert!(h.query_by_label("fn (real visits)").is_some());
+    assert!(
+        h.query_by_label(&format!("{text:?}")).is_some(),
+        "chunk {text:?} not shown"
+    );
+
+    // Run to the end.
+    h.get_by_label("Resume").click();
+    step_until(&mut h, "the search to finish", |a| {
+        !a.rain.is_running() && a.rain.outcome.is_some()
+    });
+    let finished = h.state().rain.replay.clone();
+    assert!(finished.commits >= 2 && !finished.answer.is_empty());
+    assert!(h.query_by_label_contains("Vanilla answer").is_some());
+
+    // Reopen the trace it wrote and scrub back to the middle.
+    let trace = h.state().rain.last_trace.clone().unwrap();
+    h.get_by_label("Trace").click();
+    h.get_by_label("Trace").type_text(&trace.to_string_lossy());
+    h.step();
+    h.get_by_label("Open trace").click();
+    h.step();
+    let r = &h.state().rain;
+    assert_eq!(r.replay.simulations, finished.simulations);
+    assert_eq!(r.replay.tree.nodes.len(), finished.tree.nodes.len());
+    let half = r.events.len() / 2;
+    h.state_mut().rain.set_scrub(Some(half));
+    h.step();
+    assert!(h.state().rain.replay.simulations < finished.simulations);
+    h.get_by_label("Latest").click();
+    h.step();
+    assert_eq!(h.state().rain.replay.simulations, finished.simulations);
+    h.state_mut().rain.view.selected = Some(child);
+    h.run_steps(2);
+    h.snapshot("rain_lab");
+}

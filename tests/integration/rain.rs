@@ -86,6 +86,12 @@ fn search_streams_events_and_its_trace_replays() {
     assert_eq!(replay.tree.nodes.len(), outcome.tree.nodes.len());
     assert_eq!(replay.tree.root, outcome.tree.root);
     assert_eq!(replay.simulations, outcome.simulations);
+    assert_eq!(replay.committed.len(), outcome.commits);
+    assert_eq!(
+        replay.committed.last().map(|c| c.0),
+        Some(outcome.tree.root)
+    );
+    assert_eq!(replay.values.len(), outcome.simulations);
     for (a, b) in replay.tree.nodes.iter().zip(&outcome.tree.nodes) {
         assert_eq!(
             (a.parent, &a.tokens, a.fn_, a.origin),

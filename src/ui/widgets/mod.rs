@@ -2,3 +2,4 @@
 
 pub mod model_picker;
 pub mod token_view;
+pub mod tree_view;

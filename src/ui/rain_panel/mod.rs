@@ -1,0 +1,229 @@
+//! The RAIN lab: run a search and watch its tree grow, step it one simulation at a time,
+//! inspect nodes, compare with the vanilla answer, open a saved trace and scrub through it.
+
+mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::embed::SentenceEmbedder;
+use crate::jobs::{JobBoard, JobHandle};
+use crate::lm::generate::GeneratedToken;
+use crate::lm::tasks::{spawn_generate, GenerateOutcome, GenerateRequest};
+use crate::lm::{GenerationConfig, LanguageModel, SamplingParams};
+use crate::rain::events::Event;
+use crate::rain::replay::Replay;
+use crate::rain::task::{spawn_rain, RainRequest, SearchControl};
+use crate::rain::{read_trace, RainConfig, RainOutcome, Setting};
+
+use super::widgets::tree_view::TreeViewState;
+
+pub use view::ui;
+
+pub struct RainPanel {
+    pub prompt: String,
+    pub config: RainConfig,
+    job: Option<JobHandle<Event, RainOutcome>>,
+    control: Arc<SearchControl>,
+    vanilla: Option<JobHandle<GeneratedToken, GenerateOutcome>>,
+    pub vanilla_text: String,
+    /// Every event of the search shown (live or from a trace).
+    pub events: Vec<Event>,
+    /// The tree after `shown()` events.
+    pub replay: Replay,
+    /// `Some(k)`: showing the state after the first k events (scrubbing); `None`: the latest.
+    pub scrub: Option<usize>,
+    pub view: TreeViewState,
+    pub trace_input: String,
+    /// Where the running search writes its trace.
+    pub trace_dir: Option<PathBuf>,
+    pub last_trace: Option<PathBuf>,
+    pub error: Option<String>,
+    pub outcome: Option<RainOutcome>,
+}
+
+impl Default for RainPanel {
+    fn default() -> Self {
+        Self {
+            prompt: "Write one sentence about the sea.".into(),
+            config: RainConfig {
+                max_tokens: 16,
+                ..RainConfig::for_setting(Setting::Sentiment)
+            },
+            job: None,
+            control: Arc::new(SearchControl::default()),
+            vanilla: None,
+            vanilla_text: String::new(),
+            events: Vec::new(),
+            replay: Replay::default(),
+            scrub: None,
+            view: TreeViewState::default(),
+            trace_input: String::new(),
+            trace_dir: None,
+            last_trace: None,
+            error: None,
+            outcome: None,
+        }
+    }
+}
+
+impl RainPanel {
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.control.is_paused()
+    }
+
+    /// Starts a search (paused if `paused`: then Step runs one simulation at a time) and the
+    /// vanilla answer for the same prompt beside it.
+    pub fn start(&mut self, board: &JobBoard, model: &Arc<LanguageModel>, paused: bool) {
+        if self.is_running() {
+            return;
+        }
+        self.reset_view();
+        self.error = None;
+        self.outcome = None;
+        self.control = Arc::new(if paused {
+            SearchControl::paused()
+        } else {
+            SearchControl::default()
+        });
+        let trace = self.trace_dir.as_ref().map(|d| {
+            let _ = std::fs::create_dir_all(d);
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|t| t.as_millis())
+                .unwrap_or(0);
+            d.join(format!("rain-{stamp}.jsonl"))
+        });
+        self.last_trace = trace.clone();
+        let embedder = match SentenceEmbedder::load(&crate::assets::embedding_model()) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                self.error = Some(format!("similarity update off: {e}"));
+                None
+            }
+        };
+        let request = RainRequest {
+            prompt: self.prompt.clone(),
+            config: self.config.clone(),
+            trace,
+            control: self.control.clone(),
+        };
+        self.job = Some(spawn_rain(board, model.clone(), embedder, request));
+        let ids = model.chat_ids(&self.prompt);
+        match ids {
+            Ok(prompt_ids) => {
+                let config = GenerationConfig {
+                    max_tokens: self.config.max_tokens,
+                    sampling: SamplingParams {
+                        seed: self.config.seed,
+                        ..SamplingParams::greedy()
+                    },
+                };
+                let request = GenerateRequest {
+                    prompt_label: self.prompt.clone(),
+                    prompt_ids,
+                    config,
+                };
+                self.vanilla_text.clear();
+                self.vanilla = Some(spawn_generate(board, model.clone(), None, request));
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    pub fn toggle_pause(&self) {
+        self.control.set_paused(!self.control.is_paused());
+    }
+
+    /// One more simulation (starts a paused search if none runs).
+    pub fn step(&mut self, board: &JobBoard, model: &Arc<LanguageModel>) {
+        if !self.is_running() {
+            self.start(board, model, true);
+        }
+        self.control.set_paused(true);
+        self.control.step();
+    }
+
+    pub fn stop(&self) {
+        if let Some(job) = &self.job {
+            job.cancel();
+        }
+        if let Some(v) = &self.vanilla {
+            v.cancel();
+        }
+    }
+
+    fn reset_view(&mut self) {
+        self.events.clear();
+        self.replay = Replay::default();
+        self.scrub = None;
+        self.view = TreeViewState::default();
+    }
+
+    /// Takes new events and results from the jobs.
+    pub fn poll(&mut self) {
+        if let Some(job) = &self.job {
+            let new = job.drain();
+            for e in &new {
+                if self.scrub.is_none() {
+                    self.replay.apply(e);
+                }
+            }
+            self.events.extend(new);
+            if let Some(result) = job.take_result() {
+                match result {
+                    Ok(outcome) => self.outcome = Some(outcome),
+                    Err(e) if e == "cancelled" => {}
+                    Err(e) => self.error = Some(e),
+                }
+                self.job = None;
+            }
+        }
+        if let Some(v) = &self.vanilla {
+            for t in v.drain() {
+                self.vanilla_text.push_str(&t.text);
+            }
+            if v.take_result().is_some() {
+                self.vanilla = None;
+            }
+        }
+    }
+
+    /// Shows the state after the first `k` events (`None`: follow the latest).
+    pub fn set_scrub(&mut self, k: Option<usize>) {
+        self.scrub = k.filter(|&k| k < self.events.len());
+        let n = self.scrub.unwrap_or(self.events.len());
+        self.replay = Replay::from_events(&self.events[..n]);
+    }
+
+    /// The number of events shown.
+    pub fn shown(&self) -> usize {
+        self.scrub.unwrap_or(self.events.len())
+    }
+
+    pub fn open_trace(&mut self, path: &Path) {
+        if self.is_running() {
+            self.error = Some("stop the running search before opening a trace".into());
+            return;
+        }
+        match read_trace(path) {
+            Ok(events) => {
+                self.reset_view();
+                self.events = events;
+                self.vanilla_text.clear();
+                self.outcome = None;
+                self.error = None;
+                if let Some(Event::Started { prompt, .. }) = self.events.first() {
+                    self.prompt = prompt.clone();
+                }
+                self.set_scrub(None);
+                self.last_trace = Some(path.to_path_buf());
+            }
+            Err(e) => self.error = Some(format!("{e:#}")),
+        }
+    }
+}

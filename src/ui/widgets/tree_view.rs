@@ -1,0 +1,261 @@
+//! The RAIN search tree on a canvas: a tidy layout (leaves side by side, parents centred over
+//! their children, one row per depth), colour by value, size by visits, the committed path and
+//! the current simulation lit up, the jump back to the root after each rewind; drag to pan,
+//! scroll to zoom, click a node to inspect it.
+
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
+
+use crate::rain::events::Event;
+use crate::rain::replay::Replay;
+use crate::rain::tree::{NodeId, Tree};
+
+const DX: f32 = 26.0;
+const DY: f32 = 64.0;
+
+pub struct TreeViewState {
+    pub pan: Vec2,
+    pub zoom: f32,
+    /// Keep the current simulation's leaf in view while the search runs.
+    pub follow: bool,
+    pub selected: Option<NodeId>,
+    /// Layout for a tree of this many nodes.
+    layout: (usize, Vec<Pos2>),
+}
+
+impl Default for TreeViewState {
+    fn default() -> Self {
+        Self {
+            pan: Vec2::new(40.0, 30.0),
+            zoom: 1.0,
+            follow: true,
+            selected: None,
+            layout: (0, Vec::new()),
+        }
+    }
+}
+
+/// Positions in layout units (x: leaf slots, y: depth) for every node reachable from node 0.
+pub fn tidy_layout(tree: &Tree) -> Vec<Pos2> {
+    let mut pos = vec![Pos2::ZERO; tree.nodes.len()];
+    let mut next_leaf = 0.0f32;
+    // Iterative post-order: children are placed before their parent.
+    let mut stack: Vec<(NodeId, usize, bool)> = vec![(0, 0, false)];
+    while let Some((id, depth, visited)) = stack.pop() {
+        let children = &tree.nodes[id].children;
+        if children.is_empty() {
+            pos[id] = Pos2::new(next_leaf, depth as f32);
+            next_leaf += 1.0;
+        } else if visited {
+            let (first, last) = (pos[children[0]].x, pos[children[children.len() - 1]].x);
+            pos[id] = Pos2::new((first + last) / 2.0, depth as f32);
+        } else {
+            stack.push((id, depth, true));
+            for &c in children.iter().rev() {
+                stack.push((c, depth + 1, false));
+            }
+        }
+    }
+    pos
+}
+
+/// Red for −1, grey for 0, green for +1.
+pub fn value_color(q: f32) -> Color32 {
+    let q = q.clamp(-1.0, 1.0);
+    let grey = [150.0, 150.0, 150.0];
+    let end = if q < 0.0 {
+        [225.0, 70.0, 60.0]
+    } else {
+        [70.0, 200.0, 100.0]
+    };
+    let t = q.abs();
+    let c: Vec<u8> = (0..3)
+        .map(|i| (grey[i] + (end[i] - grey[i]) * t) as u8)
+        .collect();
+    Color32::from_rgb(c[0], c[1], c[2])
+}
+
+fn radius(n: f32) -> f32 {
+    (3.0 + 1.6 * n.max(0.0).sqrt()).min(14.0)
+}
+
+/// Draws the tree; returns the node clicked, if any.
+pub fn tree_view(
+    ui: &mut Ui,
+    state: &mut TreeViewState,
+    replay: &Replay,
+    last: Option<&Event>,
+    running: bool,
+) -> Option<NodeId> {
+    let size = ui.available_size().max(Vec2::new(200.0, 150.0));
+    let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+    let tree = &replay.tree;
+    if state.layout.0 != tree.nodes.len() {
+        state.layout = (tree.nodes.len(), tidy_layout(tree));
+    }
+    let layout = &state.layout.1;
+
+    if response.dragged() {
+        state.pan += response.drag_delta();
+        state.follow = false;
+    }
+    if response.hovered() {
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+        let factor = ui.input(|i| i.zoom_delta()) * (scroll * 0.002).exp();
+        if (factor - 1.0).abs() > 1e-4 {
+            let pointer = ui.input(|i| i.pointer.hover_pos()).unwrap_or(rect.center());
+            let before = (pointer - rect.min - state.pan) / state.zoom;
+            state.zoom = (state.zoom * factor).clamp(0.05, 6.0);
+            state.pan = pointer - rect.min - before * state.zoom;
+        }
+    }
+    let to_screen =
+        |p: Pos2, pan: Vec2, zoom: f32| rect.min + pan + Vec2::new(p.x * DX, p.y * DY) * zoom;
+    if state.follow && running {
+        if let Some(&leaf) = replay.path.last() {
+            let target = rect.center()
+                - rect.min
+                - Vec2::new(layout[leaf].x * DX, layout[leaf].y * DY) * state.zoom;
+            state.pan = state.pan + (target - state.pan) * 0.25;
+        }
+    }
+    let screen = |id: NodeId| to_screen(layout[id], state.pan, state.zoom);
+    let visible = rect.expand(20.0);
+    let zoom = state.zoom;
+
+    // Edges first.
+    let faint = ui.visuals().weak_text_color().gamma_multiply(0.6);
+    for node in &tree.nodes {
+        if let Some(p) = node.parent {
+            let (a, b) = (screen(p), screen(node.id));
+            if visible.contains(a) || visible.contains(b) {
+                painter.line_segment([a, b], Stroke::new(1.0, faint));
+            }
+        }
+    }
+    let committed: Vec<NodeId> = std::iter::once(0)
+        .chain(replay.committed.iter().map(|c| c.0))
+        .collect();
+    let gold = Color32::from_rgb(235, 190, 60);
+    for w in committed.windows(2) {
+        painter.line_segment([screen(w[0]), screen(w[1])], Stroke::new(3.5, gold));
+    }
+    let cyan = Color32::from_rgb(70, 200, 235);
+    for w in replay.path.windows(2) {
+        painter.line_segment([screen(w[0]), screen(w[1])], Stroke::new(2.5, cyan));
+    }
+    // The rewind: from the leaf just evaluated back to the committed root.
+    if let (Some(Event::Rewound { .. }), Some(&leaf)) = (last, replay.path.last()) {
+        let dash = Shape::dashed_line(
+            &[screen(leaf), screen(tree.root)],
+            Stroke::new(1.5, cyan),
+            6.0,
+            5.0,
+        );
+        painter.add(dash);
+    }
+
+    let label_font = FontId::proportional(11.0);
+    let text_color = ui.visuals().text_color();
+    for node in &tree.nodes {
+        let c = screen(node.id);
+        if !visible.contains(c) {
+            continue;
+        }
+        let r = radius(node.n) * zoom.sqrt();
+        if node.n > 0.0 {
+            painter.circle_filled(c, r, value_color(node.q));
+        } else {
+            painter.circle_stroke(c, r, Stroke::new(1.0, faint));
+        }
+        if node.id == tree.root {
+            painter.circle_stroke(c, r + 3.0, Stroke::new(2.0, gold));
+        }
+        if Some(node.id) == state.selected {
+            painter.circle_stroke(c, r + 5.0, Stroke::new(2.0, text_color));
+        }
+        if zoom >= 1.3 && node.id != 0 {
+            let label: String = node.text.chars().take(14).collect();
+            painter.text(
+                c + Vec2::new(0.0, r + 2.0),
+                Align2::CENTER_TOP,
+                label,
+                label_font.clone(),
+                text_color,
+            );
+        }
+    }
+
+    let mut clicked = None;
+    if response.clicked() {
+        if let Some(pointer) = response.interact_pointer_pos() {
+            clicked = tree
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.id,
+                        screen(n.id).distance(pointer),
+                        radius(n.n) * zoom.sqrt() + 4.0,
+                    )
+                })
+                .filter(|(_, d, r)| d <= r)
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(id, _, _)| id);
+            if clicked.is_some() {
+                state.selected = clicked;
+            }
+        }
+    }
+    legend(&painter, rect, ui);
+    clicked
+}
+
+fn legend(painter: &egui::Painter, rect: Rect, ui: &Ui) {
+    let font = FontId::proportional(11.0);
+    let color = ui.visuals().weak_text_color();
+    let mut y = rect.bottom() - 16.0;
+    for (text, c) in [
+        ("value +1", value_color(1.0)),
+        ("value 0", value_color(0.0)),
+        ("value -1", value_color(-1.0)),
+    ] {
+        painter.circle_filled(Pos2::new(rect.left() + 12.0, y + 6.0), 5.0, c);
+        painter.text(
+            Pos2::new(rect.left() + 22.0, y),
+            Align2::LEFT_TOP,
+            text,
+            font.clone(),
+            color,
+        );
+        y -= 16.0;
+    }
+    painter.text(
+        Pos2::new(rect.left() + 8.0, y),
+        Align2::LEFT_TOP,
+        "size: visits · gold: committed · blue: this simulation",
+        font,
+        color,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rain::tree::Origin;
+
+    #[test]
+    fn parents_sit_over_their_children_and_leaves_do_not_overlap() {
+        let mut t = Tree::new();
+        let a = t.add_child(0, vec![1], "a".into(), 0.5, Origin::Expansion, 1, false);
+        let b = t.add_child(0, vec![2], "b".into(), 0.5, Origin::Expansion, 1, false);
+        let a1 = t.add_child(a, vec![3], "a1".into(), 0.5, Origin::Expansion, 2, false);
+        let a2 = t.add_child(a, vec![4], "a2".into(), 0.5, Origin::Expansion, 2, false);
+        let p = tidy_layout(&t);
+        assert_eq!((p[a1].x, p[a2].x, p[b].x), (0.0, 1.0, 2.0));
+        assert_eq!(p[a].x, 0.5);
+        assert_eq!(p[0].x, (0.5 + 2.0) / 2.0);
+        assert_eq!((p[0].y, p[a].y, p[a1].y), (0.0, 1.0, 2.0));
+    }
+}
