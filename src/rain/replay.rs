@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::events::{Event, NodeStats};
-use super::tree::{NodeId, Origin, Tree};
+use super::tree::{NewChild, NodeId, Origin, Tree};
 
 /// The latest self-evaluation of a node.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,15 +67,15 @@ impl Replay {
                 prior,
                 origin,
             } => {
-                let got = self.tree.add_child(
-                    *parent,
-                    tokens.clone(),
-                    text.clone(),
-                    *prior,
-                    *origin,
-                    *sim,
-                    false,
-                );
+                let child = NewChild {
+                    tokens: tokens.clone(),
+                    text: text.clone(),
+                    prior: *prior,
+                    origin: *origin,
+                    sim: *sim,
+                    terminal: false,
+                };
+                let got = self.tree.add_child(*parent, child);
                 debug_assert_eq!(got, *id, "trace node ids are arena indices");
             }
             Event::Selected { sim, path } => {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{RainConfig, ScoreKind};
 use super::events::{Event, NodeStats};
 use super::judge::{Judge, JudgeTemplate};
-use super::tree::{NodeId, Origin, Tree};
+use super::tree::{NewChild, NodeId, Origin, Tree};
 use crate::embed::{cosine, SentenceEmbedder};
 use crate::lm::sampling::log_softmax;
 use crate::lm::{LanguageModel, Session};
@@ -428,15 +428,15 @@ impl Search<'_> {
         let mut ids = Vec::new();
         for ((tokens, _, ends), prior) in cands.into_iter().zip(priors) {
             let text = self.model.tokenizer.decode(&tokens, true)?;
-            ids.push(self.tree.add_child(
-                node,
+            let child = NewChild {
                 tokens,
                 text,
                 prior,
-                Origin::Expansion,
-                self.sim,
-                ends,
-            ));
+                origin: Origin::Expansion,
+                sim: self.sim,
+                terminal: ends,
+            };
+            ids.push(self.tree.add_child(node, child));
         }
         self.tree.node_mut(node).spare = spare.into_iter().map(|(t, p, _)| (t, p)).collect();
         Ok(ids)
@@ -491,15 +491,15 @@ impl Search<'_> {
                 .0
                 .last()
                 .is_some_and(|&t| self.model.tokenizer.is_stop(t));
-        Ok(Some(self.tree.add_child(
-            node,
-            candidate.0,
+        let child = NewChild {
+            tokens: candidate.0,
             text,
             prior,
-            Origin::DynamicAddition,
-            self.sim,
-            ends,
-        )))
+            origin: Origin::DynamicAddition,
+            sim: self.sim,
+            terminal: ends,
+        };
+        Ok(Some(self.tree.add_child(node, child)))
     }
 
     /// Embeds each path node's continuation text, folds it into the node's running mean, and

@@ -31,8 +31,6 @@ pub struct Node {
     /// Tokens generated before this node's chunk, counted from the start of the answer: sets the
     /// chunk length of its children.
     pub depth_tokens: usize,
-    /// Chunk generation step (0 for the root's children).
-    pub step: usize,
     /// Running mean of the embeddings of the texts that passed through this node.
     pub embedding: Option<Vec<f32>>,
     pub embedding_count: u32,
@@ -43,6 +41,17 @@ pub struct Node {
     pub terminal: bool,
     /// Candidates not yet used, best first: (chunk, prior). Dynamic addition draws from here.
     pub spare: Vec<(Vec<u32>, f32)>,
+}
+
+/// What a new child is made of.
+pub struct NewChild {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub prior: f32,
+    pub origin: Origin,
+    /// The simulation adding it.
+    pub sim: usize,
+    pub terminal: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,7 +76,6 @@ impl Tree {
                 q: 0.0,
                 prior: 1.0,
                 depth_tokens: 0,
-                step: 0,
                 embedding: None,
                 embedding_count: 0,
                 origin: Origin::Root,
@@ -90,41 +98,26 @@ impl Tree {
     }
 
     /// Adds a child and returns its id.
-    pub fn add_child(
-        &mut self,
-        parent: NodeId,
-        tokens: Vec<u32>,
-        text: String,
-        prior: f32,
-        origin: Origin,
-        sim: usize,
-        terminal: bool,
-    ) -> NodeId {
+    pub fn add_child(&mut self, parent: NodeId, child: NewChild) -> NodeId {
         let id = self.nodes.len();
         let p = &self.nodes[parent];
-        let (depth_tokens, step) =
-            if parent == self.root && p.parent.is_none() && p.tokens.is_empty() {
-                (0, 0)
-            } else {
-                (p.depth_tokens + p.tokens.len(), p.step + 1)
-            };
+        let depth_tokens = p.depth_tokens + p.tokens.len();
         self.nodes.push(Node {
             id,
             parent: Some(parent),
             children: Vec::new(),
-            tokens,
-            text,
+            tokens: child.tokens,
+            text: child.text,
             n: 0.0,
             fn_: 0,
             q: 0.0,
-            prior,
+            prior: child.prior,
             depth_tokens,
-            step,
             embedding: None,
             embedding_count: 0,
-            origin,
-            added_at: sim,
-            terminal,
+            origin: child.origin,
+            added_at: child.sim,
+            terminal: child.terminal,
             spare: Vec::new(),
         });
         self.nodes[parent].children.push(id);

@@ -115,10 +115,7 @@ fn rain_json_reports_the_search() {
     assert_eq!(v["simulations"], v["rewinds"]);
     assert!(v["tokens_processed"].as_u64().unwrap() > 0);
     assert_eq!(v["setting"], "sentiment");
-    assert_eq!(
-        alignscope::rain::read_trace(&trace).unwrap().len() > 5,
-        true
-    );
+    assert!(alignscope::rain::read_trace(&trace).unwrap().len() > 5);
     let bad = alignscope(dir.path())
         .args(["rain", "--prompt", "x", "--setting", "nonsense"])
         .output()

@@ -272,7 +272,10 @@ fn rain_lab_steps_inspects_and_replays() {
     h.get_by_label("Latest").click();
     h.step();
     assert_eq!(h.state().rain.replay.simulations, finished.simulations);
+    // The picture: the replayed tree with a node inspected (temporary paths left out).
     h.state_mut().rain.view.selected = Some(child);
+    h.state_mut().rain.last_trace = None;
+    h.state_mut().rain.trace_input.clear();
     h.run_steps(2);
     h.snapshot("rain_lab");
 }

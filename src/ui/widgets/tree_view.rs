@@ -243,15 +243,27 @@ fn legend(painter: &egui::Painter, rect: Rect, ui: &Ui) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rain::tree::Origin;
+    use crate::rain::tree::{NewChild, Origin};
+
+    fn add(t: &mut Tree, parent: NodeId, token: u32, text: &str, sim: usize) -> NodeId {
+        let child = NewChild {
+            tokens: vec![token],
+            text: text.into(),
+            prior: 0.5,
+            origin: Origin::Expansion,
+            sim,
+            terminal: false,
+        };
+        t.add_child(parent, child)
+    }
 
     #[test]
     fn parents_sit_over_their_children_and_leaves_do_not_overlap() {
         let mut t = Tree::new();
-        let a = t.add_child(0, vec![1], "a".into(), 0.5, Origin::Expansion, 1, false);
-        let b = t.add_child(0, vec![2], "b".into(), 0.5, Origin::Expansion, 1, false);
-        let a1 = t.add_child(a, vec![3], "a1".into(), 0.5, Origin::Expansion, 2, false);
-        let a2 = t.add_child(a, vec![4], "a2".into(), 0.5, Origin::Expansion, 2, false);
+        let a = add(&mut t, 0, 1, "a", 1);
+        let b = add(&mut t, 0, 2, "b", 1);
+        let a1 = add(&mut t, a, 3, "a1", 2);
+        let a2 = add(&mut t, a, 4, "a2", 2);
         let p = tidy_layout(&t);
         assert_eq!((p[a1].x, p[a2].x, p[b].x), (0.0, 1.0, 2.0));
         assert_eq!(p[a].x, 0.5);
