@@ -12,7 +12,7 @@ pub fn ui(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
     if panel.trace_dir.is_none() {
         panel.trace_dir = ctx.board.runs_dir().cloned();
     }
-    controls(ui, panel, ctx);
+    // Side panels first, so the controls and the tree get the remaining width.
     egui::Panel::right("rain-inspector")
         .default_size(320.0)
         .resizable(true)
@@ -30,6 +30,7 @@ pub fn ui(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
         .resizable(true)
         .show(ui, |ui| timeline(ui, panel));
     egui::CentralPanel::default().show(ui, |ui| {
+        controls(ui, panel, ctx);
         let last = panel.events[..panel.shown()].last().cloned();
         let running = panel.is_running() && panel.scrub.is_none();
         tree_view(ui, &mut panel.view, &panel.replay, last.as_ref(), running);
@@ -39,7 +40,7 @@ pub fn ui(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
 fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
     ui.heading("RAIN: rewindable auto-regressive inference");
     let model = ctx.model.model.clone();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let label = ui.label("Prompt");
         ui.add(egui::TextEdit::singleline(&mut panel.prompt).desired_width(360.0))
             .labelled_by(label.id);
@@ -81,7 +82,7 @@ fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
             panel.stop();
         }
     });
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let r = &panel.replay;
         ui.label(
             RichText::new(format!(
@@ -130,27 +131,26 @@ fn parameters(ui: &mut Ui, panel: &mut RainPanel) {
         .id_salt("rain-params")
         .show(ui, |ui| {
             let c = &mut panel.config;
-            ui.horizontal_wrapped(|ui| {
-                ui.add(egui::Slider::new(&mut c.max_tokens, 1..=256).text("Max tokens"));
-                ui.add(egui::Slider::new(&mut c.t_max, 1..=200).text("T_max"));
-                ui.add(egui::Slider::new(&mut c.t_min, 0..=50).text("T_min"));
-                ui.add(egui::Slider::new(&mut c.v_t, -1.0..=1.0).text("V_t"));
-                ui.add(
-                    egui::Slider::new(&mut c.min_new_simulations, 1..=100)
-                        .text("Min new simulations"),
+            ui.spacing_mut().slider_width = 80.0;
+            ui.columns(3, |cols| {
+                cols[0].add(egui::Slider::new(&mut c.max_tokens, 1..=256).text("Max tokens"));
+                cols[0].add(egui::Slider::new(&mut c.t_max, 1..=200).text("T_max"));
+                cols[0].add(egui::Slider::new(&mut c.t_min, 0..=50).text("T_min"));
+                cols[0].add(egui::Slider::new(&mut c.v_t, -1.0..=1.0).text("V_t"));
+                cols[1].add(
+                    egui::Slider::new(&mut c.min_new_simulations, 1..=100).text("Min new sims"),
                 );
-                ui.add(egui::Slider::new(&mut c.exploration, 0.0..=8.0).text("Exploration c"));
-                ui.add(
+                cols[1].add(egui::Slider::new(&mut c.exploration, 0.0..=8.0).text("Exploration c"));
+                cols[1].add(
                     egui::Slider::new(&mut c.rollout_max_tokens, 0..=128).text("Rollout tokens"),
                 );
-                ui.add(
-                    egui::Slider::new(&mut c.chunk_temperature, 0.1..=3.0)
-                        .text("Chunk temperature"),
+                cols[1].add(
+                    egui::Slider::new(&mut c.chunk_temperature, 0.1..=3.0).text("Chunk temp."),
                 );
-                ui.checkbox(&mut c.dynamic_addition, "Dynamic node addition");
-                ui.checkbox(&mut c.similarity_update, "Similarity update");
+                cols[2].checkbox(&mut c.dynamic_addition, "Dynamic node addition");
+                cols[2].checkbox(&mut c.similarity_update, "Similarity update");
                 let mut soft = c.score == ScoreKind::Soft;
-                if ui
+                if cols[2]
                     .checkbox(&mut soft, "Soft self-evaluation score")
                     .changed()
                 {
@@ -160,9 +160,11 @@ fn parameters(ui: &mut Ui, panel: &mut RainPanel) {
                         ScoreKind::Binary
                     };
                 }
-                let label = ui.label("Seed");
-                ui.add(egui::DragValue::new(&mut c.seed))
-                    .labelled_by(label.id);
+                cols[2].horizontal(|ui| {
+                    let label = ui.label("Seed");
+                    ui.add(egui::DragValue::new(&mut c.seed))
+                        .labelled_by(label.id);
+                });
             });
         });
 }
@@ -247,7 +249,7 @@ fn inspector(ui: &mut Ui, panel: &RainPanel) {
 
 fn timeline(ui: &mut Ui, panel: &mut RainPanel) {
     let total = panel.events.len();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new("Timeline").strong());
         let mut k = panel.shown();
         let slider = egui::Slider::new(&mut k, 0..=total).text("event");
