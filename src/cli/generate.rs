@@ -5,9 +5,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::jobs::{record::default_runs_dir, JobBoard};
 use crate::lm::generate::GenerationConfig;
-use crate::lm::tasks::{spawn_generate, spawn_load, GenerateRequest};
+use crate::lm::tasks::{spawn_generate, GenerateRequest};
 use crate::lm::SamplingParams;
 
 #[derive(Args, Debug)]
@@ -38,16 +37,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let board = JobBoard::new(Some(default_runs_dir()));
-    let path = args
-        .model
-        .clone()
-        .unwrap_or_else(crate::assets::default_model);
-    let bar = super::progress_bar(&format!("loading {}", path.display()));
-    let model = spawn_load(&board, path)
-        .wait(|_| {})
-        .map_err(anyhow::Error::msg)?
-        .0;
+    let (board, bar, model) = super::load_model(args.model.clone())?;
     let prompt_ids = if args.raw {
         model.tokenizer.encode_prompt(&args.prompt)?
     } else {

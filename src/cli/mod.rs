@@ -76,6 +76,25 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// The job board of a CLI run (records under the default runs folder), a spinner, and the
+/// model at `path` (default: the shipped one), loaded as a job.
+pub(crate) fn load_model(
+    path: Option<PathBuf>,
+) -> anyhow::Result<(
+    crate::jobs::JobBoard,
+    indicatif::ProgressBar,
+    std::sync::Arc<crate::lm::LanguageModel>,
+)> {
+    let board = crate::jobs::JobBoard::new(Some(crate::jobs::record::default_runs_dir()));
+    let path = path.unwrap_or_else(crate::assets::default_model);
+    let bar = progress_bar(&format!("loading {}", path.display()));
+    let model = crate::lm::tasks::spawn_load(&board, path)
+        .wait(|_| {})
+        .map_err(anyhow::Error::msg)?
+        .0;
+    Ok((board, bar, model))
+}
+
 /// A spinner on stderr, hidden when stderr is not a terminal.
 pub(crate) fn progress_bar(message: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();

@@ -6,8 +6,6 @@ use clap::Args;
 use serde_json::json;
 
 use crate::embed::SentenceEmbedder;
-use crate::jobs::{record::default_runs_dir, JobBoard};
-use crate::lm::tasks::spawn_load;
 use crate::rain::task::{spawn_rain, RainRequest};
 use crate::rain::{Event, RainConfig, ScoreKind, Setting};
 
@@ -71,16 +69,7 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
     if args.soft_score {
         config.score = ScoreKind::Soft;
     }
-    let board = JobBoard::new(Some(default_runs_dir()));
-    let path = args
-        .model
-        .clone()
-        .unwrap_or_else(crate::assets::default_model);
-    let bar = super::progress_bar(&format!("loading {}", path.display()));
-    let model = spawn_load(&board, path)
-        .wait(|_| {})
-        .map_err(anyhow::Error::msg)?
-        .0;
+    let (board, bar, model) = super::load_model(args.model.clone())?;
     let embedder = Arc::new(SentenceEmbedder::load(&crate::assets::embedding_model())?);
     let request = RainRequest {
         prompt: args.prompt.clone(),

@@ -8,6 +8,17 @@ fn alignscope(runs: &std::path::Path) -> Command {
     c
 }
 
+/// Runs `cmd`, which must succeed, and parses its stdout as one JSON object.
+fn json_output(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn help_lists_what_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,25 +34,16 @@ fn help_lists_what_works() {
 fn generate_json_greedy() {
     let dir = tempfile::tempdir().unwrap();
     let run = || {
-        let out = alignscope(dir.path())
-            .args([
-                "generate",
-                "--prompt",
-                "What is 2+2?",
-                "--max-tokens",
-                "8",
-                "--temperature",
-                "0",
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        json_output(alignscope(dir.path()).args([
+            "generate",
+            "--prompt",
+            "What is 2+2?",
+            "--max-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--json",
+        ]))
     };
     let v = run();
     let tokens = v["tokens"].as_array().unwrap();
@@ -84,33 +86,26 @@ fn bad_model_is_a_clear_error() {
 fn rain_json_reports_the_search() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.jsonl");
-    let out = alignscope(dir.path())
-        .args([
-            "rain",
-            "--prompt",
-            "Say something nice.",
-            "--setting",
-            "sentiment",
-            "--max-tokens",
-            "2",
-        ])
-        .args([
-            "--t-max",
-            "3",
-            "--min-simulations",
-            "2",
-            "--json",
-            "--trace",
-        ])
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cmd = alignscope(dir.path());
+    cmd.args([
+        "rain",
+        "--prompt",
+        "Say something nice.",
+        "--setting",
+        "sentiment",
+        "--max-tokens",
+        "2",
+    ])
+    .args([
+        "--t-max",
+        "3",
+        "--min-simulations",
+        "2",
+        "--json",
+        "--trace",
+    ])
+    .arg(&trace);
+    let v = json_output(&mut cmd);
     assert!(v["simulations"].as_u64().unwrap() >= 2);
     assert_eq!(v["simulations"], v["rewinds"]);
     assert!(v["tokens_processed"].as_u64().unwrap() > 0);
