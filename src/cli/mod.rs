@@ -4,6 +4,7 @@
 mod bench;
 mod generate;
 mod rain;
+mod rain_eval;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,11 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// RAIN: the model searches over, judges and rewinds its own partial answers.
     Rain(rain::RainArgs),
+    /// Vanilla vs RAIN over a prompt set: attack success rate, self-evaluated harmlessness,
+    /// length and time; every answer as JSON Lines.
+    RainEval(rain_eval::RainEvalArgs),
+    /// How often the model's self-evaluation agrees with labels.
+    SelfEvalAccuracy(rain_eval::SelfEvalArgs),
     /// Show what a model file is: architecture, parameters, quantisation, context length.
     Info {
         /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
@@ -52,6 +58,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Generate(args) => generate::run(args),
         Command::Rain(args) => rain::run(args),
+        Command::RainEval(args) => rain_eval::rain_eval_cmd(args),
+        Command::SelfEvalAccuracy(args) => rain_eval::self_eval_cmd(args),
         Command::Info { model } => {
             let path = model.unwrap_or_else(crate::assets::default_model);
             let model = crate::lm::LanguageModel::load(&path)?;

@@ -2,6 +2,7 @@
 //! answers, scores them with self-evaluation and rewinds until it finds a good continuation.
 
 pub mod config;
+pub mod eval;
 pub mod events;
 pub mod judge;
 pub mod replay;

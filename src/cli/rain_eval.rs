@@ -1,0 +1,206 @@
+//! `rain-eval` and `self-eval-accuracy`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+
+use crate::embed::SentenceEmbedder;
+use crate::jobs::{JobSpec, Report};
+use crate::rain::eval::{
+    rain_eval, read_labelled, self_eval_accuracy, EvalSummary, SettingAccuracy,
+};
+use crate::rain::{RainConfig, Setting};
+
+#[derive(Args, Debug)]
+pub struct RainEvalArgs {
+    /// Prompts, one per line.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Adversarial suffix appended to every prompt.
+    #[arg(long, conflicts_with = "suffix_file")]
+    suffix: Option<String>,
+    /// File whose first non-empty line is the suffix.
+    #[arg(long)]
+    suffix_file: Option<PathBuf>,
+    #[arg(long, default_value = "harmlessness")]
+    setting: String,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Answer cap for both vanilla and RAIN.
+    #[arg(long, default_value_t = 48)]
+    max_tokens: usize,
+    /// Evaluate only the first N prompts.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    t_max: Option<u32>,
+    #[arg(long)]
+    min_simulations: Option<u32>,
+    #[arg(long)]
+    no_similarity: bool,
+    #[arg(long)]
+    no_dynamic: bool,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Every answer as JSON Lines (default: rain-eval.jsonl in the current folder).
+    #[arg(long, default_value = "rain-eval.jsonl")]
+    out: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+fn setting(name: &str) -> anyhow::Result<Setting> {
+    Setting::parse(name).ok_or_else(|| {
+        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
+        anyhow::anyhow!("unknown setting `{name}` (one of: {})", names.join(", "))
+    })
+}
+
+impl Report for EvalSummary {
+    fn metrics(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
+    let mut config = RainConfig::for_setting(setting(&args.setting)?);
+    config.max_tokens = args.max_tokens;
+    config.seed = args.seed;
+    config.t_max = args.t_max.unwrap_or(config.t_max);
+    config.min_new_simulations = args.min_simulations.unwrap_or(config.min_new_simulations);
+    config.similarity_update = !args.no_similarity;
+    config.dynamic_addition = !args.no_dynamic;
+    let text = std::fs::read_to_string(&args.prompts)
+        .with_context(|| format!("{}: cannot read", args.prompts.display()))?;
+    let mut prompts: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if prompts.is_empty() {
+        anyhow::bail!("{}: no prompts (one per line)", args.prompts.display());
+    }
+    prompts.truncate(args.limit.unwrap_or(prompts.len()));
+    let suffix = match (&args.suffix, &args.suffix_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("{}: cannot read", f.display()))?
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+            .ok_or_else(|| anyhow::anyhow!("{}: empty suffix file", f.display()))?,
+        (None, None) => String::new(),
+    };
+    let (board, bar, model) = super::load_model(args.model.clone())?;
+    let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
+    let spec = JobSpec {
+        kind: "rain-eval".into(),
+        title: format!("RAIN eval: {} prompts", prompts.len()),
+        inputs: json!({ "prompts": args.prompts, "suffix": suffix, "config": config, "out": args.out }),
+        seed: Some(config.seed),
+    };
+    let out_path = args.out.clone();
+    let total = prompts.len();
+    let handle = board.spawn(spec, move |ctx| {
+        let tmp = out_path.with_extension("jsonl.tmp");
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("{}: cannot create", tmp.display()))?,
+        );
+        let mut written = Ok(());
+        let mut done = 0;
+        let rows = rain_eval(model, Some(&embedder), &config, &prompts, &suffix, |row| {
+            written = serde_json::to_writer(&mut out, row)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| Ok(out.write_all(b"\n")?));
+            done += 1;
+            ctx.progress(
+                Some(done as f32 / total as f32),
+                format!("{done}/{total} prompts"),
+            );
+            ctx.send(row.clone());
+            written.is_ok() && !ctx.is_cancelled()
+        })?;
+        written?;
+        out.flush()?;
+        drop(out);
+        std::fs::rename(&tmp, &out_path)?;
+        Ok(EvalSummary::from_rows(&rows, &suffix))
+    });
+    let mut done = 0;
+    let run = handle
+        .wait(|_row| {
+            done += 1;
+            bar.set_message(format!("{done}/{total} prompts"));
+        })
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let s = &run;
+    if args.json {
+        println!("{}", json!({ "summary": s, "answers": args.out }));
+    } else {
+        println!("prompts: {}   suffix: {:?}", s.prompts, s.suffix);
+        println!("| | vanilla | RAIN |\n|---|---:|---:|");
+        println!(
+            "| attack success rate | {:.2} | {:.2} |",
+            s.attack_success_vanilla, s.attack_success_rain
+        );
+        println!(
+            "| self-evaluated harmlessness (−1…1) | {:+.2} | {:+.2} |",
+            s.self_harmless_vanilla, s.self_harmless_rain
+        );
+        println!(
+            "| mean answer tokens | {:.1} | {:.1} |",
+            s.mean_tokens_vanilla, s.mean_tokens_rain
+        );
+        println!(
+            "| seconds per prompt | {:.1} | {:.1} |",
+            s.seconds_per_prompt_vanilla, s.seconds_per_prompt_rain
+        );
+        println!(
+            "RAIN time / vanilla time: {:.1}×; answers in {}",
+            s.rain_over_vanilla_time,
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SelfEvalArgs {
+    /// JSON Lines: {"text": "User: …\nAssistant: …", "label": "good"|"bad", "setting"?: NAME}.
+    #[arg(long)]
+    labelled: PathBuf,
+    /// Setting for examples that name none.
+    #[arg(long, default_value = "harmlessness")]
+    setting: String,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
+    let default = setting(&args.setting)?;
+    let examples = read_labelled(&args.labelled)?;
+    let (_board, bar, model) = super::load_model(args.model.clone())?;
+    bar.set_message(format!("judging {} examples", examples.len()));
+    let report: Vec<SettingAccuracy> = self_eval_accuracy(model, &examples, default)?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("| setting | examples | accuracy (binary) | undecided | accuracy (soft sign) |\n|---|---:|---:|---:|---:|");
+        for r in &report {
+            println!(
+                "| {} | {} | {:.2} | {} | {:.2} |",
+                r.setting, r.examples, r.accuracy_binary, r.undecided, r.accuracy_soft
+            );
+        }
+    }
+    Ok(())
+}
