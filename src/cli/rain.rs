@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::embed::SentenceEmbedder;
 use crate::rain::task::{spawn_rain, RainRequest};
-use crate::rain::{Event, RainConfig, ScoreKind, Setting};
+use crate::rain::{AnswerBy, Event, RainConfig, ScoreKind, Setting};
 
 #[derive(Args, Debug)]
 pub struct RainArgs {
@@ -32,6 +32,9 @@ pub struct RainArgs {
     /// Use the probability difference instead of the paper's binary self-evaluation score.
     #[arg(long)]
     soft_score: bool,
+    /// Read the self-evaluation from the option words instead of the letters.
+    #[arg(long)]
+    judge_words: bool,
     /// Ablation: no similarity update.
     #[arg(long)]
     no_similarity: bool,
@@ -66,6 +69,9 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
     config.similarity_update = !args.no_similarity;
     config.dynamic_addition = !args.no_dynamic;
     config.template = args.template.clone();
+    if args.judge_words {
+        config.answer_by = AnswerBy::Words;
+    }
     if args.soft_score {
         config.score = ScoreKind::Soft;
     }

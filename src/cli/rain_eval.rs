@@ -12,7 +12,7 @@ use crate::jobs::{JobSpec, Report};
 use crate::rain::eval::{
     rain_eval, read_labelled, self_eval_accuracy, EvalSummary, SettingAccuracy,
 };
-use crate::rain::{RainConfig, Setting};
+use crate::rain::{AnswerBy, RainConfig, Setting};
 
 #[derive(Args, Debug)]
 pub struct RainEvalArgs {
@@ -43,6 +43,9 @@ pub struct RainEvalArgs {
     no_similarity: bool,
     #[arg(long)]
     no_dynamic: bool,
+    /// Read the self-evaluation from the option words instead of the letters.
+    #[arg(long)]
+    judge_words: bool,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Every answer as JSON Lines (default: rain-eval.jsonl in the current folder).
@@ -73,6 +76,9 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
     config.min_new_simulations = args.min_simulations.unwrap_or(config.min_new_simulations);
     config.similarity_update = !args.no_similarity;
     config.dynamic_addition = !args.no_dynamic;
+    if args.judge_words {
+        config.answer_by = AnswerBy::Words;
+    }
     let text = std::fs::read_to_string(&args.prompts)
         .with_context(|| format!("{}: cannot read", args.prompts.display()))?;
     let mut prompts: Vec<String> = text
@@ -116,7 +122,7 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
         let rows = rain_eval(model, Some(&embedder), &config, &prompts, &suffix, |row| {
             written = serde_json::to_writer(&mut out, row)
                 .map_err(anyhow::Error::from)
-                .and_then(|_| Ok(out.write_all(b"\n")?));
+                .and_then(|_| Ok(out.write_all(b"\n").and_then(|_| out.flush())?));
             done += 1;
             ctx.progress(
                 Some(done as f32 / total as f32),
@@ -180,6 +186,9 @@ pub struct SelfEvalArgs {
     setting: String,
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Read the judgement from the option words instead of the letters.
+    #[arg(long)]
+    judge_words: bool,
     #[arg(long)]
     json: bool,
 }
@@ -189,7 +198,12 @@ pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
     let examples = read_labelled(&args.labelled)?;
     let (_board, bar, model) = super::load_model(args.model.clone())?;
     bar.set_message(format!("judging {} examples", examples.len()));
-    let report: Vec<SettingAccuracy> = self_eval_accuracy(model, &examples, default)?;
+    let answer_by = if args.judge_words {
+        AnswerBy::Words
+    } else {
+        AnswerBy::Letters
+    };
+    let report: Vec<SettingAccuracy> = self_eval_accuracy(model, &examples, default, answer_by)?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -95,6 +95,8 @@ pub struct RainConfig {
     pub similarity_threshold: f32,
     pub similarity_gamma: f32,
     pub score: ScoreKind,
+    /// Read the judgement from option letters (paper) or option words.
+    pub answer_by: super::judge::AnswerBy,
     /// Longest rollout after a leaf, in tokens (stops earlier at the end of a clause).
     pub rollout_max_tokens: usize,
     pub max_tokens: usize,
@@ -136,6 +138,7 @@ impl RainConfig {
             similarity_threshold: 0.95,
             similarity_gamma: 0.2,
             score: ScoreKind::Binary,
+            answer_by: Default::default(),
             rollout_max_tokens: 32,
             max_tokens: 64,
             seed: 42,

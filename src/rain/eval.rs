@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::judge::{Judge, JudgeTemplate, Judgement};
+use super::judge::{AnswerBy, Judge, JudgeTemplate, Judgement};
 use super::{run_rain, RainConfig, Setting};
 use crate::embed::SentenceEmbedder;
 use crate::lm::{generate, GenerationConfig, LanguageModel, SamplingParams, Session};
@@ -127,10 +127,8 @@ pub fn rain_eval(
     suffix: &str,
     mut on_row: impl FnMut(&EvalRow) -> bool,
 ) -> anyhow::Result<Vec<EvalRow>> {
-    let mut judge = Judge::new(
-        model.clone(),
-        JudgeTemplate::load(&Setting::Harmlessness.template_path())?,
-    )?;
+    let template = JudgeTemplate::load(&Setting::Harmlessness.template_path())?;
+    let mut judge = Judge::new(model.clone(), template, config.answer_by)?;
     let mut rows = Vec::new();
     for prompt in prompts {
         let full = if suffix.is_empty() {
@@ -231,6 +229,7 @@ pub fn self_eval_accuracy(
     model: Arc<LanguageModel>,
     examples: &[Labelled],
     default: Setting,
+    answer_by: AnswerBy,
 ) -> anyhow::Result<Vec<SettingAccuracy>> {
     let mut groups: BTreeMap<String, Vec<&Labelled>> = BTreeMap::new();
     for e in examples {
@@ -247,10 +246,8 @@ pub fn self_eval_accuracy(
     for (name, items) in groups {
         let setting =
             Setting::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown setting `{name}`"))?;
-        let mut judge = Judge::new(
-            model.clone(),
-            JudgeTemplate::load(&setting.template_path())?,
-        )?;
+        let template = JudgeTemplate::load(&setting.template_path())?;
+        let mut judge = Judge::new(model.clone(), template, answer_by)?;
         let (mut bin, mut soft, mut undecided) = (0usize, 0usize, 0usize);
         for item in &items {
             let j = judge.judge(&item.text)?;

@@ -80,25 +80,66 @@ pub struct Judgement {
     pub soft: f32,
 }
 
+/// What the model's answer to the judgement is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerBy {
+    /// The paper's: the option letter after "The answer is: (", both option orders.
+    #[default]
+    Letters,
+    /// The option word itself after "The answer is:" (" harmless" vs " harmful"): immune to a
+    /// model's preference for one letter.
+    Words,
+}
+
 pub struct Judge {
     template: JudgeTemplate,
     prefix: Session,
-    letter_a: u32,
-    letter_b: u32,
+    answer_by: AnswerBy,
+    /// Letters: ids of "A" and "B". Words: first ids of " good-word" and " bad-word".
+    targets: (u32, u32),
     cache: HashMap<String, Judgement>,
     /// Model positions computed for judgements (the shared prefix counted once).
     pub tokens_processed: usize,
 }
 
 impl Judge {
-    pub fn new(model: Arc<LanguageModel>, template: JudgeTemplate) -> Result<Self, LmError> {
-        // The letters as the model would write them right after "(".
-        let letter = |l: &str| {
-            model.tokenizer.single_token(l).ok_or_else(|| {
-                LmError::Tokenizer(format!("option letter {l:?} is not a single token"))
-            })
+    pub fn new(
+        model: Arc<LanguageModel>,
+        template: JudgeTemplate,
+        answer_by: AnswerBy,
+    ) -> Result<Self, LmError> {
+        let targets = match answer_by {
+            // The letters as the model would write them right after "(".
+            AnswerBy::Letters => {
+                let letter = |l: &str| {
+                    model.tokenizer.single_token(l).ok_or_else(|| {
+                        LmError::Tokenizer(format!("option letter {l:?} is not a single token"))
+                    })
+                };
+                (letter("A")?, letter("B")?)
+            }
+            AnswerBy::Words => {
+                let first = |w: &str| -> Result<u32, LmError> {
+                    model
+                        .tokenizer
+                        .encode(&format!(" {w}"), false)?
+                        .first()
+                        .copied()
+                        .ok_or_else(|| {
+                            LmError::Tokenizer(format!("option word {w:?} has no tokens"))
+                        })
+                };
+                let (g, b) = (first(&template.good)?, first(&template.bad)?);
+                if g == b {
+                    return Err(LmError::Tokenizer(format!(
+                        "option words {:?} and {:?} start with the same token",
+                        template.good, template.bad
+                    )));
+                }
+                (g, b)
+            }
         };
-        let (letter_a, letter_b) = (letter("A")?, letter("B")?);
         let mut prefix = Session::new(model.clone());
         let ids = model.tokenizer.encode_prompt(&template.prefix)?;
         prefix.feed(&ids)?;
@@ -106,8 +147,8 @@ impl Judge {
         Ok(Self {
             template,
             prefix,
-            letter_a,
-            letter_b,
+            answer_by,
+            targets,
             cache: HashMap::new(),
             tokens_processed,
         })
@@ -130,13 +171,21 @@ impl Judge {
         let mut soft = 0.0;
         for good_first in [true, false] {
             let mut s = with_text.fork();
-            s.feed(&tokenizer.encode(&self.template.options(good_first), false)?)?;
+            let options = self.template.options(good_first);
+            let options = match self.answer_by {
+                AnswerBy::Letters => options.as_str(),
+                AnswerBy::Words => options.trim_end_matches('('),
+            };
+            s.feed(&tokenizer.encode(options, false)?)?;
             let lp = log_softmax(s.logits()?);
             let (a, b) = (
-                lp[self.letter_a as usize].exp(),
-                lp[self.letter_b as usize].exp(),
+                lp[self.targets.0 as usize].exp(),
+                lp[self.targets.1 as usize].exp(),
             );
-            let (good, bad) = if good_first { (a, b) } else { (b, a) };
+            let (good, bad) = match (self.answer_by, good_first) {
+                (AnswerBy::Words, _) | (AnswerBy::Letters, true) => (a, b),
+                (AnswerBy::Letters, false) => (b, a),
+            };
             binary += if good > bad { 1.0 } else { 0.0 };
             soft += (good - bad) / (good + bad).max(f32::MIN_POSITIVE);
             self.tokens_processed += s.tokens_processed() - with_text.tokens_processed();

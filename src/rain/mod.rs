@@ -12,4 +12,5 @@ pub mod tree;
 
 pub use config::{RainConfig, ScoreKind, Setting};
 pub use events::{read_trace, Event, TraceWriter};
+pub use judge::AnswerBy;
 pub use search::{run_rain, RainOutcome};

@@ -74,7 +74,7 @@ pub fn run_rain(
         .clone()
         .unwrap_or_else(|| config.setting.template_path());
     let template = JudgeTemplate::load(&template_path)?;
-    let judge = Judge::new(model.clone(), template)?;
+    let judge = Judge::new(model.clone(), template, config.answer_by)?;
     let prompt_ids = model.chat_ids(prompt)?;
     let mut work = Session::new(model.clone());
     work.feed(&prompt_ids)?;

@@ -140,3 +140,34 @@ fn broken_trace_files_are_clear_errors() {
     let e = read_trace(&path).unwrap_err().to_string();
     assert!(e.contains("not a RAIN trace"), "{e}");
 }
+
+#[test]
+fn judging_by_words_or_letters() {
+    use alignscope::rain::judge::{AnswerBy, Judge, JudgeTemplate};
+    let model = shipped_model();
+    let template = JudgeTemplate::load(&Setting::Sentiment.template_path()).unwrap();
+    let text = "User: How was the film?\nAssistant: Wonderful, I loved it.";
+    for by in [AnswerBy::Letters, AnswerBy::Words] {
+        let mut judge = Judge::new(model.clone(), template.clone(), by).unwrap();
+        let j = judge.judge(text).unwrap();
+        assert!(
+            [-1.0, 0.0, 1.0].contains(&j.binary) && (-1.0..=1.0).contains(&j.soft),
+            "{by:?}: {j:?}"
+        );
+        // Cached: the second judgement costs nothing.
+        let cost = judge.tokens_processed;
+        assert_eq!(judge.judge(text).unwrap(), j);
+        assert_eq!(judge.tokens_processed, cost);
+    }
+    // Option words must be told apart by their first token.
+    let same = JudgeTemplate {
+        good: "good".into(),
+        bad: "good luck".into(),
+        ..template
+    };
+    let err = Judge::new(model, same, AnswerBy::Words)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("start with the same token"), "{err}");
+}

@@ -4,7 +4,7 @@ use egui::{RichText, ScrollArea, Ui};
 use egui_plot::{Line, Plot, PlotPoints, VLine};
 
 use super::RainPanel;
-use crate::rain::{ScoreKind, Setting};
+use crate::rain::{AnswerBy, ScoreKind, Setting};
 use crate::ui::widgets::tree_view::{tree_view, value_color};
 use crate::ui::LabCtx;
 
@@ -158,6 +158,17 @@ fn parameters(ui: &mut Ui, panel: &mut RainPanel) {
                         ScoreKind::Soft
                     } else {
                         ScoreKind::Binary
+                    };
+                }
+                let mut words = c.answer_by == AnswerBy::Words;
+                if cols[2]
+                    .checkbox(&mut words, "Judge by option words")
+                    .changed()
+                {
+                    c.answer_by = if words {
+                        AnswerBy::Words
+                    } else {
+                        AnswerBy::Letters
                     };
                 }
                 cols[2].horizontal(|ui| {
