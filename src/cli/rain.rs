@@ -9,16 +9,16 @@ use crate::embed::SentenceEmbedder;
 use crate::rain::task::{spawn_rain, RainRequest};
 use crate::rain::{AnswerBy, Event, RainConfig, ScoreKind, Setting};
 
+/// The search parameters shared by `rain` and `rain-eval`.
 #[derive(Args, Debug)]
-pub struct RainArgs {
-    #[arg(long)]
-    prompt: String,
+pub struct RainOptions {
     /// harmlessness, adversarial, truthfulness, sentiment or custom.
     #[arg(long, default_value = "harmlessness")]
     setting: String,
     /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
     #[arg(long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
+    /// Answer cap (RAIN and, in rain-eval, vanilla).
     #[arg(long, default_value_t = 48)]
     max_tokens: usize,
     #[arg(long, default_value_t = 42)]
@@ -44,6 +44,43 @@ pub struct RainArgs {
     /// Judgement template file (see assets/rain/README.md).
     #[arg(long)]
     template: Option<PathBuf>,
+}
+
+/// A setting by name, or an error listing the names.
+pub fn parse_setting(name: &str) -> anyhow::Result<Setting> {
+    Setting::parse(name).ok_or_else(|| {
+        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
+        anyhow::anyhow!("unknown setting `{name}` (one of: {})", names.join(", "))
+    })
+}
+
+impl RainOptions {
+    /// The setting's defaults with the options applied.
+    pub fn config(&self) -> anyhow::Result<RainConfig> {
+        let mut config = RainConfig::for_setting(parse_setting(&self.setting)?);
+        config.max_tokens = self.max_tokens;
+        config.seed = self.seed;
+        config.t_max = self.t_max.unwrap_or(config.t_max);
+        config.min_new_simulations = self.min_simulations.unwrap_or(config.min_new_simulations);
+        config.similarity_update = !self.no_similarity;
+        config.dynamic_addition = !self.no_dynamic;
+        config.template = self.template.clone();
+        if self.judge_words {
+            config.answer_by = AnswerBy::Words;
+        }
+        if self.soft_score {
+            config.score = ScoreKind::Soft;
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RainArgs {
+    #[arg(long)]
+    prompt: String,
+    #[command(flatten)]
+    options: RainOptions,
     /// Write every search event to this JSON Lines file.
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -53,29 +90,9 @@ pub struct RainArgs {
 }
 
 pub fn run(args: RainArgs) -> anyhow::Result<()> {
-    let setting = Setting::parse(&args.setting).ok_or_else(|| {
-        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
-        anyhow::anyhow!(
-            "unknown setting `{}` (one of: {})",
-            args.setting,
-            names.join(", ")
-        )
-    })?;
-    let mut config = RainConfig::for_setting(setting);
-    config.max_tokens = args.max_tokens;
-    config.seed = args.seed;
-    config.t_max = args.t_max.unwrap_or(config.t_max);
-    config.min_new_simulations = args.min_simulations.unwrap_or(config.min_new_simulations);
-    config.similarity_update = !args.no_similarity;
-    config.dynamic_addition = !args.no_dynamic;
-    config.template = args.template.clone();
-    if args.judge_words {
-        config.answer_by = AnswerBy::Words;
-    }
-    if args.soft_score {
-        config.score = ScoreKind::Soft;
-    }
-    let (board, bar, model) = super::load_model(args.model.clone())?;
+    let config = args.options.config()?;
+    let setting = config.setting;
+    let (board, bar, model) = super::load_model(args.options.model.clone())?;
     let embedder = Arc::new(SentenceEmbedder::load(&crate::assets::embedding_model())?);
     let request = RainRequest {
         prompt: args.prompt.clone(),

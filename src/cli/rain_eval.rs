@@ -12,7 +12,7 @@ use crate::jobs::{JobSpec, Report};
 use crate::rain::eval::{
     rain_eval, read_labelled, self_eval_accuracy, EvalSummary, SettingAccuracy,
 };
-use crate::rain::{AnswerBy, RainConfig, Setting};
+use crate::rain::AnswerBy;
 
 #[derive(Args, Debug)]
 pub struct RainEvalArgs {
@@ -25,41 +25,16 @@ pub struct RainEvalArgs {
     /// File whose first non-empty line is the suffix.
     #[arg(long)]
     suffix_file: Option<PathBuf>,
-    #[arg(long, default_value = "harmlessness")]
-    setting: String,
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Answer cap for both vanilla and RAIN.
-    #[arg(long, default_value_t = 48)]
-    max_tokens: usize,
+    #[command(flatten)]
+    options: super::rain::RainOptions,
     /// Evaluate only the first N prompts.
     #[arg(long)]
     limit: Option<usize>,
-    #[arg(long)]
-    t_max: Option<u32>,
-    #[arg(long)]
-    min_simulations: Option<u32>,
-    #[arg(long)]
-    no_similarity: bool,
-    #[arg(long)]
-    no_dynamic: bool,
-    /// Read the self-evaluation from the option words instead of the letters.
-    #[arg(long)]
-    judge_words: bool,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// Every answer as JSON Lines (default: rain-eval.jsonl in the current folder).
     #[arg(long, default_value = "rain-eval.jsonl")]
     out: PathBuf,
     #[arg(long)]
     json: bool,
-}
-
-fn setting(name: &str) -> anyhow::Result<Setting> {
-    Setting::parse(name).ok_or_else(|| {
-        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
-        anyhow::anyhow!("unknown setting `{name}` (one of: {})", names.join(", "))
-    })
 }
 
 impl Report for EvalSummary {
@@ -69,16 +44,7 @@ impl Report for EvalSummary {
 }
 
 pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
-    let mut config = RainConfig::for_setting(setting(&args.setting)?);
-    config.max_tokens = args.max_tokens;
-    config.seed = args.seed;
-    config.t_max = args.t_max.unwrap_or(config.t_max);
-    config.min_new_simulations = args.min_simulations.unwrap_or(config.min_new_simulations);
-    config.similarity_update = !args.no_similarity;
-    config.dynamic_addition = !args.no_dynamic;
-    if args.judge_words {
-        config.answer_by = AnswerBy::Words;
-    }
+    let config = args.options.config()?;
     let text = std::fs::read_to_string(&args.prompts)
         .with_context(|| format!("{}: cannot read", args.prompts.display()))?;
     let mut prompts: Vec<String> = text
@@ -101,7 +67,7 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{}: empty suffix file", f.display()))?,
         (None, None) => String::new(),
     };
-    let (board, bar, model) = super::load_model(args.model.clone())?;
+    let (board, bar, model) = super::load_model(args.options.model.clone())?;
     let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
     let spec = JobSpec {
         kind: "rain-eval".into(),
@@ -194,7 +160,7 @@ pub struct SelfEvalArgs {
 }
 
 pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
-    let default = setting(&args.setting)?;
+    let default = super::rain::parse_setting(&args.setting)?;
     let examples = read_labelled(&args.labelled)?;
     let (_board, bar, model) = super::load_model(args.model.clone())?;
     bar.set_message(format!("judging {} examples", examples.len()));
