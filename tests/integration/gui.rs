@@ -253,6 +253,22 @@ fn rain_lab_steps_inspects_and_replays() {
     });
     let finished = h.state().rain.replay.clone();
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
+
+    // Click the current root on the canvas: the inspector shows it.
+    let root = finished.tree.root;
+    h.run_steps(2);
+    let pos = h.state().rain.view.screen_pos(root).unwrap();
+    h.hover_at(pos);
+    h.step();
+    h.drag_at(pos);
+    h.step();
+    h.drop_at(pos);
+    h.run_steps(2);
+    assert_eq!(h.state().rain.view.selected, Some(root));
+    assert!(
+        h.query_by_label(&root.to_string()).is_some(),
+        "the inspector shows node {root}"
+    );
     assert!(h.query_by_label_contains("Vanilla answer").is_some());
 
     // Reopen the trace it wrote and scrub back to the middle.

@@ -20,6 +20,8 @@ pub struct TreeViewState {
     pub selected: Option<NodeId>,
     /// Layout for a tree of this many nodes.
     layout: (usize, Vec<Pos2>),
+    /// Where the canvas was last drawn.
+    canvas: Rect,
 }
 
 impl Default for TreeViewState {
@@ -30,7 +32,16 @@ impl Default for TreeViewState {
             follow: true,
             selected: None,
             layout: (0, Vec::new()),
+            canvas: Rect::NOTHING,
         }
+    }
+}
+
+impl TreeViewState {
+    /// Where node `id` was drawn in the last frame.
+    pub fn screen_pos(&self, id: NodeId) -> Option<Pos2> {
+        let p = self.layout.1.get(id)?;
+        Some(self.canvas.min + self.pan + Vec2::new(p.x * DX, p.y * DY) * self.zoom)
     }
 }
 
@@ -88,6 +99,7 @@ pub fn tree_view(
 ) -> Option<NodeId> {
     let size = ui.available_size().max(Vec2::new(200.0, 150.0));
     let (rect, response) = ui.allocate_exact_size(size, Sense::click_and_drag());
+    state.canvas = rect;
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
     let tree = &replay.tree;
