@@ -1,11 +1,9 @@
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
 
-use crate::embed::SentenceEmbedder;
 use crate::rain::task::{spawn_rain, RainRequest};
 use crate::rain::{AnswerBy, Event, RainConfig, ScoreKind, Setting};
 
@@ -93,14 +91,13 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
     let config = args.options.config()?;
     let setting = config.setting;
     let (board, bar, model) = super::load_model(args.options.model.clone())?;
-    let embedder = Arc::new(SentenceEmbedder::load(&crate::assets::embedding_model())?);
     let request = RainRequest {
         prompt: args.prompt.clone(),
         config: config.clone(),
         trace: args.trace.clone(),
         control: Default::default(),
     };
-    let handle = spawn_rain(&board, model, Some(embedder), request);
+    let handle = spawn_rain(&board, model, request);
     let mut shown = 0;
     let mut stdout = std::io::stdout();
     let outcome = handle

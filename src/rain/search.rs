@@ -589,7 +589,7 @@ impl Search<'_> {
             answer,
             priors: node.children.iter().copied().zip(priors).collect(),
         });
-        Ok(ends || tokens.is_empty() && node.tokens.is_empty())
+        Ok(ends)
     }
 }
 

@@ -1,6 +1,5 @@
 //! RAIN as a background job, shared by the CLI and (later) the RAIN panel.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -86,11 +85,11 @@ pub struct RainRequest {
     pub control: Arc<SearchControl>,
 }
 
-/// Runs RAIN on a worker; every event arrives as a partial result.
+/// Runs RAIN on a worker; every event arrives as a partial result. The sentence-embedding
+/// model is loaded on the worker too, when the similarity update or node addition needs it.
 pub fn spawn_rain(
     board: &JobBoard,
     model: Arc<LanguageModel>,
-    embedder: Option<Arc<SentenceEmbedder>>,
     request: RainRequest,
 ) -> JobHandle<Event, RainOutcome> {
     let spec = JobSpec {
@@ -115,11 +114,17 @@ pub fn spawn_rain(
             ))),
             None => None,
         };
+        let config = &request.config;
+        let embedder = if config.similarity_update || config.dynamic_addition {
+            ctx.progress(None, "loading the sentence-embedding model");
+            Some(SentenceEmbedder::load(&crate::assets::embedding_model())?)
+        } else {
+            None
+        };
         let mut trace_error = None;
-        let max = request.config.max_tokens.max(1);
         let outcome = run_rain(
             model,
-            embedder.as_deref(),
+            embedder.as_ref(),
             &request.config,
             &request.prompt,
             &mut |event| {
@@ -128,11 +133,8 @@ pub fn spawn_rain(
                         trace_error.get_or_insert(e);
                     }
                 }
-                if let Event::Committed { answer, .. } = event {
-                    ctx.progress(
-                        Some(answer.len() as f32 / (max * 4) as f32),
-                        format!("{} chars committed", answer.len()),
-                    );
+                if let Event::Rewound { sim, .. } = event {
+                    ctx.progress(None, format!("simulation {sim}"));
                 }
                 ctx.send(event.clone());
                 match event {
@@ -149,7 +151,6 @@ pub fn spawn_rain(
         if let Some(e) = trace_error {
             anyhow::bail!("writing the trace failed: {e}");
         }
-        std::io::stdout().flush().ok();
         Ok(outcome)
     })
 }

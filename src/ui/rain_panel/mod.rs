@@ -6,7 +6,6 @@ mod view;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::embed::SentenceEmbedder;
 use crate::jobs::{JobBoard, JobHandle};
 use crate::lm::generate::GeneratedToken;
 use crate::lm::tasks::{spawn_generate, GenerateOutcome, GenerateRequest};
@@ -99,20 +98,13 @@ impl RainPanel {
             d.join(format!("rain-{stamp}.jsonl"))
         });
         self.last_trace = trace.clone();
-        let embedder = match SentenceEmbedder::load(&crate::assets::embedding_model()) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(e) => {
-                self.error = Some(format!("similarity update off: {e}"));
-                None
-            }
-        };
         let request = RainRequest {
             prompt: self.prompt.clone(),
             config: self.config.clone(),
             trace,
             control: self.control.clone(),
         };
-        self.job = Some(spawn_rain(board, model.clone(), embedder, request));
+        self.job = Some(spawn_rain(board, model.clone(), request));
         let ids = model.chat_ids(&self.prompt);
         match ids {
             Ok(prompt_ids) => {
