@@ -33,6 +33,9 @@ pub struct LmBenchArgs {
     /// Best of this many runs.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Branches decoded together in the batched-decode measurement.
+    #[arg(long, default_value_t = 10)]
+    branches: usize,
     /// Also run llama.cpp on the same file (needs `pip install llama-cpp-python`).
     #[arg(long)]
     llama_cpp: bool,
@@ -91,6 +94,55 @@ fn ours(model: &Arc<LanguageModel>, prompt: &[u32], gen: usize) -> anyhow::Resul
         prompt.len() as f64 / prompt_s,
         gen as f64 / t.elapsed().as_secs_f64(),
     ))
+}
+
+/// Trees of branches: `branches` forks of one prompt decoding a token each per step, all in one
+/// batch. Returns total tokens/s.
+fn batched(
+    model: &Arc<LanguageModel>,
+    prompt: &[u32],
+    gen: usize,
+    branches: usize,
+) -> anyhow::Result<f64> {
+    let mut root = Session::new(model.clone());
+    root.feed(prompt)?;
+    let mut forks: Vec<Session> = (0..branches).map(|_| root.fork()).collect();
+    // Distinct first tokens, so the branches really differ.
+    let mut next: Vec<u32> = (0..branches as u32).map(|b| prompt[b as usize % prompt.len()]).collect();
+    let t = Instant::now();
+    for _ in 0..gen {
+        let tokens: Vec<[u32; 1]> = next.iter().map(|&id| [id]).collect();
+        let tokens: Vec<&[u32]> = tokens.iter().map(|t| t.as_slice()).collect();
+        let mut refs: Vec<&mut Session> = forks.iter_mut().collect();
+        Session::feed_batch(&mut refs, &tokens)?;
+        for (s, n) in forks.iter_mut().zip(next.iter_mut()) {
+            *n = argmax(s.logits()?);
+        }
+    }
+    Ok((gen * branches) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i as u32)
+}
+
+/// Microseconds to fork a session holding `prompt` and to rewind a fork by half of it.
+fn fork_and_rewind(model: &Arc<LanguageModel>, prompt: &[u32]) -> anyhow::Result<(f64, f64)> {
+    let mut root = Session::new(model.clone());
+    root.feed(prompt)?;
+    const N: u32 = 1000;
+    let t = Instant::now();
+    let forks: Vec<Session> = (0..N).map(|_| root.fork()).collect();
+    let fork_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let t = Instant::now();
+    for mut f in forks {
+        f.rewind(prompt.len() / 2)?;
+    }
+    let rewind_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    Ok((fork_us, rewind_us))
 }
 
 fn stock_candle(path: &Path, prompt: &[u32], gen: usize) -> anyhow::Result<(f64, f64)> {
@@ -167,6 +219,14 @@ fn lm(args: LmBenchArgs) -> anyhow::Result<()> {
         prompt_tok_s: p,
         decode_tok_s: d,
     });
+    bar.set_message("batched branches");
+    let single_decode = d;
+    let batched_tok_s = pool.install(|| {
+        (0..repeats)
+            .map(|_| batched(&model, &prompt, args.gen_tokens.min(32), args.branches))
+            .try_fold(0f64, |m, r| r.map(|v| m.max(v)))
+    })?;
+    let (fork_us, rewind_us) = fork_and_rewind(&model, &prompt)?;
     bar.set_message("stock candle quantized_llama");
     let (p, d) =
         pool.install(|| best((0..repeats).map(|_| stock_candle(&path, &prompt, args.gen_tokens))))?;
@@ -194,6 +254,13 @@ fn lm(args: LmBenchArgs) -> anyhow::Result<()> {
                 "prompt_tokens": args.prompt_tokens,
                 "gen_tokens": args.gen_tokens,
                 "results": speeds,
+                "batched": {
+                    "branches": args.branches,
+                    "total_tok_s": batched_tok_s,
+                    "ratio_to_single_decode": batched_tok_s / single_decode,
+                },
+                "fork_us": fork_us,
+                "rewind_us": rewind_us,
             })
         );
         return Ok(());
@@ -215,5 +282,18 @@ fn lm(args: LmBenchArgs) -> anyhow::Result<()> {
             base.decode_tok_s / s.decode_tok_s
         );
     }
+    println!();
+    println!(
+        "batched decode, {} branches after the prompt: {:.1} tok/s in total = {:.2}× single-branch decode",
+        args.branches,
+        batched_tok_s,
+        batched_tok_s / single_decode
+    );
+    println!(
+        "fork a {}-token session: {:.2} µs; rewind it by half: {:.2} µs",
+        prompt.len(),
+        fork_us,
+        rewind_us
+    );
     Ok(())
 }

@@ -4,12 +4,13 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, QMatMul};
-use candle_core::{DType, Device, Tensor};
+use candle_core::quantized::gguf_file;
+use candle_core::Device;
 
 use super::config::{DecoderConfig, Family, RopeStyle, SlidingWindow};
 use super::error::{LmError, Result};
-use super::transformer::{Block, Linear, RmsNorm, Transformer};
+use super::kernels::QuantMatrix;
+use super::transformer::{Block, Linear, Projection, RmsNorm, Transformer};
 
 pub const SUPPORTED: &str = "llama (SmolLM2, Llama, Mistral), qwen2, gemma3";
 
@@ -104,39 +105,48 @@ impl GgufFile {
         self.content.tensor_infos.contains_key(name)
     }
 
-    fn qtensor(&mut self, name: &str, device: &Device) -> Result<candle_core::quantized::QTensor> {
+    fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor> {
         self.content
-            .tensor(&mut self.reader, name, device)
+            .tensor(&mut self.reader, name, &Device::Cpu)
             .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
     }
 
-    fn matmul(&mut self, name: &str, device: &Device) -> Result<QMatMul> {
-        Ok(QMatMul::from_qtensor(self.qtensor(name, device)?)?)
+    fn matrix(&mut self, name: &str) -> Result<QuantMatrix> {
+        QuantMatrix::from_qtensor(&self.qtensor(name)?)
+            .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
     }
 
-    fn float(&mut self, name: &str, device: &Device) -> Result<Tensor> {
-        Ok(self
-            .qtensor(name, device)?
-            .dequantize(device)?
-            .to_dtype(DType::F32)?)
+    fn float(&mut self, name: &str) -> Result<Vec<f32>> {
+        let t = self.qtensor(name)?;
+        t.dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
     }
 
-    fn linear(&mut self, name: &str, device: &Device) -> Result<Linear> {
+    fn linear(&mut self, name: &str) -> Result<Linear> {
         let bias_name = name.replace(".weight", ".bias");
         let bias = if self.has_tensor(&bias_name) {
-            Some(self.float(&bias_name, device)?)
+            Some(self.float(&bias_name)?)
         } else {
             None
         };
         Ok(Linear {
-            weight: self.matmul(name, device)?,
+            weight: self.matrix(name)?,
             bias,
         })
     }
 
-    fn norm(&mut self, name: &str, eps: f32, device: &Device) -> Result<RmsNorm> {
+    fn projection(&mut self, names: &[&str]) -> Result<Projection> {
+        let linears = names
+            .iter()
+            .map(|n| self.linear(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Projection::fuse(linears))
+    }
+
+    fn norm(&mut self, name: &str, eps: f32) -> Result<RmsNorm> {
         Ok(RmsNorm {
-            weight: self.float(name, device)?,
+            weight: self.float(name)?,
             eps,
         })
     }
@@ -249,53 +259,45 @@ impl GgufFile {
     }
 
     /// Reads all weights into a [`Transformer`].
-    pub fn transformer(&mut self, device: &Device) -> Result<Transformer> {
+    pub fn transformer(&mut self) -> Result<Transformer> {
         let cfg = self.config()?;
         let eps = cfg.rms_norm_eps as f32;
-        let embeddings = self.float("token_embd.weight", device)?;
+        let embeddings = self.matrix("token_embd.weight")?;
         let lm_head = if cfg.tie_embeddings {
-            self.matmul("token_embd.weight", device)?
+            embeddings.clone()
         } else {
-            self.matmul("output.weight", device)?
+            self.matrix("output.weight")?
         };
-        let final_norm = self.norm("output_norm.weight", eps, device)?;
+        let final_norm = self.norm("output_norm.weight", eps)?;
         let gemma = cfg.family == Family::Gemma3;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
-            let p = format!("blk.{i}");
-            let t = |s: &str| format!("{p}.{s}.weight");
+            let t = |s: &str| format!("blk.{i}.{s}.weight");
+            let gemma_norm = |this: &mut Self, s: &str| -> Result<Option<RmsNorm>> {
+                if gemma {
+                    this.norm(&t(s), eps).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let qk_norm = match (gemma_norm(self, "attn_q_norm")?, gemma_norm(self, "attn_k_norm")?) {
+                (Some(q), Some(k)) => Some((q, k)),
+                _ => None,
+            };
             blocks.push(Block {
-                attn_norm: self.norm(&t("attn_norm"), eps, device)?,
-                q: self.linear(&t("attn_q"), device)?,
-                k: self.linear(&t("attn_k"), device)?,
-                v: self.linear(&t("attn_v"), device)?,
-                o: self.linear(&t("attn_output"), device)?,
-                qk_norm: if gemma {
-                    Some((
-                        self.norm(&t("attn_q_norm"), eps, device)?,
-                        self.norm(&t("attn_k_norm"), eps, device)?,
-                    ))
-                } else {
-                    None
-                },
-                post_attn_norm: if gemma {
-                    Some(self.norm(&t("post_attention_norm"), eps, device)?)
-                } else {
-                    None
-                },
-                ffn_norm: self.norm(&t("ffn_norm"), eps, device)?,
-                gate: self.linear(&t("ffn_gate"), device)?,
-                up: self.linear(&t("ffn_up"), device)?,
-                down: self.linear(&t("ffn_down"), device)?,
-                post_ffn_norm: if gemma {
-                    Some(self.norm(&t("post_ffw_norm"), eps, device)?)
-                } else {
-                    None
-                },
+                attn_norm: self.norm(&t("attn_norm"), eps)?,
+                qkv: self.projection(&[&t("attn_q"), &t("attn_k"), &t("attn_v")])?,
+                o: self.projection(&[&t("attn_output")])?,
+                qk_norm,
+                post_attn_norm: gemma_norm(self, "post_attention_norm")?,
+                ffn_norm: self.norm(&t("ffn_norm"), eps)?,
+                gate_up: self.projection(&[&t("ffn_gate"), &t("ffn_up")])?,
+                down: self.projection(&[&t("ffn_down")])?,
+                post_ffn_norm: gemma_norm(self, "post_ffw_norm")?,
             });
         }
         Ok(Transformer::new(
-            cfg, embeddings, blocks, final_norm, lm_head, device,
-        )?)
+            cfg, embeddings, blocks, final_norm, lm_head,
+        ))
     }
 }

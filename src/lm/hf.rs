@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::QMatMul;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
@@ -13,7 +12,8 @@ use super::chat::ChatTemplate;
 use super::config::{DecoderConfig, Family, RopeStyle};
 use super::error::{LmError, Result};
 use super::tokenizer::TextTokenizer;
-use super::transformer::{Block, Linear, RmsNorm, Transformer};
+use super::kernels::QuantMatrix;
+use super::transformer::{Block, Linear, Projection, RmsNorm, Transformer};
 
 pub const SUPPORTED: &str =
     "llama, mistral, qwen2 (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)";
@@ -109,21 +109,42 @@ impl Weights {
             .map_err(|e| LmError::file(path, format!("tensor `{name}`: {e}")))
     }
 
-    fn linear(&self, prefix: &str) -> Result<Linear> {
-        let bias = format!("{prefix}.bias");
-        Ok(Linear {
-            weight: QMatMul::Tensor(self.get(&format!("{prefix}.weight"))?),
-            bias: if self.has(&bias) {
-                Some(self.get(&bias)?)
-            } else {
-                None
-            },
-        })
+    fn vector(&self, name: &str) -> Result<Vec<f32>> {
+        self.get(name)?
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| LmError::file(&self.files[0].0, format!("tensor `{name}`: {e}")))
+    }
+
+    fn matrix(&self, name: &str) -> Result<QuantMatrix> {
+        let t = self.get(name)?;
+        let (rows, cols) = t
+            .dims2()
+            .map_err(|e| LmError::file(&self.files[0].0, format!("tensor `{name}`: {e}")))?;
+        Ok(QuantMatrix::from_f32(rows, cols, self.vector(name)?))
+    }
+
+    fn projection(&self, prefixes: &[&str]) -> Result<Projection> {
+        let linears = prefixes
+            .iter()
+            .map(|prefix| {
+                let bias = format!("{prefix}.bias");
+                Ok(Linear {
+                    weight: self.matrix(&format!("{prefix}.weight"))?,
+                    bias: if self.has(&bias) {
+                        Some(self.vector(&bias)?)
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Projection::fuse(linears))
     }
 
     fn norm(&self, name: &str, eps: f32) -> Result<RmsNorm> {
         Ok(RmsNorm {
-            weight: self.get(name)?,
+            weight: self.vector(name)?,
             eps,
         })
     }
@@ -227,27 +248,31 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         attention_scale: 1.0 / (head_dim as f64).sqrt(),
     };
     let eps = config.rms_norm_eps as f32;
-    let embeddings = weights.get("model.embed_tokens.weight")?;
+    let embeddings = weights.matrix("model.embed_tokens.weight")?;
     let lm_head = if config.tie_embeddings {
-        QMatMul::Tensor(embeddings.clone())
+        embeddings.clone()
     } else {
-        QMatMul::Tensor(weights.get("lm_head.weight")?)
+        weights.matrix("lm_head.weight")?
     };
     let mut blocks = Vec::with_capacity(config.num_layers);
     for i in 0..config.num_layers {
         let p = format!("model.layers.{i}");
         blocks.push(Block {
             attn_norm: weights.norm(&format!("{p}.input_layernorm.weight"), eps)?,
-            q: weights.linear(&format!("{p}.self_attn.q_proj"))?,
-            k: weights.linear(&format!("{p}.self_attn.k_proj"))?,
-            v: weights.linear(&format!("{p}.self_attn.v_proj"))?,
-            o: weights.linear(&format!("{p}.self_attn.o_proj"))?,
+            qkv: weights.projection(&[
+                &format!("{p}.self_attn.q_proj"),
+                &format!("{p}.self_attn.k_proj"),
+                &format!("{p}.self_attn.v_proj"),
+            ])?,
+            o: weights.projection(&[&format!("{p}.self_attn.o_proj")])?,
             qk_norm: None,
             post_attn_norm: None,
             ffn_norm: weights.norm(&format!("{p}.post_attention_layernorm.weight"), eps)?,
-            gate: weights.linear(&format!("{p}.mlp.gate_proj"))?,
-            up: weights.linear(&format!("{p}.mlp.up_proj"))?,
-            down: weights.linear(&format!("{p}.mlp.down_proj"))?,
+            gate_up: weights.projection(&[
+                &format!("{p}.mlp.gate_proj"),
+                &format!("{p}.mlp.up_proj"),
+            ])?,
+            down: weights.projection(&[&format!("{p}.mlp.down_proj")])?,
             post_ffn_norm: None,
         });
     }
@@ -268,7 +293,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         .map(|(_, v)| v.shape().iter().product::<usize>())
         .sum();
     Ok(HfModel {
-        transformer: Transformer::new(config, embeddings, blocks, final_norm, lm_head, device)?,
+        transformer: Transformer::new(config, embeddings, blocks, final_norm, lm_head),
         tokenizer,
         chat_template,
         parameters,

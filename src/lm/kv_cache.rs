@@ -1,21 +1,52 @@
-//! Per-layer key/value cache that can be forked and rewound without recomputation.
+//! Key/value cache as a list of shared blocks, so branches of a search tree share their prefix.
 //!
-//! Cached tensors are immutable: appending builds a new tensor with `Tensor::cat`, so a clone of
-//! the cache is an O(1) snapshot that later appends on either copy never disturb (fork), and
-//! rewinding is a zero-copy `narrow` along the sequence dimension.
+//! A block holds [`BLOCK_LEN`] positions for every layer. Blocks are reference-counted and
+//! copied only when written while shared (copy on write), so:
+//! - forking a cache clones a list of pointers (microseconds, independent of the prefix length);
+//! - a fork's memory is the blocks it writes: its new positions plus, at most, one copied
+//!   partially filled block;
+//! - rewinding shortens the list and the length; nothing is recomputed.
 
-use candle_core::{Result, Tensor};
+use std::sync::Arc;
+
+/// Positions per block: small enough that the copy-on-write of a shared tail block is cheap.
+pub const BLOCK_LEN: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvShape {
+    pub layers: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvShape {
+    /// Floats of one (layer, key-or-value, head) run of a block.
+    fn run(&self) -> usize {
+        BLOCK_LEN * self.head_dim
+    }
+
+    fn block_floats(&self) -> usize {
+        self.layers * 2 * self.kv_heads * self.run()
+    }
+
+    /// Offset of `(layer, kv, head, slot)` in a block; `kv` is 0 for keys and 1 for values.
+    fn offset(&self, layer: usize, kv: usize, head: usize, slot: usize) -> usize {
+        ((layer * 2 + kv) * self.kv_heads + head) * self.run() + slot * self.head_dim
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    shape: KvShape,
+    blocks: Vec<Arc<Vec<f32>>>,
     len: usize,
 }
 
 impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
+    pub fn new(shape: KvShape) -> Self {
         Self {
-            layers: vec![None; num_layers],
+            shape,
+            blocks: Vec::new(),
             len: 0,
         }
     }
@@ -29,39 +60,80 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Appends this step's keys and values (shape `[b, kv_heads, seq, head_dim]`) to `layer` and
-    /// returns the full keys and values to attend over.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor,
-        v: Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match &self.layers[layer] {
-            None => (k, v),
-            Some((k0, v0)) => (Tensor::cat(&[k0, &k], 2)?, Tensor::cat(&[v0, &v], 2)?),
-        };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
-    }
-
-    /// Called once all layers have appended `seq` positions.
-    pub(crate) fn advance(&mut self, seq: usize) {
-        self.len += seq;
-    }
-
     /// Keeps only the first `len` positions.
-    pub fn truncate(&mut self, len: usize) -> Result<()> {
-        if len >= self.len {
-            return Ok(());
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.blocks.truncate(len.div_ceil(BLOCK_LEN));
+            self.len = len;
         }
-        for entry in &mut self.layers {
-            *entry = match entry.take() {
-                Some((k, v)) if len > 0 => Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)),
-                _ => None,
-            };
+    }
+
+    /// Bytes of the blocks this cache holds alone (not shared with any fork).
+    pub fn own_bytes(&self) -> usize {
+        let unique = self
+            .blocks
+            .iter()
+            .filter(|b| Arc::strong_count(b) == 1)
+            .count();
+        unique * self.shape.block_floats() * 4
+    }
+
+    /// Bytes of all blocks this cache reads, shared or not.
+    pub fn total_bytes(&self) -> usize {
+        self.blocks.len() * self.shape.block_floats() * 4
+    }
+
+    /// Makes positions `len..len + n` writable: allocates blocks, and copies a shared partially
+    /// filled tail block so that writing never changes what a fork sees.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        let floats = self.shape.block_floats();
+        if !self.len.is_multiple_of(BLOCK_LEN) {
+            let tail = self.len / BLOCK_LEN;
+            Arc::make_mut(&mut self.blocks[tail]);
         }
-        self.len = len;
-        Ok(())
+        while self.blocks.len() * BLOCK_LEN < self.len + n {
+            self.blocks.push(Arc::new(vec![0.0; floats]));
+        }
+    }
+
+    /// Stores the keys and values `[kv_heads, head_dim]` of position `pos` (reserved first).
+    pub(crate) fn write(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let shape = self.shape;
+        let block = Arc::get_mut(&mut self.blocks[pos / BLOCK_LEN])
+            .expect("positions are reserved before they are written");
+        let slot = pos % BLOCK_LEN;
+        let hd = shape.head_dim;
+        for h in 0..shape.kv_heads {
+            let at = shape.offset(layer, 0, h, slot);
+            block[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
+            let at = shape.offset(layer, 1, h, slot);
+            block[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
+        }
+    }
+
+    /// Called once all layers have written `n` new positions.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Runs of consecutive keys (`kv` = 0) or values (1) of `head` in `layer` covering positions
+    /// `start..end`, as `(first position, [positions, head_dim] floats)`.
+    pub(crate) fn runs(
+        &self,
+        layer: usize,
+        kv: usize,
+        head: usize,
+        start: usize,
+        end: usize,
+    ) -> impl Iterator<Item = (usize, &[f32])> + '_ {
+        let hd = self.shape.head_dim;
+        let first = start / BLOCK_LEN;
+        let last = end.div_ceil(BLOCK_LEN);
+        (first..last).map(move |b| {
+            let lo = (b * BLOCK_LEN).max(start);
+            let hi = ((b + 1) * BLOCK_LEN).min(end);
+            let at = self.shape.offset(layer, kv, head, lo % BLOCK_LEN);
+            (lo, &self.blocks[b][at..at + (hi - lo) * hd])
+        })
     }
 }

@@ -1,12 +1,14 @@
 //! Language-model runtime: loading (GGUF, safetensors folders), tokenizers, chat templates,
 //! KV-cache sessions that fork and rewind, sampling and generation.
 
+mod attention;
 pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+pub mod kernels;
 pub mod kv_cache;
 pub mod sampling;
 pub mod session;
@@ -94,7 +96,7 @@ impl LanguageModel {
             return Self::load_hf(path, &device);
         }
         let mut gguf = gguf::GgufFile::open(path)?;
-        let transformer = gguf.transformer(&device)?;
+        let transformer = gguf.transformer()?;
         let tokenizer = TextTokenizer::from_gguf(&gguf)?;
         let token = |id: Option<u32>| id.map(|i| tokenizer.token_str(i)).unwrap_or_default();
         let chat_template = match gguf.string("tokenizer.chat_template") {

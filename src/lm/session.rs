@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::error::{LmError, Result};
 use super::kv_cache::KvCache;
+use super::transformer::BatchItem;
 use super::sampling::{Sampler, TokenChoice};
 use super::LanguageModel;
 
@@ -18,7 +19,8 @@ pub struct Session {
     cache: KvCache,
     tokens: Vec<u32>,
     /// Logits after the last token; `None` after a rewind until they are asked for.
-    logits: Option<Vec<f32>>,
+    /// Shared with forks until either feeds again.
+    logits: Option<Arc<[f32]>>,
     /// Positions run through the model so far (all forks of this session count separately).
     processed: usize,
 }
@@ -57,26 +59,60 @@ impl Session {
 
     /// Runs `tokens` after the current ones.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<()> {
-        let max = self.model.transformer.config.context_length;
-        if self.tokens.len() + tokens.len() > max {
-            return Err(LmError::ContextFull {
-                len: self.tokens.len() + tokens.len(),
-                max,
-            });
-        }
-        for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let logits = self
-                .model
-                .transformer
-                .forward(chunk, &mut self.cache, false)?;
-            self.logits = Some(logits.to_vec1::<f32>()?);
-            self.tokens.extend_from_slice(chunk);
-            self.processed += chunk.len();
-        }
-        Ok(())
+        Self::feed_batch(&mut [self], &[tokens])
     }
 
-    /// An independent copy sharing the cached prefix (O(1): cached tensors are immutable).
+    /// Feeds each session its own tokens, all through the model together: every weight matrix
+    /// is read once per step for the whole batch. Sessions must share one model.
+    pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<()> {
+        assert_eq!(sessions.len(), tokens.len(), "one token list per session");
+        let Some(first) = sessions.first() else {
+            return Ok(());
+        };
+        let model = first.model.clone();
+        assert!(
+            sessions.iter().all(|s| Arc::ptr_eq(&s.model, &model)),
+            "batched sessions must share a model"
+        );
+        let max = model.transformer.config.context_length;
+        for (s, t) in sessions.iter().zip(tokens) {
+            if s.tokens.len() + t.len() > max {
+                return Err(LmError::ContextFull {
+                    len: s.tokens.len() + t.len(),
+                    max,
+                });
+            }
+        }
+        // Long inputs go in slices of PREFILL_CHUNK; sessions whose tokens run out drop out.
+        let mut done = 0;
+        loop {
+            let mut items = Vec::new();
+            let mut fed = Vec::new();
+            for (i, (s, t)) in sessions.iter_mut().zip(tokens).enumerate() {
+                let slice = &t[done.min(t.len())..(done + PREFILL_CHUNK).min(t.len())];
+                if !slice.is_empty() {
+                    items.push(BatchItem {
+                        tokens: slice,
+                        cache: &mut s.cache,
+                    });
+                    fed.push((i, slice));
+                }
+            }
+            if items.is_empty() {
+                return Ok(());
+            }
+            let logits = model.transformer.forward_batch(&mut items, false)?;
+            for ((i, slice), l) in fed.into_iter().zip(logits) {
+                let s = &mut sessions[i];
+                s.logits = Some(l.into());
+                s.tokens.extend_from_slice(slice);
+                s.processed += slice.len();
+            }
+            done += PREFILL_CHUNK;
+        }
+    }
+
+    /// An independent copy sharing the cached prefix (copy on write, see [`KvCache`]).
     pub fn fork(&self) -> Self {
         self.clone()
     }
@@ -87,7 +123,7 @@ impl Session {
         if len >= self.tokens.len() {
             return Ok(());
         }
-        self.cache.truncate(len)?;
+        self.cache.truncate(len);
         self.tokens.truncate(len);
         self.logits = None;
         Ok(())

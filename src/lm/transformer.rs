@@ -1,132 +1,194 @@
-//! The decoder forward pass, written out here (rather than using candle-transformers' models) so
-//! the KV cache is ours: it can be forked and rewound, see [`KvCache`].
+//! The decoder forward pass on the CPU, over plain float buffers and our quantised kernels
+//! ([`super::kernels`]), with a block-shared KV cache ([`KvCache`]).
 //!
-//! Weights are [`QMatMul`]s, so the same code runs GGUF quantised tensors and float tensors from
-//! safetensors.
+//! One call runs a batch: several sequences (branches of a search, each with its own cache)
+//! and several new tokens each. All their tokens go through each weight matrix together, so a
+//! matrix is read from memory once per step, whatever the number of branches.
 
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
+use rayon::prelude::*;
 
+use super::attention::{attend, Query};
 use super::config::{DecoderConfig, Family, RopeStyle};
-use super::kv_cache::KvCache;
+use super::error::{LmError, Result};
+use super::kernels::{self, QuantMatrix};
+use super::kv_cache::{KvCache, KvShape};
 
-/// A projection with an optional bias (Qwen2 has biases on q/k/v).
+/// A projection: a weight matrix with an optional bias (Qwen2 has biases on q/k/v).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub weight: QMatMul,
-    pub bias: Option<Tensor>,
+    pub weight: QuantMatrix,
+    pub bias: Option<Vec<f32>>,
 }
 
-impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+/// Projections of the same input fused into one product (q, k, v; gate, up).
+#[derive(Debug, Clone)]
+pub struct Projection {
+    parts: Vec<QuantMatrix>,
+    bias: Option<Vec<f32>>,
+    width: usize,
+}
+
+impl Projection {
+    pub fn fuse(linears: Vec<Linear>) -> Self {
+        let width = linears.iter().map(|l| l.weight.rows()).sum();
+        let bias = linears.iter().any(|l| l.bias.is_some()).then(|| {
+            linears
+                .iter()
+                .flat_map(|l| match &l.bias {
+                    Some(b) => b.clone(),
+                    None => vec![0.0; l.weight.rows()],
+                })
+                .collect()
+        });
+        Self {
+            parts: linears.into_iter().map(|l| l.weight).collect(),
+            bias,
+            width,
         }
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let parts: Vec<&QuantMatrix> = self.parts.iter().collect();
+        let mut out = vec![0f32; x.len() / parts[0].cols() * self.width];
+        kernels::matmul(&parts, x, &mut out);
+        if let Some(b) = &self.bias {
+            for row in out.chunks_exact_mut(self.width) {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+        }
+        out
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.parts.iter().map(|p| p.size_bytes()).sum()
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
-    pub weight: Tensor,
+    pub weight: Vec<f32>,
     pub eps: f32,
 }
 
 impl RmsNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+    /// Normalises each `weight.len()`-wide row of `x` in place.
+    fn apply(&self, x: &mut [f32]) {
+        let n = self.weight.len();
+        for row in x.chunks_exact_mut(n) {
+            let ms = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
+            let scale = 1.0 / (ms + self.eps).sqrt();
+            row.iter_mut()
+                .zip(&self.weight)
+                .for_each(|(v, w)| *v = *v * scale * w);
+        }
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = x.to_vec();
+        self.apply(&mut y);
+        y
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Block {
     pub attn_norm: RmsNorm,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
+    /// q, k and v, fused.
+    pub qkv: Projection,
+    pub o: Projection,
     /// Gemma 3 normalises queries and keys per head.
     pub qk_norm: Option<(RmsNorm, RmsNorm)>,
     /// Gemma 3 normalises the attention and feed-forward outputs before the residual add.
     pub post_attn_norm: Option<RmsNorm>,
     pub ffn_norm: RmsNorm,
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
+    /// gate and up, fused.
+    pub gate_up: Projection,
+    pub down: Projection,
     pub post_ffn_norm: Option<RmsNorm>,
 }
 
-/// Precomputed rotary tables for one base frequency.
+/// Precomputed rotary tables `[position, head_dim / 2]` for one base frequency.
 #[derive(Debug, Clone)]
 struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
 }
 
 impl Rope {
-    fn new(head_dim: usize, theta: f32, max_len: usize, device: &Device) -> Result<Self> {
-        let inv: Vec<f32> = (0..head_dim)
-            .step_by(2)
-            .map(|i| 1f32 / theta.powf(i as f32 / head_dim as f32))
+    fn new(head_dim: usize, theta: f32, max_len: usize) -> Self {
+        let half = head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1f32 / theta.powf((2 * i) as f32 / head_dim as f32))
             .collect();
-        let inv = Tensor::from_vec(inv, (1, head_dim / 2), device)?;
-        let pos = Tensor::arange(0u32, max_len as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((max_len, 1))?;
-        let freqs = pos.matmul(&inv)?;
-        Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
-        })
+        let (mut cos, mut sin) = (Vec::with_capacity(max_len * half), Vec::new());
+        sin.reserve(max_len * half);
+        for p in 0..max_len {
+            for f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Self { cos, sin, half }
     }
 
-    fn apply(&self, x: &Tensor, pos: usize, style: RopeStyle) -> Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, pos, seq)?;
-        let sin = self.sin.narrow(0, pos, seq)?;
-        let x = x.contiguous()?;
-        match style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin),
-            RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin),
+    /// Rotates every head (`head_dim` wide) of `x` to position `pos`.
+    fn apply(&self, x: &mut [f32], pos: usize, style: RopeStyle) {
+        let h = self.half;
+        let (cos, sin) = (
+            &self.cos[pos * h..(pos + 1) * h],
+            &self.sin[pos * h..(pos + 1) * h],
+        );
+        for head in x.chunks_exact_mut(2 * h) {
+            for i in 0..h {
+                let (a, b) = match style {
+                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                    RopeStyle::Halves => (i, i + h),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos[i] - x1 * sin[i];
+                head[b] = x0 * sin[i] + x1 * cos[i];
+            }
         }
     }
 }
 
+/// One sequence of a batch: new tokens to run after what its cache holds.
+pub struct BatchItem<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+}
+
+/// Attention below this many (query head × key) pairs runs on the calling thread.
+const PARALLEL_ATTENTION: usize = 8192;
+
 #[derive(Debug, Clone)]
 pub struct Transformer {
     pub config: DecoderConfig,
-    /// `[vocab, hidden]`, f32 (looked up by index).
-    pub embeddings: Tensor,
+    /// `[vocab, hidden]`, dequantised one row per lookup.
+    pub embeddings: QuantMatrix,
     pub blocks: Vec<Block>,
     pub final_norm: RmsNorm,
-    pub lm_head: QMatMul,
+    pub lm_head: QuantMatrix,
     global_rope: Rope,
     local_rope: Option<Rope>,
-    device: Device,
 }
 
 impl Transformer {
     pub fn new(
         config: DecoderConfig,
-        embeddings: Tensor,
+        embeddings: QuantMatrix,
         blocks: Vec<Block>,
         final_norm: RmsNorm,
-        lm_head: QMatMul,
-        device: &Device,
-    ) -> Result<Self> {
+        lm_head: QuantMatrix,
+    ) -> Self {
         let max_len = config.context_length;
-        let global_rope = Rope::new(config.head_dim, config.rope_theta, max_len, device)?;
-        let local_rope = match config.sliding_window {
-            Some(w) => Some(Rope::new(
-                config.head_dim,
-                w.local_rope_theta,
-                max_len,
-                device,
-            )?),
-            None => None,
-        };
-        Ok(Self {
+        let global_rope = Rope::new(config.head_dim, config.rope_theta, max_len);
+        let local_rope = config
+            .sliding_window
+            .map(|w| Rope::new(config.head_dim, w.local_rope_theta, max_len));
+        Self {
             config,
             embeddings,
             blocks,
@@ -134,160 +196,201 @@ impl Transformer {
             lm_head,
             global_rope,
             local_rope,
-            device: device.clone(),
-        })
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
+        }
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.blocks.len())
+        KvCache::new(KvShape {
+            layers: self.blocks.len(),
+            kv_heads: self.config.num_kv_heads,
+            head_dim: self.config.head_dim,
+        })
+    }
+
+    /// Bytes of weights the forward pass reads per step.
+    pub fn weight_bytes(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.qkv.size_bytes() + b.o.size_bytes() + b.gate_up.size_bytes() + b.down.size_bytes())
+            .sum();
+        blocks + self.lm_head.size_bytes()
     }
 
     /// Runs `tokens` after the positions already in `cache` and appends them to it.
-    /// Returns f32 logits: `[vocab]` for the last token, or `[tokens, vocab]` with `all_positions`.
+    /// Returns logits: `[vocab]` for the last token, or `[tokens × vocab]` with `all_positions`.
     pub fn forward(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         all_positions: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<Vec<f32>> {
+        let mut items = [BatchItem { tokens, cache }];
+        Ok(self.forward_batch(&mut items, all_positions)?.remove(0))
+    }
+
+    /// Runs every item's tokens after its cache, as one batch; returns each item's logits as
+    /// [`Transformer::forward`] does.
+    pub fn forward_batch(
+        &self,
+        items: &mut [BatchItem],
+        all_positions: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        // Run on a worker of the thread pool, so the many small parallel products inside join
+        // it directly instead of each waking the pool from outside and waiting.
+        if rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.forward_batch(items, all_positions));
+        }
         let cfg = &self.config;
-        let seq = tokens.len();
-        let pos = cache.len();
-        if seq == 0 {
-            candle_core::bail!("forward called with no tokens");
-        }
-        if pos + seq > cfg.context_length {
-            candle_core::bail!(
-                "sequence of {} tokens exceeds the context length {}",
-                pos + seq,
-                cfg.context_length
-            );
-        }
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embeddings.index_select(&ids, 0)?.unsqueeze(0)?;
-        if cfg.family == Family::Gemma3 {
-            x = (x * (cfg.hidden_size as f64).sqrt())?;
-        }
-        for (i, block) in self.blocks.iter().enumerate() {
-            let local = cfg.is_local_layer(i);
-            let mask = self.mask(seq, pos, local)?;
-            let rope = match (&self.local_rope, local) {
-                (Some(r), true) => r,
-                _ => &self.global_rope,
-            };
-            x = self.block_forward(block, i, &x, pos, mask.as_ref(), rope, cache)?;
-        }
-        cache.advance(seq);
-        let x = if all_positions {
-            x.i(0)?
-        } else {
-            x.i((0, seq - 1))?.unsqueeze(0)?
-        };
-        let x = self.final_norm.forward(&x)?;
-        let logits = self.lm_head.forward(&x)?.to_dtype(DType::F32)?;
-        if all_positions {
-            Ok(logits)
-        } else {
-            logits.squeeze(0)
-        }
-    }
-
-    /// Additive mask `[seq, pos + seq]` (0 or -inf); `None` when nothing needs masking.
-    fn mask(&self, seq: usize, pos: usize, local: bool) -> Result<Option<Tensor>> {
-        let window = self.config.sliding_window.filter(|_| local).map(|w| w.size);
-        let total = pos + seq;
-        if seq == 1 && window.is_none_or(|w| total <= w) {
-            return Ok(None);
-        }
-        let mut data = Vec::with_capacity(seq * total);
-        for i in 0..seq {
-            let q = pos + i;
-            for k in 0..total {
-                let hidden = k > q || window.is_some_and(|w| q - k.min(q) >= w);
-                data.push(if hidden { f32::NEG_INFINITY } else { 0.0 });
+        let hidden = cfg.hidden_size;
+        // (item, position) of each row of the activations.
+        let mut rows = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let pos = item.cache.len();
+            if item.tokens.is_empty() {
+                return Err(LmError::Compute(candle_core::Error::Msg(
+                    "forward called with no tokens".into(),
+                )));
             }
+            if pos + item.tokens.len() > cfg.context_length {
+                return Err(LmError::ContextFull {
+                    len: pos + item.tokens.len(),
+                    max: cfg.context_length,
+                });
+            }
+            if let Some(&bad) = item.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                return Err(LmError::Tokenizer(format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    cfg.vocab_size
+                )));
+            }
+            rows.extend((0..item.tokens.len()).map(|j| (i, pos + j)));
         }
-        Tensor::from_vec(data, (seq, total), &self.device).map(Some)
+        let mut x = vec![0f32; rows.len() * hidden];
+        let ids = items.iter().flat_map(|it| it.tokens.iter());
+        for (id, row) in ids.zip(x.chunks_exact_mut(hidden)) {
+            self.embeddings.row_f32(*id as usize, row);
+        }
+        if cfg.family == Family::Gemma3 {
+            let s = (hidden as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        for item in items.iter_mut() {
+            item.cache.reserve(item.tokens.len());
+        }
+        for (layer, block) in self.blocks.iter().enumerate() {
+            self.block_forward(block, layer, &mut x, &rows, items);
+        }
+        for item in items.iter_mut() {
+            item.cache.advance(item.tokens.len());
+        }
+
+        // Final norm and head on the rows whose logits are wanted.
+        let mut out = Vec::with_capacity(items.len());
+        let mut first = 0;
+        for item in items.iter() {
+            let n = item.tokens.len();
+            let take = if all_positions { first..first + n } else { first + n - 1..first + n };
+            let h = self.final_norm.forward(&x[take.start * hidden..take.end * hidden]);
+            let mut logits = vec![0f32; take.len() * cfg.vocab_size];
+            kernels::matmul(&[&self.lm_head], &h, &mut logits);
+            out.push(logits);
+            first += n;
+        }
+        Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn block_forward(
         &self,
         b: &Block,
         layer: usize,
-        x: &Tensor,
-        pos: usize,
-        mask: Option<&Tensor>,
-        rope: &Rope,
-        cache: &mut KvCache,
-    ) -> Result<Tensor> {
+        x: &mut [f32],
+        rows: &[(usize, usize)],
+        items: &mut [BatchItem],
+    ) {
         let cfg = &self.config;
-        let (_, seq, _) = x.dims3()?;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-
-        let h = b.attn_norm.forward(x)?;
-        let q =
-            b.q.forward(&h)?
-                .reshape((1, seq, nh, hd))?
-                .transpose(1, 2)?;
-        let k =
-            b.k.forward(&h)?
-                .reshape((1, seq, nkv, hd))?
-                .transpose(1, 2)?;
-        let v =
-            b.v.forward(&h)?
-                .reshape((1, seq, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
-        let (q, k) = match &b.qk_norm {
-            Some((qn, kn)) => (qn.forward(&q)?, kn.forward(&k)?),
-            None => (q, k),
+        let (qw, kw) = (nh * hd, nkv * hd);
+        let local = cfg.is_local_layer(layer);
+        let rope = match (&self.local_rope, local) {
+            (Some(r), true) => r,
+            _ => &self.global_rope,
         };
-        let q = rope.apply(&q, pos, cfg.rope_style)?;
-        let k = rope.apply(&k, pos, cfg.rope_style)?;
-        let (k, v) = cache.append(layer, k, v)?;
+        let window = cfg.sliding_window.filter(|_| local).map(|w| w.size);
 
-        // Grouped-query attention: view the query heads as [kv_heads, group * seq] so every
-        // group shares its key/value head without copying K and V.
+        let mut qkv = b.qkv.forward(&b.attn_norm.forward(x));
+        for (row, &(item, pos)) in qkv.chunks_exact_mut(qw + 2 * kw).zip(rows) {
+            let (q, rest) = row.split_at_mut(qw);
+            let (k, v) = rest.split_at_mut(kw);
+            if let Some((qn, kn)) = &b.qk_norm {
+                qn.apply(q);
+                kn.apply(k);
+            }
+            rope.apply(q, pos, cfg.rope_style);
+            rope.apply(k, pos, cfg.rope_style);
+            items[item].cache.write(layer, pos, k, v);
+        }
+
+        // Every row attends, per query head, to its own sequence up to its position.
+        let caches: Vec<&KvCache> = items.iter().map(|it| &*it.cache).collect();
+        let scale = cfg.attention_scale as f32;
         let group = nh / nkv;
-        let total = k.dim(2)?;
-        let q = q.reshape((1, nkv, group * seq, hd))?;
-        let att = (q.matmul(&k.t()?)? * cfg.attention_scale)?;
-        let att = match mask {
-            Some(m) => att
-                .reshape((1, nkv, group, seq, total))?
-                .broadcast_add(m)?
-                .reshape((1, nkv, group * seq, total))?,
-            None => att,
+        let mut att = vec![0f32; rows.len() * qw];
+        let head = |idx: usize, out: &mut [f32], scores: &mut Vec<f32>| {
+            let (r, h) = (idx / nh, idx % nh);
+            let (item, pos) = rows[r];
+            let q = &qkv[r * (qw + 2 * kw) + h * hd..][..hd];
+            let query = Query {
+                layer,
+                kv_head: h / group,
+                q,
+                start: window.map_or(0, |w| (pos + 1).saturating_sub(w)),
+                end: pos + 1,
+                scale,
+            };
+            attend(caches[item], &query, scores, out);
         };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v)?.reshape((1, nh, seq, hd))?;
-        let y = y.transpose(1, 2)?.reshape((1, seq, nh * hd))?;
-        let mut y = b.o.forward(&y)?;
-        if let Some(n) = &b.post_attn_norm {
-            y = n.forward(&y)?;
+        let work: usize = rows.iter().map(|&(_, pos)| pos + 1).sum::<usize>() * nh;
+        if work >= PARALLEL_ATTENTION {
+            att.par_chunks_mut(hd)
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (idx, out)| head(idx, out, scores));
+        } else {
+            let mut scores = Vec::new();
+            for (idx, out) in att.chunks_exact_mut(hd).enumerate() {
+                head(idx, out, &mut scores);
+            }
         }
-        let x = (x + y)?;
 
-        let h = b.ffn_norm.forward(&x)?;
-        let gate = b.gate.forward(&h)?;
-        let gate = match cfg.family {
-            Family::Gemma3 => gate.gelu()?,
-            Family::Llama | Family::Qwen2 => candle_nn::ops::silu(&gate)?,
-        };
-        let mut y = b.down.forward(&(gate * b.up.forward(&h)?)?)?;
-        if let Some(n) = &b.post_ffn_norm {
-            y = n.forward(&y)?;
+        let mut y = b.o.forward(&att);
+        if let Some(n) = &b.post_attn_norm {
+            n.apply(&mut y);
         }
-        x + y
+        x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
+
+        let gu = b.gate_up.forward(&b.ffn_norm.forward(x));
+        let inter = cfg.intermediate_size;
+        let mut act = Vec::with_capacity(rows.len() * inter);
+        for row in gu.chunks_exact(2 * inter) {
+            let (gate, up) = row.split_at(inter);
+            act.extend(gate.iter().zip(up).map(|(&g, &u)| {
+                let g = match cfg.family {
+                    Family::Gemma3 => gelu_tanh(g),
+                    Family::Llama | Family::Qwen2 => g / (1.0 + (-g).exp()),
+                };
+                g * u
+            }));
+        }
+        let mut y = b.down.forward(&act);
+        if let Some(n) = &b.post_ffn_norm {
+            n.apply(&mut y);
+        }
+        x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
     }
 }
 
-/// Log-softmax over the last dimension.
-pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::log_softmax(logits, D::Minus1)
+/// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
 }
