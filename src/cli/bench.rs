@@ -108,7 +108,9 @@ fn batched(
     root.feed(prompt)?;
     let mut forks: Vec<Session> = (0..branches).map(|_| root.fork()).collect();
     // Distinct first tokens, so the branches really differ.
-    let mut next: Vec<u32> = (0..branches as u32).map(|b| prompt[b as usize % prompt.len()]).collect();
+    let mut next: Vec<u32> = (0..branches as u32)
+        .map(|b| prompt[b as usize % prompt.len()])
+        .collect();
     let t = Instant::now();
     for _ in 0..gen {
         let tokens: Vec<[u32; 1]> = next.iter().map(|&id| [id]).collect();

@@ -18,7 +18,10 @@ pub fn attend(cache: &KvCache, query: &Query, scores: &mut Vec<f32>, out: &mut [
     let hd = query.q.len();
     scores.clear();
     for (_, keys) in cache.runs(query.layer, 0, query.kv_head, query.start, query.end) {
-        scores.extend(keys.chunks_exact(hd).map(|k| f32_dot(query.q, k) * query.scale));
+        scores.extend(
+            keys.chunks_exact(hd)
+                .map(|k| f32_dot(query.q, k) * query.scale),
+        );
     }
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;

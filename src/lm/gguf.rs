@@ -280,7 +280,10 @@ impl GgufFile {
                     Ok(None)
                 }
             };
-            let qk_norm = match (gemma_norm(self, "attn_q_norm")?, gemma_norm(self, "attn_k_norm")?) {
+            let qk_norm = match (
+                gemma_norm(self, "attn_q_norm")?,
+                gemma_norm(self, "attn_k_norm")?,
+            ) {
                 (Some(q), Some(k)) => Some((q, k)),
                 _ => None,
             };

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::chat::ChatTemplate;
 use super::config::{DecoderConfig, Family, RopeStyle};
 use super::error::{LmError, Result};
-use super::tokenizer::TextTokenizer;
 use super::kernels::QuantMatrix;
+use super::tokenizer::TextTokenizer;
 use super::transformer::{Block, Linear, Projection, RmsNorm, Transformer};
 
 pub const SUPPORTED: &str =
@@ -268,10 +268,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
             qk_norm: None,
             post_attn_norm: None,
             ffn_norm: weights.norm(&format!("{p}.post_attention_layernorm.weight"), eps)?,
-            gate_up: weights.projection(&[
-                &format!("{p}.mlp.gate_proj"),
-                &format!("{p}.mlp.up_proj"),
-            ])?,
+            gate_up: weights
+                .projection(&[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")])?,
             down: weights.projection(&[&format!("{p}.mlp.down_proj")])?,
             post_ffn_norm: None,
         });

@@ -137,3 +137,79 @@ impl KvCache {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> KvShape {
+        KvShape {
+            layers: 2,
+            kv_heads: 1,
+            head_dim: 4,
+        }
+    }
+
+    /// Appends positions whose keys and values are all `value`.
+    fn append(cache: &mut KvCache, n: usize, value: f32) {
+        cache.reserve(n);
+        let kv = [value; 4];
+        for pos in cache.len()..cache.len() + n {
+            for layer in 0..2 {
+                cache.write(layer, pos, &kv, &kv);
+            }
+        }
+        cache.advance(n);
+    }
+
+    fn keys(cache: &KvCache, layer: usize) -> Vec<f32> {
+        cache
+            .runs(layer, 0, 0, 0, cache.len())
+            .flat_map(|(_, k)| k.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn forks_share_blocks_and_copy_only_the_written_tail() {
+        let mut root = KvCache::new(shape());
+        append(&mut root, 20, 1.0); // one full block and 4 positions of a second
+        let mut fork = root.clone();
+        assert_eq!(fork.own_bytes(), 0, "a fresh fork owns nothing");
+        append(&mut fork, 3, 2.0);
+        // The fork copied the shared partial block; the full block is still shared.
+        let block = shape().block_floats() * 4;
+        assert_eq!(fork.own_bytes(), block);
+        assert_eq!(fork.total_bytes(), 2 * block);
+        assert_eq!(
+            keys(&root, 1),
+            vec![1.0; 20 * 4],
+            "the original is untouched"
+        );
+        let mut want = vec![1.0; 20 * 4];
+        want.extend([2.0; 12]);
+        assert_eq!(keys(&fork, 1), want);
+    }
+
+    #[test]
+    fn rewinding_then_writing_replaces_the_tail() {
+        let mut cache = KvCache::new(shape());
+        append(&mut cache, 40, 1.0);
+        let snapshot = cache.clone();
+        cache.truncate(10);
+        assert_eq!(cache.len(), 10);
+        append(&mut cache, 5, 3.0);
+        let mut want = vec![1.0; 10 * 4];
+        want.extend([3.0; 20]);
+        assert_eq!(keys(&cache, 0), want);
+        assert_eq!(
+            keys(&snapshot, 0),
+            vec![1.0; 40 * 4],
+            "a snapshot survives the rewind"
+        );
+        // Runs split at block edges and respect a start position.
+        let starts: Vec<usize> = cache.runs(0, 1, 0, 3, 15).map(|(p, _)| p).collect();
+        assert_eq!(starts, vec![3]);
+        let starts: Vec<usize> = snapshot.runs(0, 1, 0, 3, 40).map(|(p, _)| p).collect();
+        assert_eq!(starts, vec![3, 16, 32]);
+    }
+}

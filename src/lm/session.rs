@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::error::{LmError, Result};
 use super::kv_cache::KvCache;
-use super::transformer::BatchItem;
 use super::sampling::{Sampler, TokenChoice};
+use super::transformer::BatchItem;
 use super::LanguageModel;
 
 /// Long prompts are processed in slices of this many tokens to bound the attention matrix.

@@ -161,7 +161,7 @@ pub struct BatchItem<'a> {
 }
 
 /// Attention below this many (query head × key) pairs runs on the calling thread.
-const PARALLEL_ATTENTION: usize = 8192;
+const PARALLEL_ATTENTION: usize = 2048;
 
 #[derive(Debug, Clone)]
 pub struct Transformer {
@@ -212,7 +212,9 @@ impl Transformer {
         let blocks: usize = self
             .blocks
             .iter()
-            .map(|b| b.qkv.size_bytes() + b.o.size_bytes() + b.gate_up.size_bytes() + b.down.size_bytes())
+            .map(|b| {
+                b.qkv.size_bytes() + b.o.size_bytes() + b.gate_up.size_bytes() + b.down.size_bytes()
+            })
             .sum();
         blocks + self.lm_head.size_bytes()
     }
@@ -290,8 +292,14 @@ impl Transformer {
         let mut first = 0;
         for item in items.iter() {
             let n = item.tokens.len();
-            let take = if all_positions { first..first + n } else { first + n - 1..first + n };
-            let h = self.final_norm.forward(&x[take.start * hidden..take.end * hidden]);
+            let take = if all_positions {
+                first..first + n
+            } else {
+                first + n - 1..first + n
+            };
+            let h = self
+                .final_norm
+                .forward(&x[take.start * hidden..take.end * hidden]);
             let mut logits = vec![0f32; take.len() * cfg.vocab_size];
             kernels::matmul(&[&self.lm_head], &h, &mut logits);
             out.push(logits);

@@ -167,22 +167,31 @@ impl Judge {
         let mut with_text = self.prefix.fork();
         let before = with_text.tokens_processed();
         with_text.feed(&tokenizer.encode(conversation, false)?)?;
+        // Both option orders continue the same conversation: one batch, two forks.
+        let mut orders = [(true, with_text.fork()), (false, with_text.fork())];
+        let texts = orders
+            .iter()
+            .map(|(good_first, _)| {
+                let options = self.template.options(*good_first);
+                let options = match self.answer_by {
+                    AnswerBy::Letters => options.as_str(),
+                    AnswerBy::Words => options.trim_end_matches('('),
+                };
+                tokenizer.encode(options, false)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        let mut sessions: Vec<&mut Session> = orders.iter_mut().map(|(_, s)| s).collect();
+        Session::feed_batch(&mut sessions, &texts)?;
         let mut binary = 0.0;
         let mut soft = 0.0;
-        for good_first in [true, false] {
-            let mut s = with_text.fork();
-            let options = self.template.options(good_first);
-            let options = match self.answer_by {
-                AnswerBy::Letters => options.as_str(),
-                AnswerBy::Words => options.trim_end_matches('('),
-            };
-            s.feed(&tokenizer.encode(options, false)?)?;
+        for (good_first, s) in &mut orders {
             let lp = log_softmax(s.logits()?);
             let (a, b) = (
                 lp[self.targets.0 as usize].exp(),
                 lp[self.targets.1 as usize].exp(),
             );
-            let (good, bad) = match (self.answer_by, good_first) {
+            let (good, bad) = match (self.answer_by, *good_first) {
                 (AnswerBy::Words, _) | (AnswerBy::Letters, true) => (a, b),
                 (AnswerBy::Letters, false) => (b, a),
             };

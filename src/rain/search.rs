@@ -351,44 +351,59 @@ impl Search<'_> {
                 .map(|(&id, p)| (vec![id], p, tokenizer.is_stop(id)))
                 .collect());
         }
+        // The greedy chunk and `chunk_tries` sampled ones grow token by token in lockstep, all
+        // forks of the working session, each step one batch through the model.
         let (k, t) = (self.config.chunk_top_k, self.config.chunk_temperature);
-        let mut chunk = |greedy: bool, rng: &mut StdRng| -> anyhow::Result<(Vec<u32>, f32, bool)> {
-            let mut s = self.work.fork();
-            let before = s.tokens_processed();
-            let (mut ids, mut logp) = (Vec::new(), 0.0f32);
-            let mut ends = false;
-            for step in 0..len {
-                let dist = top_k_distribution(&log_softmax(s.logits()?), k, t);
-                let id = if greedy {
+        let tries = 1 + self.config.chunk_tries;
+        let mut forks: Vec<Session> = (0..tries).map(|_| self.work.fork()).collect();
+        let before: usize = forks.iter().map(Session::tokens_processed).sum();
+        // (tokens, log-probability, ends the turn)
+        let mut chunks: Vec<(Vec<u32>, f32, bool)> = vec![(Vec::new(), 0.0, false); tries];
+        let mut rng = StdRng::seed_from_u64(self.rng.random());
+        for step in 0..len {
+            let mut next = Vec::new();
+            for (i, (fork, chunk)) in forks.iter_mut().zip(&mut chunks).enumerate() {
+                if chunk.2 {
+                    continue;
+                }
+                let dist = top_k_distribution(&log_softmax(fork.logits()?), k, t);
+                let id = if i == 0 {
                     dist[0].0
                 } else {
-                    sample_pairs(&dist, rng)
+                    sample_pairs(&dist, &mut rng)
                 };
-                logp += dist
+                chunk.1 += dist
                     .iter()
                     .find(|d| d.0 == id)
                     .map(|d| d.1.ln())
                     .unwrap_or(f32::NEG_INFINITY);
-                ids.push(id);
+                chunk.0.push(id);
                 if tokenizer.is_stop(id) {
-                    ends = true;
-                    break;
-                }
-                if step + 1 < len {
-                    s.feed(&[id])?;
+                    chunk.2 = true;
+                } else if step + 1 < len {
+                    next.push((i, id));
                 }
             }
-            self.fork_tokens += s.tokens_processed() - before;
-            Ok((ids, logp.exp(), ends))
-        };
-        let greedy = chunk(true, &mut self.rng)?;
+            let ids: Vec<[u32; 1]> = next.iter().map(|&(_, id)| [id]).collect();
+            let ids: Vec<&[u32]> = ids.iter().map(|id| id.as_slice()).collect();
+            let mut growing: Vec<&mut Session> = forks
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| next.iter().any(|n| n.0 == *i))
+                .map(|(_, f)| f)
+                .collect();
+            Session::feed_batch(&mut growing, &ids)?;
+        }
+        self.fork_tokens += forks.iter().map(Session::tokens_processed).sum::<usize>() - before;
+        let mut chunks = chunks
+            .into_iter()
+            .map(|(ids, logp, ends)| (ids, logp.exp(), ends));
+        let greedy = chunks.next().expect("the greedy chunk");
         let mut sampled: Vec<(Vec<u32>, f32, bool)> = Vec::new();
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
-        for _ in 0..self.config.chunk_tries {
+        for c in chunks {
             if sampled.len() + 1 >= width {
                 break;
             }
-            let c = chunk(false, &mut rng)?;
             if c.0 != greedy.0 && !sampled.iter().any(|s| s.0 == c.0) {
                 sampled.push(c);
             }

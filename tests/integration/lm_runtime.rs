@@ -69,29 +69,47 @@ fn logits_after(tokens: &[u32]) -> Vec<f32> {
     s.logits().unwrap().to_vec()
 }
 
-#[test]
-fn logits_equal_stock_candle() {
+/// Stock candle fed one token at a time: its single-row quantised path multiplies 8-bit
+/// activations like our kernels (its prompt path dequantises and rounds differently).
+fn stock_candle_logits(ids: &[u32]) -> Vec<f32> {
     use candle_transformers::models::quantized_llama::ModelWeights;
-    let m = shipped_model();
-    let ids = m.chat_ids("What is the capital of France?").unwrap();
-    let ours = logits_after(&ids);
     let mut file = std::fs::File::open(shipped_model_path()).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
     let mut stock = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let theirs: Vec<f32> = stock
-        .forward(&input, 0)
-        .unwrap()
-        .squeeze(0)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let diff = max_abs_diff(&ours, &theirs);
-    assert!(diff < 1e-3, "max |Δlogit| = {diff}");
-    assert_eq!(argmax(&ours), argmax(&theirs));
+    let mut logits = None;
+    for (pos, id) in ids.iter().enumerate() {
+        let input = Tensor::new(&[*id], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        logits = Some(stock.forward(&input, pos).unwrap());
+    }
+    logits.unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn logits_equal_stock_candle() {
+    let m = shipped_model();
+    for question in [
+        "What is the capital of France?",
+        "Write a haiku about rain.",
+    ] {
+        let ids = m.chat_ids(question).unwrap();
+        let ours = logits_after(&ids);
+        let theirs = stock_candle_logits(&ids);
+        let (lo, lt) = (log_softmax(&ours), log_softmax(&theirs));
+        let likely: Vec<usize> = (0..lt.len()).filter(|&i| lt[i] > 1e-3f32.ln()).collect();
+        let worst = likely
+            .iter()
+            .map(|&i| (lo[i] - lt[i]).abs())
+            .fold(0f32, f32::max);
+        // Measured: 0.20 and 0.39. Both engines round activations to 8 bits, and tiny float
+        // differences flip some roundings; llama.cpp's own batch and single-row paths differ
+        // as much (0.28 on the first prompt, and by 1.2 in raw logits).
+        assert!(worst < 0.5, "{question}: max |Δ log p| = {worst}");
+        assert!(likely.len() > 20);
+        assert_eq!(argmax(&ours), argmax(&theirs));
+    }
 }
 
 #[test]
@@ -142,6 +160,9 @@ fn rewind_and_fork_equal_fresh_runs() {
 
 #[test]
 fn one_token_at_a_time_equals_a_batch() {
+    // Every row of a batch goes through the same kernel arithmetic as a row alone, so results
+    // do not depend on how tokens are grouped (candle and llama.cpp differ here by up to ~0.2
+    // in log-probability).
     let m = shipped_model();
     let ids = m.chat_ids("Tell me a joke").unwrap();
     let batch = logits_after(&ids);
@@ -149,22 +170,36 @@ fn one_token_at_a_time_equals_a_batch() {
     for id in &ids {
         s.feed(&[*id]).unwrap();
     }
-    // Not bit-equal: batched and single-row quantised matmuls round differently. llama.cpp
-    // differs by up to ~0.2 in log-probability on this prompt; require the same top token and
-    // log-probabilities of the ten most likely tokens within 0.5.
-    let single = s.logits().unwrap().to_vec();
-    assert_eq!(argmax(&single), argmax(&batch));
-    let (ls, lb) = (log_softmax(&single), log_softmax(&batch));
-    let mut top: Vec<usize> = (0..lb.len()).collect();
-    top.sort_by(|x, y| lb[*y].total_cmp(&lb[*x]));
-    for &i in &top[..10] {
-        assert!(
-            (ls[i] - lb[i]).abs() < 0.5,
-            "token {i}: {} vs {}",
-            ls[i],
-            lb[i]
-        );
+    assert_eq!(s.logits().unwrap(), batch.as_slice());
+}
+
+#[test]
+fn batched_sessions_equal_separate_runs() {
+    let m = shipped_model();
+    let prompt = m.chat_ids("Name a fruit.").unwrap();
+    let mut root = Session::new(m.clone());
+    root.feed(&prompt).unwrap();
+    let continuations: Vec<Vec<u32>> = ["Apple", "A ripe banana, yellow", "Kiwi."]
+        .iter()
+        .map(|t| m.tokenizer.encode(t, false).unwrap())
+        .collect();
+    let mut forks: Vec<Session> = continuations.iter().map(|_| root.fork()).collect();
+    let mut refs: Vec<&mut Session> = forks.iter_mut().collect();
+    let tokens: Vec<&[u32]> = continuations.iter().map(Vec::as_slice).collect();
+    Session::feed_batch(&mut refs, &tokens).unwrap();
+    for (fork, c) in forks.iter_mut().zip(&continuations) {
+        let mut alone = root.fork();
+        alone.feed(c).unwrap();
+        assert_eq!(fork.tokens(), alone.tokens());
+        assert_eq!(fork.logits().unwrap(), alone.logits().unwrap());
     }
+    // Branches of a batch that is too long for the context are refused as a whole.
+    let long = vec![1u32; m.transformer.config.context_length];
+    let mut a = root.fork();
+    let mut b = root.fork();
+    let err = Session::feed_batch(&mut [&mut a, &mut b], &[&[1], &long]).unwrap_err();
+    assert!(err.to_string().contains("context is full"), "{err}");
+    assert_eq!(a.len(), prompt.len(), "nothing was fed");
 }
 
 #[test]

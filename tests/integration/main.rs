@@ -8,5 +8,6 @@ mod gguf_families;
 mod gui;
 mod hf_folder;
 mod jobs;
+mod kernels;
 mod lm_runtime;
 mod rain;

@@ -1,10 +1,13 @@
-//! Dot products of one weight row with up to [`TILE`] activation rows at once, so a weight
-//! block is loaded and unpacked once for several tokens (batched decoding, prompts).
+//! Dot products of weight rows with up to [`TILE`] activation rows at once, so a weight block
+//! is loaded and unpacked once for several tokens (batched decoding, prompts).
 //!
 //! Weight rows are stored in groups of [`GROUP`] blocks of 32 weights: first the group's f16
-//! scales (and, for Q4, its f16 minimums), then the quants, so eight scales convert in one
-//! instruction and eight blocks' integer sums are scaled with one multiply-add. The last group
-//! of a row may be shorter. Sizes equal GGML's: 20 bytes per Q4 block, 34 per Q8 block.
+//! scales (and, for Q4, its f16 minimums), then the quants. In a full group the quants of the
+//! eight blocks are interleaved four at a time, so that one 32-byte vector holds quants
+//! `4k..4k+4` of every block: eight integer multiply-adds then leave each block's dot product
+//! in its own lane, with no horizontal sums, and eight blocks are scaled with one multiply-add.
+//! (Activations use the same layout, see [`super::q8`].) The last group of a row may be shorter
+//! and is stored block after block. Sizes equal GGML's: 20 bytes per Q4 block, 34 per Q8 block.
 //!
 //! x86-64 builds use AVX2 (see `.cargo/config.toml`), and AVX-512 VNNI where the CPU has it
 //! (detected at run time); other targets use the portable loops, which are the reference the
@@ -15,20 +18,24 @@ use half::f16;
 use super::q8::{Q8Row, QK};
 
 /// Activation rows per call.
-pub const TILE: usize = 4;
+pub const TILE: usize = 8;
 /// Blocks per group.
 pub const GROUP: usize = 8;
 /// Bytes per 32 weights: Q4 holds 4-bit quants with an f16 scale and an f16 minimum (GGML's
-/// `q4_1`; `q4_0` converts exactly), Q8 holds signed bytes with an f16 scale (`q8_0`).
+/// `q4_1`; `q4_0` converts exactly), Q8 holds signed bytes with an f16 scale (`q8_0`), stored
+/// plus 128 so that both formats multiply unsigned weights by signed activations.
 pub const Q4_BYTES: usize = 20;
 pub const Q8_BYTES: usize = 34;
 
-/// Where block `i` of a row of `nb` blocks keeps its scale, its minimum (Q4 only) and quants.
+/// Where block `i` of a row keeps its scale and minimum (Q4 only), and where its group's quants
+/// start; `r` blocks are in the group and the block is the group's `j`-th.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockAt {
     pub d: usize,
     pub m: usize,
-    pub qs: usize,
+    pub quants: usize,
+    pub r: usize,
+    pub j: usize,
 }
 
 /// Offsets of block `i` in a row of `nb` blocks of `bytes` bytes (`Q4_BYTES` or `Q8_BYTES`).
@@ -40,8 +47,48 @@ pub fn block_at(nb: usize, i: usize, bytes: usize) -> BlockAt {
     BlockAt {
         d: base + 2 * j,
         m: base + 2 * r + 2 * j,
-        qs: base + scales * r + (bytes - scales) * j,
+        quants: base + scales * r,
+        r,
+        j,
     }
+}
+
+/// Byte offset of 8-bit quant `e` of the group's block `j` from the group's quants.
+pub fn quant_offset(r: usize, j: usize, e: usize) -> usize {
+    if r == GROUP {
+        32 * (e / 4) + 4 * j + e % 4
+    } else {
+        32 * j + e
+    }
+}
+
+/// Byte offset of 4-bit quant `e` of the group's block `j`, and whether it is the high nibble.
+/// In a full group, 16-byte vector `k` holds quants `4k..4k+4` of blocks 0–3 in its low nibbles
+/// and of blocks 4–7 in its high nibbles.
+pub fn nibble_at(r: usize, j: usize, e: usize) -> (usize, bool) {
+    if r == GROUP {
+        (16 * (e / 4) + 4 * (j % 4) + e % 4, j >= 4)
+    } else {
+        (16 * j + e % 16, e >= 16)
+    }
+}
+
+/// Quant `e` (0..16) of Q4 block `i` in a row of `nb` blocks.
+pub fn q4_quant(row: &[u8], nb: usize, i: usize, e: usize) -> u8 {
+    let at = block_at(nb, i, Q4_BYTES);
+    let (off, high) = nibble_at(at.r, at.j, e);
+    let b = row[at.quants + off];
+    if high {
+        b >> 4
+    } else {
+        b & 0x0F
+    }
+}
+
+/// Quant `e` of Q8 block `i` in a row of `nb` blocks (stored plus 128, unsigned).
+pub fn q8_quant(row: &[u8], nb: usize, i: usize, e: usize) -> i8 {
+    let at = block_at(nb, i, Q8_BYTES);
+    (row[at.quants + quant_offset(at.r, at.j, e)] ^ 0x80) as i8
 }
 
 #[inline(always)]
@@ -57,23 +104,39 @@ pub struct Out<'a> {
 
 /// Every Q4 row of `rows` (`nb` blocks each) times every activation row of the tile.
 pub fn q4<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     // SAFETY: AVX2 and FMA are enabled for the whole build (cfg above).
     unsafe {
         avx2::q4::<N>(rows, nb, acts, out)
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
     portable::q4::<N>(rows, nb, acts, out)
 }
 
 /// Every Q8 row of `rows` times every activation row of the tile.
 pub fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     // SAFETY: as above.
     unsafe {
         avx2::q8::<N>(rows, nb, acts, out)
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
     portable::q8::<N>(rows, nb, acts, out)
 }
 
@@ -107,23 +170,19 @@ pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
 pub mod portable {
     use super::*;
 
-    /// Integer dot product and scales of block `i` of a Q4 row with an activation row.
-    fn q4_block(row: &[u8], nb: usize, i: usize, a: &Q8Row) -> f32 {
+    /// Block `i` of a Q4 row times the same block of an activation row.
+    pub(crate) fn q4_block(row: &[u8], nb: usize, i: usize, a: &Q8Row) -> f32 {
         let at = block_at(nb, i, Q4_BYTES);
-        let qs = &row[at.qs..at.qs + QK / 2];
-        let x = &a.qs[i * QK..(i + 1) * QK];
-        let si: i32 = (0..QK / 2)
-            .map(|j| (qs[j] & 0x0F) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[j + 16] as i32)
+        let si: i32 = (0..QK)
+            .map(|e| q4_quant(row, nb, i, e) as i32 * a.quant(i, e) as i32)
             .sum();
         si as f32 * f16_at(row, at.d) * a.d[i] + f16_at(row, at.m) * a.s[i]
     }
 
-    fn q8_block(row: &[u8], nb: usize, i: usize, a: &Q8Row) -> f32 {
+    pub(crate) fn q8_block(row: &[u8], nb: usize, i: usize, a: &Q8Row) -> f32 {
         let at = block_at(nb, i, Q8_BYTES);
-        let si: i32 = row[at.qs..at.qs + QK]
-            .iter()
-            .zip(&a.qs[i * QK..(i + 1) * QK])
-            .map(|(&w, &x)| w as i8 as i32 * x as i32)
+        let si: i32 = (0..QK)
+            .map(|e| q8_quant(row, nb, i, e) as i32 * a.quant(i, e) as i32)
             .sum();
         si as f32 * f16_at(row, at.d) * a.d[i]
     }
@@ -143,13 +202,13 @@ pub mod portable {
             }
         }
     }
-
-    /// Reference results for the SIMD kernels' tests.
-    #[cfg(test)]
-    pub(crate) use {q4_block as q4_ref_block, q8_block as q8_ref_block};
 }
 
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 mod avx2 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
@@ -167,17 +226,17 @@ mod avx2 {
 
     pub unsafe fn q4<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
         if has_vnni() {
-            vnni::q4::<N>(rows, nb, acts, out)
+            vnni::rows::<Q4, N>(rows, nb, acts, out)
         } else {
-            maddubs::q4::<N>(rows, nb, acts, out)
+            maddubs::rows::<Q4, N>(rows, nb, acts, out)
         }
     }
 
     pub unsafe fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
         if has_vnni() {
-            vnni::q8::<N>(rows, nb, acts, out)
+            vnni::rows::<Q8, N>(rows, nb, acts, out)
         } else {
-            maddubs::q8::<N>(rows, nb, acts, out)
+            maddubs::rows::<Q8, N>(rows, nb, acts, out)
         }
     }
 
@@ -189,27 +248,12 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// Lane `j` of the result is the sum of the eight lanes of `p[j]`.
-    #[inline(always)]
-    unsafe fn reduce8(p: [__m256i; 8]) -> __m256i {
-        let h01 = _mm256_hadd_epi32(p[0], p[1]);
-        let h23 = _mm256_hadd_epi32(p[2], p[3]);
-        let h45 = _mm256_hadd_epi32(p[4], p[5]);
-        let h67 = _mm256_hadd_epi32(p[6], p[7]);
-        let h0123 = _mm256_hadd_epi32(h01, h23);
-        let h4567 = _mm256_hadd_epi32(h45, h67);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256(h0123, h4567, 0x20),
-            _mm256_permute2x128_si256(h0123, h4567, 0x31),
-        )
-    }
-
     /// Asks for the weights a few groups ahead (past a row's end they are the next row's):
     /// small matrices are read in short runs, too short for the hardware prefetcher to ramp up.
     #[inline(always)]
-    unsafe fn prefetch<const BYTES: usize>(p: *const u8) {
+    unsafe fn prefetch<F: Format>(p: *const u8) {
         const AHEAD: usize = 4096;
-        for line in (0..BYTES).step_by(64) {
+        for line in (0..F::BYTES * GROUP).step_by(64) {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD + line) as *const i8);
         }
     }
@@ -219,124 +263,145 @@ mod avx2 {
         _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     }
 
-    /// Q4 quants of one block: low nibbles are weights 0..16, high nibbles 16..32.
-    #[inline(always)]
-    unsafe fn unpack_q4(p: *const u8) -> __m256i {
-        let qs = _mm_loadu_si128(p as *const __m128i);
-        _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs),
-            _mm256_set1_epi8(0x0F),
-        )
+    /// What the kernel needs to know of a weight format.
+    trait Format {
+        /// Bytes per block.
+        const BYTES: usize;
+        /// Bytes of a full group's scales (and minimums).
+        const SCALES: usize;
+        /// Bytes of one block's quants in a tail group.
+        const QUANTS: usize;
+        /// Quants above 127: two products can overflow AVX2's 16-bit pair sums.
+        const WIDE: bool;
+        /// The 32 unsigned quants at `p`.
+        unsafe fn quants(p: *const u8) -> __m256i;
+        /// The eight blocks' minimums of a full group, from its start and its scales.
+        unsafe fn minimums(group: *const u8, dw: __m256) -> __m256;
+        /// One tail block's minimum.
+        fn minimum(row: &[u8], at: &BlockAt, d: f32) -> f32;
+        /// The activations' `d · Σ q` this format's minimum multiplies.
+        fn offsets<'a>(a: &Q8Row<'a>) -> &'a [f32];
     }
 
-    /// The kernels, written once over `$dot(w, a)`: the eight 32-bit sums of products of
-    /// unsigned `w` and signed `a` bytes.
+    struct Q4;
+    struct Q8;
+
+    impl Format for Q4 {
+        const BYTES: usize = Q4_BYTES;
+        const SCALES: usize = 4 * GROUP;
+        const QUANTS: usize = 16;
+        const WIDE: bool = false;
+
+        /// Low nibbles are the first 16 quants, high nibbles the next 16.
+        #[inline(always)]
+        unsafe fn quants(p: *const u8) -> __m256i {
+            let qs = _mm_loadu_si128(p as *const __m128i);
+            _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs),
+                _mm256_set1_epi8(0x0F),
+            )
+        }
+        #[inline(always)]
+        unsafe fn minimums(group: *const u8, _: __m256) -> __m256 {
+            load_f16x8(group.add(2 * GROUP))
+        }
+        fn minimum(row: &[u8], at: &BlockAt, _: f32) -> f32 {
+            f16_at(row, at.m)
+        }
+        fn offsets<'a>(a: &Q8Row<'a>) -> &'a [f32] {
+            a.s
+        }
+    }
+
+    /// Quants are stored plus 128 (unsigned, as the multiply-add needs); the minimum `-128·d`
+    /// takes the offset back off.
+    impl Format for Q8 {
+        const BYTES: usize = Q8_BYTES;
+        const SCALES: usize = 2 * GROUP;
+        const QUANTS: usize = 32;
+        const WIDE: bool = true;
+
+        #[inline(always)]
+        unsafe fn quants(p: *const u8) -> __m256i {
+            _mm256_loadu_si256(p as *const __m256i)
+        }
+        #[inline(always)]
+        unsafe fn minimums(_: *const u8, dw: __m256) -> __m256 {
+            _mm256_mul_ps(dw, _mm256_set1_ps(-128.0))
+        }
+        fn minimum(_: &[u8], _: &BlockAt, d: f32) -> f32 {
+            -128.0 * d
+        }
+        fn offsets<'a>(a: &Q8Row<'a>) -> &'a [f32] {
+            a.sum
+        }
+    }
+
+    /// The kernel, written once over `$dot(acc, w, a)`: `acc` plus, per 32-bit lane, the sum of
+    /// the four products of unsigned `w` and signed `a` bytes.
     macro_rules! kernels {
-        ($name:ident, $features:literal, $dot:path) => {
+        ($name:ident, $features:literal, $dot:ident) => {
             mod $name {
                 use super::*;
 
                 #[target_feature(enable = $features)]
-                pub unsafe fn q4<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-                    for (r, row) in rows.chunks_exact(nb * Q4_BYTES).enumerate() {
-                        q4_row::<N>(row, nb, &acts, &mut out.out[r * out.stride..][..N]);
+                pub unsafe fn rows<F: Format, const N: usize>(
+                    rows: &[u8],
+                    nb: usize,
+                    acts: [Q8Row; N],
+                    out: Out,
+                ) {
+                    for (r, row) in rows.chunks_exact(nb * F::BYTES).enumerate() {
+                        one_row::<F, N>(row, nb, &acts, &mut out.out[r * out.stride..][..N]);
                     }
                 }
 
                 #[target_feature(enable = $features)]
                 #[inline]
-                unsafe fn q4_row<const N: usize>(row: &[u8], nb: usize, acts: &[Q8Row; N], out: &mut [f32]) {
+                unsafe fn one_row<F: Format, const N: usize>(
+                    row: &[u8],
+                    nb: usize,
+                    acts: &[Q8Row; N],
+                    out: &mut [f32],
+                ) {
                     let full = nb / GROUP;
                     let mut acc = [_mm256_setzero_ps(); N];
-                    let mut tail = [0f32; N];
                     for g in 0..full {
-                        let base = row.as_ptr().add(g * GROUP * Q4_BYTES);
-                        prefetch::<{ GROUP * Q4_BYTES }>(base);
-                        let dw = load_f16x8(base);
-                        let mw = load_f16x8(base.add(16));
-                        let mut w = [_mm256_setzero_si256(); GROUP];
-                        for (j, w) in w.iter_mut().enumerate() {
-                            *w = unpack_q4(base.add(32 + 16 * j));
-                        }
-                        for t in 0..N {
-                            let a = &acts[t];
-                            let x = a.qs.as_ptr().add(g * GROUP * QK);
-                            let mut p = [_mm256_setzero_si256(); GROUP];
-                            for j in 0..GROUP {
-                                let xj = _mm256_loadu_si256(x.add(QK * j) as *const __m256i);
-                                p[j] = $dot(w[j], xj);
+                        let base = row.as_ptr().add(g * GROUP * F::BYTES);
+                        prefetch::<F>(base);
+                        // Two partial sums per row halve the chain of dependent multiply-adds.
+                        let mut p = [[_mm256_setzero_si256(); 2]; N];
+                        let step = (F::BYTES * GROUP - F::SCALES) / GROUP;
+                        for k in 0..GROUP {
+                            let w = F::quants(base.add(F::SCALES + step * k));
+                            for t in 0..N {
+                                let x = acts[t].qs.as_ptr().add(g * GROUP * QK + 32 * k);
+                                let x = _mm256_loadu_si256(x as *const __m256i);
+                                p[t][k % 2] = $dot::<F>(p[t][k % 2], w, x);
                             }
-                            let sums = _mm256_cvtepi32_ps(reduce8(p));
-                            let da = _mm256_loadu_ps(a.d.as_ptr().add(g * GROUP));
-                            let sa = _mm256_loadu_ps(a.s.as_ptr().add(g * GROUP));
+                        }
+                        let dw = load_f16x8(base);
+                        let mw = F::minimums(base, dw);
+                        for t in 0..N {
+                            let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(p[t][0], p[t][1]));
+                            let da = _mm256_loadu_ps(acts[t].d.as_ptr().add(g * GROUP));
+                            let sa = _mm256_loadu_ps(F::offsets(&acts[t]).as_ptr().add(g * GROUP));
                             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), sums, acc[t]);
                             acc[t] = _mm256_fmadd_ps(mw, sa, acc[t]);
                         }
                     }
-                    for i in full * GROUP..nb {
-                        let at = block_at(nb, i, Q4_BYTES);
-                        let (d, m) = (f16_at(row, at.d), f16_at(row, at.m));
-                        let w = unpack_q4(row.as_ptr().add(at.qs));
-                        for t in 0..N {
-                            let a = &acts[t];
-                            let x = _mm256_loadu_si256(a.qs.as_ptr().add(i * QK) as *const __m256i);
-                            let s = hsum(_mm256_cvtepi32_ps($dot(w, x)));
-                            tail[t] += s * d * a.d[i] + m * a.s[i];
-                        }
-                    }
-                    for t in 0..N {
-                        out[t] = hsum(acc[t]) + tail[t];
-                    }
-                }
-
-                #[target_feature(enable = $features)]
-                pub unsafe fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-                    for (r, row) in rows.chunks_exact(nb * Q8_BYTES).enumerate() {
-                        q8_row::<N>(row, nb, &acts, &mut out.out[r * out.stride..][..N]);
-                    }
-                }
-
-                #[target_feature(enable = $features)]
-                #[inline]
-                unsafe fn q8_row<const N: usize>(row: &[u8], nb: usize, acts: &[Q8Row; N], out: &mut [f32]) {
-                    let full = nb / GROUP;
-                    let mut acc = [_mm256_setzero_ps(); N];
                     let mut tail = [0f32; N];
-                    for g in 0..full {
-                        let base = row.as_ptr().add(g * GROUP * Q8_BYTES);
-                        prefetch::<{ GROUP * Q8_BYTES }>(base);
-                        let dw = load_f16x8(base);
-                        // One operand must be unsigned: the weights' signs move onto the
-                        // activations.
-                        let mut w = [_mm256_setzero_si256(); GROUP];
-                        let mut sign = [_mm256_setzero_si256(); GROUP];
-                        for j in 0..GROUP {
-                            sign[j] = _mm256_loadu_si256(base.add(16 + 32 * j) as *const __m256i);
-                            w[j] = _mm256_sign_epi8(sign[j], sign[j]);
-                        }
-                        for t in 0..N {
-                            let a = &acts[t];
-                            let x = a.qs.as_ptr().add(g * GROUP * QK);
-                            let mut p = [_mm256_setzero_si256(); GROUP];
-                            for j in 0..GROUP {
-                                let xj = _mm256_loadu_si256(x.add(QK * j) as *const __m256i);
-                                p[j] = $dot(w[j], _mm256_sign_epi8(xj, sign[j]));
-                            }
-                            let sums = _mm256_cvtepi32_ps(reduce8(p));
-                            let da = _mm256_loadu_ps(a.d.as_ptr().add(g * GROUP));
-                            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), sums, acc[t]);
-                        }
-                    }
                     for i in full * GROUP..nb {
-                        let at = block_at(nb, i, Q8_BYTES);
+                        let at = block_at(nb, i, F::BYTES);
                         let d = f16_at(row, at.d);
-                        let sign = _mm256_loadu_si256(row.as_ptr().add(at.qs) as *const __m256i);
-                        let w = _mm256_sign_epi8(sign, sign);
+                        let m = F::minimum(row, &at, d);
+                        let w = F::quants(row.as_ptr().add(at.quants + F::QUANTS * at.j));
                         for t in 0..N {
                             let a = &acts[t];
                             let x = _mm256_loadu_si256(a.qs.as_ptr().add(i * QK) as *const __m256i);
-                            let s = hsum(_mm256_cvtepi32_ps($dot(w, _mm256_sign_epi8(x, sign))));
-                            tail[t] += s * d * a.d[i];
+                            let s =
+                                hsum(_mm256_cvtepi32_ps($dot::<F>(_mm256_setzero_si256(), w, x)));
+                            tail[t] += s * d * a.d[i] + m * F::offsets(a)[i];
                         }
                     }
                     for t in 0..N {
@@ -347,21 +412,31 @@ mod avx2 {
         };
     }
 
+    /// AVX2: bytes multiply into saturating 16-bit pair sums, then pairs add into 32 bits. Wide
+    /// quants multiply the even and odd bytes separately so a pair sum cannot overflow.
     #[inline(always)]
-    unsafe fn dot_maddubs(w: __m256i, a: __m256i) -> __m256i {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+    unsafe fn dot_maddubs<F: Format>(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let pairs = if F::WIDE {
+            let even = _mm256_set1_epi16(0x00FF);
+            let lo = _mm256_maddubs_epi16(_mm256_and_si256(w, even), a);
+            let hi = _mm256_maddubs_epi16(_mm256_andnot_si256(even, w), a);
+            _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), ones)
+        };
+        _mm256_add_epi32(acc, pairs)
     }
 
     #[target_feature(enable = "avx512vnni,avx512vl")]
     #[inline]
-    unsafe fn dot_vnni(w: __m256i, a: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
+    unsafe fn dot_vnni<F: Format>(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, w, a)
     }
 
     kernels!(maddubs, "avx2,fma,f16c", dot_maddubs);
     kernels!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,7 +468,9 @@ mod tests {
     fn simd_kernels_equal_the_portable_ones_for_every_tile_and_tail() {
         // 18 blocks: two full groups and a tail of two (a 576-wide row); 3: tail only.
         for nb in [18usize, 3, 8] {
-            let x: Vec<f32> = (0..4 * nb * QK).map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0).collect();
+            let x: Vec<f32> = (0..4 * nb * QK)
+                .map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0)
+                .collect();
             let acts = Q8Rows::new(&x, nb * QK);
             let a = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
             for (bytes, seed) in [(Q4_BYTES, 1u32), (Q8_BYTES, 2)] {
@@ -403,48 +480,75 @@ mod tests {
                     .map(|a| {
                         (0..nb)
                             .map(|i| match bytes {
-                                Q4_BYTES => portable::q4_ref_block(&w, nb, i, a),
-                                _ => portable::q8_ref_block(&w, nb, i, a),
+                                Q4_BYTES => portable::q4_block(&w, nb, i, a),
+                                _ => portable::q8_block(&w, nb, i, a),
                             })
                             .sum()
                     })
                     .collect();
                 let mut got = [0f32; 4];
-                let out = Out { out: &mut got, stride: 4 };
+                let out = Out {
+                    out: &mut got,
+                    stride: 4,
+                };
                 match bytes {
                     Q4_BYTES => q4::<4>(&w, nb, a, out),
                     _ => q8::<4>(&w, nb, a, out),
                 }
                 let mut one = [0f32; 1];
-                let out = Out { out: &mut one, stride: 1 };
+                let out = Out {
+                    out: &mut one,
+                    stride: 1,
+                };
                 match bytes {
                     Q4_BYTES => q4::<1>(&w, nb, [a[2]], out),
                     _ => q8::<1>(&w, nb, [a[2]], out),
                 }
-                assert_eq!(one[0], got[2], "a tile of one equals the same row in a tile of four");
+                assert_eq!(
+                    one[0], got[2],
+                    "a tile of one equals the same row in a tile of four"
+                );
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{bytes}-byte blocks, nb {nb}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "{bytes}-byte blocks, nb {nb}: {g} vs {w}"
+                    );
                 }
             }
         }
     }
 
     #[test]
-    fn block_offsets_tile_the_row_without_overlap() {
-        for (nb, bytes) in [(18usize, Q4_BYTES), (18, Q8_BYTES), (5, Q4_BYTES)] {
-            let mut used = vec![0u8; nb * bytes];
+    fn layout_uses_every_byte_once() {
+        for (nb, bytes) in [
+            (18usize, Q4_BYTES),
+            (18, Q8_BYTES),
+            (5, Q4_BYTES),
+            (8, Q8_BYTES),
+        ] {
+            // Count nibbles: each byte has two.
+            let mut used = vec![0u8; nb * bytes * 2];
+            let mark = |used: &mut Vec<u8>, byte: usize, n: usize| {
+                used[2 * byte..2 * (byte + n)]
+                    .iter_mut()
+                    .for_each(|u| *u += 1)
+            };
             for i in 0..nb {
                 let at = block_at(nb, i, bytes);
-                let q = if bytes == Q4_BYTES { 16 } else { 32 };
-                let mut spans = vec![(at.d, 2), (at.qs, q)];
+                mark(&mut used, at.d, 2);
                 if bytes == Q4_BYTES {
-                    spans.push((at.m, 2));
+                    mark(&mut used, at.m, 2);
                 }
-                for (s, n) in spans {
-                    used[s..s + n].iter_mut().for_each(|u| *u += 1);
+                for e in 0..QK {
+                    if bytes == Q4_BYTES {
+                        let (off, high) = nibble_at(at.r, at.j, e);
+                        used[2 * (at.quants + off) + high as usize] += 1;
+                    } else {
+                        mark(&mut used, at.quants + quant_offset(at.r, at.j, e), 1);
+                    }
                 }
             }
-            assert!(used.iter().all(|&u| u == 1), "every byte belongs to exactly one field");
+            assert!(used.iter().all(|&u| u == 1), "{nb} blocks of {bytes} bytes");
         }
     }
 }

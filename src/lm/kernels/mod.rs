@@ -34,7 +34,11 @@ pub struct QuantMatrix {
 
 impl QuantMatrix {
     pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Self {
-        assert_eq!(data.len(), rows * cols, "matrix data does not match its shape");
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "matrix data does not match its shape"
+        );
         Self {
             rows,
             cols,
@@ -50,16 +54,16 @@ impl QuantMatrix {
         let data = match t.dtype() {
             GgmlDType::Q4_1 => Data::Q4(pack(rows, nb, Q4_BYTES, |i| {
                 let b = &raw[i * 20..(i + 1) * 20];
-                ([b[0], b[1]], [b[2], b[3]], &b[4..])
+                ([b[0], b[1]], [b[2], b[3]], nibbles(&b[4..]))
             })),
             GgmlDType::Q4_0 => Data::Q4(pack(rows, nb, Q4_BYTES, |i| {
                 let b = &raw[i * 18..(i + 1) * 18];
-                let d = f16::from_le_bytes([b[0], b[1]]);
-                (b[..2].try_into().unwrap(), f16::from_f32(-8.0 * d.to_f32()).to_le_bytes(), &b[2..])
+                let m = f16::from_f32(-8.0 * f16::from_le_bytes([b[0], b[1]]).to_f32());
+                ([b[0], b[1]], m.to_le_bytes(), nibbles(&b[2..]))
             })),
             GgmlDType::Q8_0 => Data::Q8(pack(rows, nb, Q8_BYTES, |i| {
                 let b = &raw[i * 34..(i + 1) * 34];
-                ([b[0], b[1]], [0, 0], &b[2..])
+                ([b[0], b[1]], [0, 0], b[2..].try_into().expect("32 quants"))
             })),
             GgmlDType::F32 => Data::F32(
                 raw.chunks_exact(4)
@@ -79,22 +83,18 @@ impl QuantMatrix {
 
     /// Quantises f32 weights to Q8 (ggml's `q8_0` rounding), for types without a kernel here.
     pub fn quantize_q8(rows: usize, cols: usize, dense: &[f32]) -> Self {
-        let blocks: Vec<([u8; 2], Vec<u8>)> = dense
-            .chunks_exact(QK)
-            .map(|x| {
-                let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let qs = x.iter().map(|v| (v * id).round() as i8 as u8).collect();
-                (f16::from_f32(d).to_le_bytes(), qs)
-            })
-            .collect();
+        let block = |i: usize| {
+            let x = &dense[i * QK..(i + 1) * QK];
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let qs = std::array::from_fn(|e| (x[e] * id).round() as i8 as u8);
+            (f16::from_f32(d).to_le_bytes(), [0, 0], qs)
+        };
         Self {
             rows,
             cols,
-            data: Data::Q8(pack(rows, cols / QK, Q8_BYTES, |i| {
-                (blocks[i].0, [0, 0], &blocks[i].1)
-            })),
+            data: Data::Q8(pack(rows, cols / QK, Q8_BYTES, block)),
         }
     }
 
@@ -129,10 +129,8 @@ impl QuantMatrix {
                 for (i, o) in out.chunks_exact_mut(QK).enumerate() {
                     let at = block_at(nb, i, Q4_BYTES);
                     let (d, m) = (dot::f16_at(row, at.d), dot::f16_at(row, at.m));
-                    for j in 0..QK / 2 {
-                        let q = row[at.qs + j];
-                        o[j] = (q & 0x0F) as f32 * d + m;
-                        o[j + QK / 2] = (q >> 4) as f32 * d + m;
+                    for (e, v) in o.iter_mut().enumerate() {
+                        *v = dot::q4_quant(row, nb, i, e) as f32 * d + m;
                     }
                 }
             }
@@ -140,17 +138,16 @@ impl QuantMatrix {
                 let nb = c / QK;
                 let row = &w[r * nb * Q8_BYTES..(r + 1) * nb * Q8_BYTES];
                 for (i, o) in out.chunks_exact_mut(QK).enumerate() {
-                    let at = block_at(nb, i, Q8_BYTES);
-                    let d = dot::f16_at(row, at.d);
-                    for (v, &q) in o.iter_mut().zip(&row[at.qs..at.qs + QK]) {
-                        *v = q as i8 as f32 * d;
+                    let d = dot::f16_at(row, block_at(nb, i, Q8_BYTES).d);
+                    for (e, v) in o.iter_mut().enumerate() {
+                        *v = dot::q8_quant(row, nb, i, e) as f32 * d;
                     }
                 }
             }
         }
     }
 
-    /// Rows `rows` times activation rows `t0..t0 + n` (n ≤ TILE), into `out[r * stride + t]`.
+    /// Rows `rows` times activation rows `t0..t0 + n` (n ≤ TILE = 8), into `out[r * stride + t]`.
     fn dot_rows(
         &self,
         rows: std::ops::Range<usize>,
@@ -167,15 +164,14 @@ impl QuantMatrix {
                 let w = &$w[rows.start * $row_len..rows.end * $row_len];
                 let out = Out { out, stride };
                 match n {
-                    1 => $kernel::<1>(w, $width, [$get(t0)], out),
-                    2 => $kernel::<2>(w, $width, [$get(t0), $get(t0 + 1)], out),
-                    3 => $kernel::<3>(w, $width, [$get(t0), $get(t0 + 1), $get(t0 + 2)], out),
-                    _ => $kernel::<4>(
-                        w,
-                        $width,
-                        [$get(t0), $get(t0 + 1), $get(t0 + 2), $get(t0 + 3)],
-                        out,
-                    ),
+                    1 => $kernel::<1>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    2 => $kernel::<2>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    3 => $kernel::<3>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    4 => $kernel::<4>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    5 => $kernel::<5>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    6 => $kernel::<6>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    7 => $kernel::<7>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
+                    _ => $kernel::<8>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
                 }
             }};
         }
@@ -229,7 +225,10 @@ impl<'a> Activations<'a> {
 /// (q, k and v; gate and up) run as one parallel product. `out` is `[m, Σ rows]`.
 pub fn matmul(parts: &[&QuantMatrix], x: &[f32], out: &mut [f32]) {
     let k = parts[0].cols;
-    assert!(parts.iter().all(|p| p.cols == k), "fused matrices differ in width");
+    assert!(
+        parts.iter().all(|p| p.cols == k),
+        "fused matrices differ in width"
+    );
     let quantize = parts.iter().any(|p| p.quantized());
     for p in parts {
         assert!(
@@ -273,13 +272,14 @@ pub fn matmul(parts: &[&QuantMatrix], x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Lays out `rows` rows of `nb` GGML blocks in the grouped form the kernels read; `block(i)`
-/// gives the f16 scale, f16 minimum (ignored for Q8) and quants of the `i`-th block overall.
-fn pack<'a>(
+/// Lays out `rows` rows of `nb` blocks in the grouped form the kernels read; `block(i)` gives
+/// the f16 scale, the f16 minimum (ignored for Q8) and the 32 quants (4-bit values for Q4,
+/// signed bytes for Q8) of the `i`-th block overall.
+fn pack(
     rows: usize,
     nb: usize,
     bytes: usize,
-    block: impl Fn(usize) -> ([u8; 2], [u8; 2], &'a [u8]),
+    block: impl Fn(usize) -> ([u8; 2], [u8; 2], [u8; QK]),
 ) -> Vec<u8> {
     let mut out = vec![0u8; rows * nb * bytes];
     for (r, row) in out.chunks_exact_mut(nb * bytes).enumerate() {
@@ -290,8 +290,26 @@ fn pack<'a>(
             if bytes == Q4_BYTES {
                 row[at.m..at.m + 2].copy_from_slice(&m);
             }
-            row[at.qs..at.qs + qs.len()].copy_from_slice(qs);
+            for (e, q) in qs.into_iter().enumerate() {
+                if bytes == Q4_BYTES {
+                    let (off, high) = dot::nibble_at(at.r, at.j, e);
+                    row[at.quants + off] |= if high { q << 4 } else { q };
+                } else {
+                    row[at.quants + dot::quant_offset(at.r, at.j, e)] = q ^ 0x80;
+                }
+            }
         }
     }
     out
+}
+
+/// The 32 4-bit values of a GGML Q4 block's 16 bytes (low nibbles first).
+fn nibbles(qs: &[u8]) -> [u8; QK] {
+    std::array::from_fn(|e| {
+        if e < 16 {
+            qs[e] & 0x0F
+        } else {
+            qs[e - 16] >> 4
+        }
+    })
 }
