@@ -1,6 +1,8 @@
 //! Key/value cache as a list of shared blocks, so branches of a search tree share their prefix.
 //!
-//! A block holds [`BLOCK_LEN`] positions for every layer. Blocks are reference-counted and
+//! A block holds [`BLOCK_LEN`] positions for every layer: per layer and key/value head, the keys
+//! transposed (`[head_dim, BLOCK_LEN]`, so attention scores a whole block with vector
+//! multiply-adds) and the values as rows (`[BLOCK_LEN, head_dim]`). Blocks are reference-counted and
 //! copied only when written while shared (copy on write), so:
 //! - forking a cache clones a list of pointers (microseconds, independent of the prefix length);
 //! - a fork's memory is the blocks it writes: its new positions plus, at most, one copied
@@ -29,9 +31,9 @@ impl KvShape {
         self.layers * 2 * self.kv_heads * self.run()
     }
 
-    /// Offset of `(layer, kv, head, slot)` in a block; `kv` is 0 for keys and 1 for values.
-    fn offset(&self, layer: usize, kv: usize, head: usize, slot: usize) -> usize {
-        ((layer * 2 + kv) * self.kv_heads + head) * self.run() + slot * self.head_dim
+    /// Offset of the keys (`kv` = 0) or values (1) of `head` in `layer` within a block.
+    fn offset(&self, layer: usize, kv: usize, head: usize) -> usize {
+        ((layer * 2 + kv) * self.kv_heads + head) * self.run()
     }
 }
 
@@ -104,9 +106,11 @@ impl KvCache {
         let slot = pos % BLOCK_LEN;
         let hd = shape.head_dim;
         for h in 0..shape.kv_heads {
-            let at = shape.offset(layer, 0, h, slot);
-            block[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
-            let at = shape.offset(layer, 1, h, slot);
+            let keys = &mut block[shape.offset(layer, 0, h)..][..shape.run()];
+            for (d, &x) in k[h * hd..(h + 1) * hd].iter().enumerate() {
+                keys[d * BLOCK_LEN + slot] = x;
+            }
+            let at = shape.offset(layer, 1, h) + slot * hd;
             block[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
         }
     }
@@ -116,26 +120,36 @@ impl KvCache {
         self.len += n;
     }
 
-    /// Runs of consecutive keys (`kv` = 0) or values (1) of `head` in `layer` covering positions
-    /// `start..end`, as `(first position, [positions, head_dim] floats)`.
-    pub(crate) fn runs(
+    /// The blocks covering positions `start..end` of `layer`, key/value head `head`: for each,
+    /// the first position it holds, the range of its slots in use, its keys `[head_dim,
+    /// BLOCK_LEN]` and its values `[BLOCK_LEN, head_dim]`.
+    pub(crate) fn blocks(
         &self,
         layer: usize,
-        kv: usize,
         head: usize,
         start: usize,
         end: usize,
-    ) -> impl Iterator<Item = (usize, &[f32])> + '_ {
-        let hd = self.shape.head_dim;
-        let first = start / BLOCK_LEN;
-        let last = end.div_ceil(BLOCK_LEN);
-        (first..last).map(move |b| {
-            let lo = (b * BLOCK_LEN).max(start);
-            let hi = ((b + 1) * BLOCK_LEN).min(end);
-            let at = self.shape.offset(layer, kv, head, lo % BLOCK_LEN);
-            (lo, &self.blocks[b][at..at + (hi - lo) * hd])
+    ) -> impl Iterator<Item = KvBlock<'_>> + '_ {
+        let run = self.shape.run();
+        (start / BLOCK_LEN..end.div_ceil(BLOCK_LEN)).map(move |b| {
+            let first = b * BLOCK_LEN;
+            let block = &self.blocks[b];
+            KvBlock {
+                first,
+                slots: start.max(first) - first..end.min(first + BLOCK_LEN) - first,
+                keys: &block[self.shape.offset(layer, 0, head)..][..run],
+                values: &block[self.shape.offset(layer, 1, head)..][..run],
+            }
         })
     }
+}
+
+/// One block's keys and values for one layer and head, see [`KvCache::blocks`].
+pub(crate) struct KvBlock<'a> {
+    pub first: usize,
+    pub slots: std::ops::Range<usize>,
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
 }
 
 #[cfg(test)]
@@ -162,10 +176,15 @@ mod tests {
         cache.advance(n);
     }
 
+    /// Every position's keys, in order.
     fn keys(cache: &KvCache, layer: usize) -> Vec<f32> {
+        let hd = shape().head_dim;
         cache
-            .runs(layer, 0, 0, 0, cache.len())
-            .flat_map(|(_, k)| k.iter().copied())
+            .blocks(layer, 0, 0, cache.len())
+            .flat_map(|b| {
+                b.slots
+                    .flat_map(move |s| (0..hd).map(move |d| b.keys[d * BLOCK_LEN + s]))
+            })
             .collect()
     }
 
@@ -206,10 +225,11 @@ mod tests {
             vec![1.0; 40 * 4],
             "a snapshot survives the rewind"
         );
-        // Runs split at block edges and respect a start position.
-        let starts: Vec<usize> = cache.runs(0, 1, 0, 3, 15).map(|(p, _)| p).collect();
-        assert_eq!(starts, vec![3]);
-        let starts: Vec<usize> = snapshot.runs(0, 1, 0, 3, 40).map(|(p, _)| p).collect();
-        assert_eq!(starts, vec![3, 16, 32]);
+        // Blocks respect the start and end positions.
+        let slots: Vec<_> = snapshot
+            .blocks(0, 0, 3, 40)
+            .map(|b| (b.first, b.slots))
+            .collect();
+        assert_eq!(slots, vec![(0, 3..16), (16, 0..16), (32, 0..8)]);
     }
 }

@@ -339,19 +339,21 @@ impl Transformer {
             items[item].cache.write(layer, pos, k, v);
         }
 
-        // Every row attends, per query head, to its own sequence up to its position.
+        // Every row attends to its own sequence up to its position, one key/value head (and
+        // the query heads that share it) at a time.
         let caches: Vec<&KvCache> = items.iter().map(|it| &*it.cache).collect();
         let scale = cfg.attention_scale as f32;
         let group = nh / nkv;
         let mut att = vec![0f32; rows.len() * qw];
-        let head = |idx: usize, out: &mut [f32], scores: &mut Vec<f32>| {
-            let (r, h) = (idx / nh, idx % nh);
+        let heads = |idx: usize, out: &mut [f32], scores: &mut Vec<f32>| {
+            let (r, kvh) = (idx / nkv, idx % nkv);
             let (item, pos) = rows[r];
-            let q = &qkv[r * (qw + 2 * kw) + h * hd..][..hd];
+            let q = &qkv[r * (qw + 2 * kw) + kvh * group * hd..][..group * hd];
             let query = Query {
                 layer,
-                kv_head: h / group,
+                kv_head: kvh,
                 q,
+                head_dim: hd,
                 start: window.map_or(0, |w| (pos + 1).saturating_sub(w)),
                 end: pos + 1,
                 scale,
@@ -360,13 +362,13 @@ impl Transformer {
         };
         let work: usize = rows.iter().map(|&(_, pos)| pos + 1).sum::<usize>() * nh;
         if work >= PARALLEL_ATTENTION {
-            att.par_chunks_mut(hd)
+            att.par_chunks_mut(group * hd)
                 .enumerate()
-                .for_each_init(Vec::new, |scores, (idx, out)| head(idx, out, scores));
+                .for_each_init(Vec::new, |scores, (idx, out)| heads(idx, out, scores));
         } else {
             let mut scores = Vec::new();
-            for (idx, out) in att.chunks_exact_mut(hd).enumerate() {
-                head(idx, out, &mut scores);
+            for (idx, out) in att.chunks_exact_mut(group * hd).enumerate() {
+                heads(idx, out, &mut scores);
             }
         }
 

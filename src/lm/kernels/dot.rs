@@ -96,10 +96,53 @@ pub fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
 }
 
-/// Where results go: `out[r * stride + t]` for weight row `r` and activation row `t`.
+/// Where results go: the product of weight row `r` and activation row `t` is written to
+/// `out[r * row_step + t * token_step]`. The tasks of one product write disjoint cells of the
+/// same buffer, so this holds a raw pointer; [`Out::set`] checks the bounds.
 pub struct Out<'a> {
-    pub out: &'a mut [f32],
-    pub stride: usize,
+    ptr: *mut f32,
+    len: usize,
+    row_step: usize,
+    token_step: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: cells are only written through `set`, which stays inside the buffer; callers give each
+// task distinct (row, token) cells.
+unsafe impl Send for Out<'_> {}
+unsafe impl Sync for Out<'_> {}
+
+impl<'a> Out<'a> {
+    pub fn new(out: &'a mut [f32], row_step: usize, token_step: usize) -> Self {
+        Self {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+            row_step,
+            token_step,
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// The same buffer with row `r0`, token `t0` as the origin.
+    pub fn at(&self, r0: usize, t0: usize) -> Out<'_> {
+        let skip = (r0 * self.row_step + t0 * self.token_step).min(self.len);
+        Out {
+            // SAFETY: `skip` is at most the length, so the pointer stays in (or one past) the buffer.
+            ptr: unsafe { self.ptr.add(skip) },
+            len: self.len - skip,
+            row_step: self.row_step,
+            token_step: self.token_step,
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    pub fn set(&self, r: usize, t: usize, v: f32) {
+        let i = r * self.row_step + t * self.token_step;
+        assert!(i < self.len, "output cell out of bounds");
+        // SAFETY: in bounds (checked above); tasks write disjoint cells.
+        unsafe { *self.ptr.add(i) = v }
+    }
 }
 
 /// Every Q4 row of `rows` (`nb` blocks each) times every activation row of the tile.
@@ -144,7 +187,7 @@ pub fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
 pub fn f32_rows<const N: usize>(rows: &[f32], k: usize, xs: [&[f32]; N], out: Out) {
     for (r, row) in rows.chunks_exact(k).enumerate() {
         for (t, x) in xs.iter().enumerate() {
-            out.out[r * out.stride + t] = f32_dot(row, x);
+            out.set(r, t, f32_dot(row, x));
         }
     }
 }
@@ -190,7 +233,7 @@ pub mod portable {
     pub fn q4<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
         for (r, row) in rows.chunks_exact(nb * Q4_BYTES).enumerate() {
             for (t, a) in acts.iter().enumerate() {
-                out.out[r * out.stride + t] = (0..nb).map(|i| q4_block(row, nb, i, a)).sum();
+                out.set(r, t, (0..nb).map(|i| q4_block(row, nb, i, a)).sum());
             }
         }
     }
@@ -198,7 +241,7 @@ pub mod portable {
     pub fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
         for (r, row) in rows.chunks_exact(nb * Q8_BYTES).enumerate() {
             for (t, a) in acts.iter().enumerate() {
-                out.out[r * out.stride + t] = (0..nb).map(|i| q8_block(row, nb, i, a)).sum();
+                out.set(r, t, (0..nb).map(|i| q8_block(row, nb, i, a)).sum());
             }
         }
     }
@@ -352,7 +395,10 @@ mod avx2 {
                     out: Out,
                 ) {
                     for (r, row) in rows.chunks_exact(nb * F::BYTES).enumerate() {
-                        one_row::<F, N>(row, nb, &acts, &mut out.out[r * out.stride..][..N]);
+                        let sums = one_row::<F, N>(row, nb, &acts);
+                        for (t, v) in sums.into_iter().enumerate() {
+                            out.set(r, t, v);
+                        }
                     }
                 }
 
@@ -362,8 +408,7 @@ mod avx2 {
                     row: &[u8],
                     nb: usize,
                     acts: &[Q8Row; N],
-                    out: &mut [f32],
-                ) {
+                ) -> [f32; N] {
                     let full = nb / GROUP;
                     let mut acc = [_mm256_setzero_ps(); N];
                     for g in 0..full {
@@ -404,9 +449,7 @@ mod avx2 {
                             tail[t] += s * d * a.d[i] + m * F::offsets(a)[i];
                         }
                     }
-                    for t in 0..N {
-                        out[t] = hsum(acc[t]) + tail[t];
-                    }
+                    std::array::from_fn(|t| hsum(acc[t]) + tail[t])
                 }
             }
         };
@@ -487,19 +530,13 @@ mod tests {
                     })
                     .collect();
                 let mut got = [0f32; 4];
-                let out = Out {
-                    out: &mut got,
-                    stride: 4,
-                };
+                let out = Out::new(&mut got, 4, 1);
                 match bytes {
                     Q4_BYTES => q4::<4>(&w, nb, a, out),
                     _ => q8::<4>(&w, nb, a, out),
                 }
                 let mut one = [0f32; 1];
-                let out = Out {
-                    out: &mut one,
-                    stride: 1,
-                };
+                let out = Out::new(&mut one, 1, 1);
                 match bytes {
                     Q4_BYTES => q4::<1>(&w, nb, [a[2]], out),
                     _ => q8::<1>(&w, nb, [a[2]], out),

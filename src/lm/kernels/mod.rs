@@ -14,7 +14,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 use rayon::prelude::*;
 
-use dot::{block_at, Q4_BYTES, Q8_BYTES, TILE};
+use dot::{block_at, Out, Q4_BYTES, Q8_BYTES, TILE};
 use q8::{Q8Row, Q8Rows, QK};
 
 #[derive(Debug, Clone)]
@@ -147,22 +147,21 @@ impl QuantMatrix {
         }
     }
 
-    /// Rows `rows` times activation rows `t0..t0 + n` (n ≤ TILE = 8), into `out[r * stride + t]`.
+    /// Rows `rows` times activation rows `t0..t0 + n` (n ≤ TILE = 8); `out` has its origin at
+    /// (the first of `rows`, `t0`).
     fn dot_rows(
         &self,
         rows: std::ops::Range<usize>,
         x: &Activations,
         t0: usize,
         n: usize,
-        out: &mut [f32],
-        stride: usize,
+        out: Out,
     ) {
-        use dot::{f32_rows, q4, q8, Out};
+        use dot::{f32_rows, q4, q8};
         let (k, nb) = (self.cols, self.cols / QK);
         macro_rules! tile {
             ($kernel:ident, $w:expr, $row_len:expr, $width:expr, $get:expr) => {{
                 let w = &$w[rows.start * $row_len..rows.end * $row_len];
-                let out = Out { out, stride };
                 match n {
                     1 => $kernel::<1>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
                     2 => $kernel::<2>(w, $width, std::array::from_fn(|t| $get(t0 + t)), out),
@@ -241,35 +240,23 @@ pub fn matmul(parts: &[&QuantMatrix], x: &[f32], out: &mut [f32]) {
     let n: usize = parts.iter().map(|p| p.rows).sum();
     assert_eq!(out.len(), m * n, "output does not match [tokens, rows]");
 
-    // Each task owns a run of rows of one matrix and writes their results for every token
-    // into a row-major `[n, m]` scratch, transposed into `out` afterwards.
+    // Each task owns a run of rows of one matrix and writes their column of `out` directly.
     let per_task = (n / (rayon::current_num_threads() * 8)).clamp(4, 64);
-    let mut scratch = vec![0f32; n * m];
+    let out = Out::new(out, 1, n);
     let mut tasks = Vec::new();
-    let mut rest = scratch.as_mut_slice();
+    let mut first = 0;
     for part in parts {
         for r0 in (0..part.rows).step_by(per_task) {
-            let r1 = (r0 + per_task).min(part.rows);
-            let (chunk, tail) = rest.split_at_mut((r1 - r0) * m);
-            tasks.push((*part, r0..r1, chunk));
-            rest = tail;
+            tasks.push((*part, r0..(r0 + per_task).min(part.rows), first + r0));
         }
+        first += part.rows;
     }
-    tasks.into_par_iter().for_each(|(part, rows, chunk)| {
+    tasks.into_par_iter().for_each(|(part, rows, column)| {
         for t0 in (0..m).step_by(TILE) {
             let len = TILE.min(m - t0);
-            part.dot_rows(rows.clone(), &acts, t0, len, &mut chunk[t0..], m);
+            part.dot_rows(rows.clone(), &acts, t0, len, out.at(column, t0));
         }
     });
-    if m == 1 {
-        out.copy_from_slice(&scratch);
-    } else {
-        for (r, res) in scratch.chunks_exact(m).enumerate() {
-            for (t, v) in res.iter().enumerate() {
-                out[t * n + r] = *v;
-            }
-        }
-    }
 }
 
 /// Lays out `rows` rows of `nb` blocks in the grouped form the kernels read; `block(i)` gives

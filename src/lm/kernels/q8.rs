@@ -58,10 +58,23 @@ impl Q8Rows {
         };
         for (b, v) in x.chunks_exact(QK).enumerate() {
             let (row, i) = (b / blocks, b % blocks);
-            let amax = v.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let v: &[f32; QK] = v.try_into().expect("a block");
+            // Eight lanes and branch-free steps, so the loops vectorise.
+            let mut lanes = [0f32; 8];
+            for c in v.chunks_exact(8) {
+                for l in 0..8 {
+                    let a = c[l].abs();
+                    lanes[l] = if a > lanes[l] { a } else { lanes[l] };
+                }
+            }
+            let amax = lanes.iter().fold(0f32, |m, &a| if a > m { a } else { m });
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let q: [i8; QK] = std::array::from_fn(|e| (v[e] * id).round() as i8);
+            let mut q = [0i8; QK];
+            for e in 0..QK {
+                // |v · id| ≤ 127, so the conversion never saturates.
+                q[e] = (v[e] * id).round() as i32 as i8;
+            }
             // Runs of four consecutive quants stay together in every layout.
             let dst = &mut out.qs[row * k..(row + 1) * k];
             for e in (0..QK).step_by(4) {
