@@ -517,32 +517,29 @@ mod tests {
             let acts = Q8Rows::new(&x, nb * QK);
             let a = [acts.row(0), acts.row(1), acts.row(2), acts.row(3)];
             for (bytes, seed) in [(Q4_BYTES, 1u32), (Q8_BYTES, 2)] {
-                let w = row(nb, bytes, seed);
-                let want: Vec<f32> = a
-                    .iter()
-                    .map(|a| {
-                        (0..nb)
-                            .map(|i| match bytes {
-                                Q4_BYTES => portable::q4_block(&w, nb, i, a),
-                                _ => portable::q8_block(&w, nb, i, a),
-                            })
-                            .sum()
-                    })
-                    .collect();
-                let mut got = [0f32; 4];
+                // Two rows, so the row loop and the output steps are exercised too.
+                let w = [row(nb, bytes, seed), row(nb, bytes, seed + 10)].concat();
+                let mut want = [0f32; 8];
+                let out = Out::new(&mut want, 4, 1);
+                match bytes {
+                    Q4_BYTES => portable::q4::<4>(&w, nb, a, out),
+                    _ => portable::q8::<4>(&w, nb, a, out),
+                }
+                let mut got = [0f32; 8];
                 let out = Out::new(&mut got, 4, 1);
                 match bytes {
                     Q4_BYTES => q4::<4>(&w, nb, a, out),
                     _ => q8::<4>(&w, nb, a, out),
                 }
-                let mut one = [0f32; 1];
+                let mut one = [0f32; 2];
                 let out = Out::new(&mut one, 1, 1);
                 match bytes {
                     Q4_BYTES => q4::<1>(&w, nb, [a[2]], out),
                     _ => q8::<1>(&w, nb, [a[2]], out),
                 }
                 assert_eq!(
-                    one[0], got[2],
+                    [one[0], one[1]],
+                    [got[2], got[6]],
                     "a tile of one equals the same row in a tile of four"
                 );
                 for (g, w) in got.iter().zip(&want) {
