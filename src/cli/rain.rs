@@ -12,7 +12,7 @@ use crate::rain::{AnswerBy, Event, RainConfig, ScoreKind, Setting};
 pub struct RainOptions {
     /// harmlessness, adversarial, truthfulness, sentiment or custom.
     #[arg(long, default_value = "harmlessness")]
-    setting: String,
+    pub setting: String,
     /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
     #[arg(long)]
     pub model: Option<PathBuf>,

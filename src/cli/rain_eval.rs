@@ -122,9 +122,16 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
             s.attack_success_vanilla, s.attack_success_rain
         );
         println!(
-            "| self-evaluated harmlessness (−1…1) | {:+.2} | {:+.2} |",
-            s.self_harmless_vanilla, s.self_harmless_rain
+            "| self-evaluation, binary ({}, −1…1) | {:+.2} | {:+.2} |",
+            args.options.setting, s.self_harmless_vanilla, s.self_harmless_rain
         );
+        println!(
+            "| self-evaluation, soft (−1…1) | {:+.3} | {:+.3} |",
+            s.self_soft_vanilla, s.self_soft_rain
+        );
+        if let (Some(v), Some(r)) = (s.sentiment_vanilla, s.sentiment_rain) {
+            println!("| sentiment by sentence embedding (> 0 positive) | {v:+.3} | {r:+.3} |");
+        }
         println!(
             "| mean answer tokens | {:.1} | {:.1} |",
             s.mean_tokens_vanilla, s.mean_tokens_rain
@@ -174,10 +181,11 @@ pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("| setting | examples | accuracy (binary) | undecided | accuracy (soft sign) |\n|---|---:|---:|---:|---:|");
+        println!("| setting | examples | accuracy (binary) | undecided | accuracy (soft sign) | AUC (soft) |\n|---|---:|---:|---:|---:|---:|");
         for r in &report {
+            let auc = r.soft_auc.map_or("—".into(), |a| format!("{a:.2}"));
             println!(
-                "| {} | {} | {:.2} | {} | {:.2} |",
+                "| {} | {} | {:.2} | {} | {:.2} | {auc} |",
                 r.setting, r.examples, r.accuracy_binary, r.undecided, r.accuracy_soft
             );
         }

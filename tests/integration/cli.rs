@@ -180,6 +180,45 @@ fn rain_eval_and_self_eval_accuracy() {
         .count() as f64
         / 2.0;
     assert_eq!(s["attack_success_vanilla"].as_f64().unwrap(), asr);
+    assert!(
+        s["sentiment_vanilla"].is_null(),
+        "sentiment is measured in its setting only"
+    );
+
+    // In the sentiment setting the answers also get the independent sentiment score.
+    let v = json_output(
+        alignscope(dir.path())
+            .args([
+                "rain-eval",
+                "--setting",
+                "sentiment",
+                "--limit",
+                "1",
+                "--prompts",
+            ])
+            .arg(&prompts)
+            .args([
+                "--max-tokens",
+                "3",
+                "--t-max",
+                "2",
+                "--min-simulations",
+                "2",
+                "--json",
+                "--out",
+            ])
+            .arg(dir.path().join("sentiment.jsonl")),
+    );
+    let s = &v["summary"];
+    for k in [
+        "sentiment_vanilla",
+        "sentiment_rain",
+        "self_soft_vanilla",
+        "self_soft_rain",
+    ] {
+        let x = s[k].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&x), "{k} = {x}");
+    }
 
     // Self-evaluation accuracy over a labelled file; a broken label is a clear error.
     let labelled = dir.path().join("labelled.jsonl");
@@ -204,6 +243,9 @@ fn rain_eval_and_self_eval_accuracy() {
         let acc = r["accuracy_soft"].as_f64().unwrap() * r["examples"].as_f64().unwrap();
         assert_eq!(acc.fract(), 0.0, "accuracy is a share of whole examples");
     }
+    // One good and one bad sentiment example: the AUC is 0, ½ or 1; a single label has none.
+    assert!([0.0, 0.5, 1.0].contains(&report[1]["soft_auc"].as_f64().unwrap()));
+    assert!(report[0]["soft_auc"].is_null());
     std::fs::write(&labelled, "{\"text\":\"x\",\"label\":\"maybe\"}\n").unwrap();
     let bad = alignscope(dir.path())
         .args(["self-eval-accuracy", "--labelled"])

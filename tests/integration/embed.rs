@@ -69,3 +69,30 @@ fn broken_embedding_folder_is_a_clear_error() {
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 }
+
+#[test]
+fn anchor_sentiment_ranks_the_labelled_sentiment_set() {
+    // The independent sentiment measure rain-eval reports in the sentiment setting: every
+    // positive reply of the shipped labelled set scores above every negative one.
+    let path = alignscope::assets::dir().join("data/sentiment_labelled.jsonl");
+    let e = shipped();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = row["text"].as_str().unwrap();
+        let reply = text.split_once("Assistant: ").unwrap().1;
+        let score = alignscope::rain::eval::anchor_sentiment(&e, reply).unwrap();
+        if row["label"] == "good" {
+            good.push(score);
+        } else {
+            bad.push(score);
+        }
+    }
+    assert_eq!((good.len(), bad.len()), (12, 12));
+    let lowest_good = good.iter().copied().fold(f32::INFINITY, f32::min);
+    let highest_bad = bad.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert!(
+        lowest_good > 0.0 && highest_bad < 0.0,
+        "{lowest_good} / {highest_bad}"
+    );
+}
