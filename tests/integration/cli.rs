@@ -39,6 +39,19 @@ fn help_lists_what_works() {
 }
 
 #[test]
+fn bench_tree_draws_a_large_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = alignscope(dir.path())
+        .args(["bench", "tree", "--nodes", "300", "--frames", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("search tree of 301 nodes"), "{text}");
+    assert!(text.contains("| whole tree in view |") && text.contains("| default zoom |"), "{text}");
+}
+
+#[test]
 fn generate_json_greedy() {
     let dir = tempfile::tempdir().unwrap();
     let run = || {
