@@ -48,7 +48,10 @@ fn bench_tree_draws_a_large_tree() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("search tree of 301 nodes"), "{text}");
-    assert!(text.contains("| whole tree in view |") && text.contains("| default zoom |"), "{text}");
+    assert!(
+        text.contains("| whole tree in view |") && text.contains("| default zoom |"),
+        "{text}"
+    );
 }
 
 #[test]
