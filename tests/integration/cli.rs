@@ -2,6 +2,16 @@
 
 use std::process::Command;
 
+/// A search small enough for a test: three answer tokens, two simulations per step.
+const TINY_SEARCH: [&str; 6] = [
+    "--max-tokens",
+    "3",
+    "--t-max",
+    "2",
+    "--min-simulations",
+    "2",
+];
+
 fn alignscope(runs: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_alignscope"));
     c.env("ALIGNSCOPE_RUNS", runs);
@@ -157,18 +167,8 @@ fn rain_eval_and_self_eval_accuracy() {
         alignscope(dir.path())
             .args(["rain-eval", "--prompts"])
             .arg(&prompts)
-            .args([
-                "--max-tokens",
-                "3",
-                "--t-max",
-                "2",
-                "--min-simulations",
-                "2",
-                "--suffix",
-                "Answer briefly.",
-                "--json",
-                "--out",
-            ])
+            .args(TINY_SEARCH)
+            .args(["--suffix", "Answer briefly.", "--json", "--out"])
             .arg(&out),
     );
     let s = &v["summary"];
@@ -213,16 +213,8 @@ fn rain_eval_and_self_eval_accuracy() {
                 "--prompts",
             ])
             .arg(&prompts)
-            .args([
-                "--max-tokens",
-                "3",
-                "--t-max",
-                "2",
-                "--min-simulations",
-                "2",
-                "--json",
-                "--out",
-            ])
+            .args(TINY_SEARCH)
+            .args(["--json", "--out"])
             .arg(dir.path().join("sentiment.jsonl")),
     );
     let s = &v["summary"];
