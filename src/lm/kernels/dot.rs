@@ -307,7 +307,7 @@ mod avx2 {
     }
 
     /// What the kernel needs to know of a weight format.
-    trait Format {
+    pub(super) trait Format {
         /// Bytes per block.
         const BYTES: usize;
         /// Bytes of a full group's scales (and minimums).
@@ -326,8 +326,8 @@ mod avx2 {
         fn offsets<'a>(a: &Q8Row<'a>) -> &'a [f32];
     }
 
-    struct Q4;
-    struct Q8;
+    pub(super) struct Q4;
+    pub(super) struct Q8;
 
     impl Format for Q4 {
         const BYTES: usize = Q4_BYTES;
@@ -384,7 +384,7 @@ mod avx2 {
     /// the four products of unsigned `w` and signed `a` bytes.
     macro_rules! kernels {
         ($name:ident, $features:literal, $dot:ident) => {
-            mod $name {
+            pub(super) mod $name {
                 use super::*;
 
                 #[target_feature(enable = $features)]
@@ -546,6 +546,28 @@ mod tests {
                     assert!(
                         (g - w).abs() <= 1e-4 * w.abs().max(1.0),
                         "{bytes}-byte blocks, nb {nb}: {g} vs {w}"
+                    );
+                }
+                // The AVX2 path for CPUs without VNNI, whichever this one is: its integer sums
+                // are exact, so it must agree with the dispatched kernel bit for bit.
+                #[cfg(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                ))]
+                {
+                    let mut plain = [0f32; 8];
+                    let out = Out::new(&mut plain, 4, 1);
+                    // SAFETY: AVX2, FMA and F16C are enabled for the whole build.
+                    unsafe {
+                        match bytes {
+                            Q4_BYTES => avx2::maddubs::rows::<avx2::Q4, 4>(&w, nb, a, out),
+                            _ => avx2::maddubs::rows::<avx2::Q8, 4>(&w, nb, a, out),
+                        }
+                    }
+                    assert_eq!(
+                        plain, got,
+                        "{bytes}-byte blocks, nb {nb}: AVX2 without VNNI"
                     );
                 }
             }
