@@ -48,19 +48,14 @@ impl Projection {
     }
 
     fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let parts: Vec<&QuantMatrix> = self.parts.iter().collect();
-        let mut out = vec![0f32; x.len() / parts[0].cols() * self.width];
-        kernels::matmul(&parts, x, &mut out);
+        let mut out = vec![0f32; x.len() / self.parts[0].cols() * self.width];
+        kernels::matmul(&self.parts, x, &mut out);
         if let Some(b) = &self.bias {
             for row in out.chunks_exact_mut(self.width) {
                 row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
             }
         }
         out
-    }
-
-    pub fn size_bytes(&self) -> usize {
-        self.parts.iter().map(|p| p.size_bytes()).sum()
     }
 }
 
@@ -207,18 +202,6 @@ impl Transformer {
         })
     }
 
-    /// Bytes of weights the forward pass reads per step.
-    pub fn weight_bytes(&self) -> usize {
-        let blocks: usize = self
-            .blocks
-            .iter()
-            .map(|b| {
-                b.qkv.size_bytes() + b.o.size_bytes() + b.gate_up.size_bytes() + b.down.size_bytes()
-            })
-            .sum();
-        blocks + self.lm_head.size_bytes()
-    }
-
     /// Runs `tokens` after the positions already in `cache` and appends them to it.
     /// Returns logits: `[vocab]` for the last token, or `[tokens × vocab]` with `all_positions`.
     pub fn forward(
@@ -301,7 +284,7 @@ impl Transformer {
                 .final_norm
                 .forward(&x[take.start * hidden..take.end * hidden]);
             let mut logits = vec![0f32; take.len() * cfg.vocab_size];
-            kernels::matmul(&[&self.lm_head], &h, &mut logits);
+            kernels::matmul(std::slice::from_ref(&self.lm_head), &h, &mut logits);
             out.push(logits);
             first += n;
         }

@@ -33,7 +33,7 @@ fn quantised_products_equal_candles() {
         let q = QTensor::quantize(&w, dtype).unwrap();
         let ours = QuantMatrix::from_qtensor(&q).unwrap();
         let mut out = vec![0f32; tokens * rows];
-        matmul(&[&ours], &x, &mut out);
+        matmul(std::slice::from_ref(&ours), &x, &mut out);
         let mm = QMatMul::from_qtensor(q).unwrap();
         for t in 0..tokens {
             // One row at a time: candle's single-row path is the 8-bit one.
@@ -62,10 +62,10 @@ fn fused_parts_equal_separate_products_and_other_types_requantise() {
     let b = QuantMatrix::from_f32(3, cols, pseudo_random(3 * cols, 4, 1.0));
     let x = pseudo_random(2 * cols, 5, 2.0);
     let mut fused = vec![0f32; 2 * 8];
-    matmul(&[&a, &b], &x, &mut fused);
+    matmul(&[a.clone(), b.clone()], &x, &mut fused);
     let (mut ya, mut yb) = (vec![0f32; 2 * 5], vec![0f32; 2 * 3]);
-    matmul(&[&a], &x, &mut ya);
-    matmul(&[&b], &x, &mut yb);
+    matmul(std::slice::from_ref(&a), &x, &mut ya);
+    matmul(std::slice::from_ref(&b), &x, &mut yb);
     for t in 0..2 {
         assert_eq!(&fused[t * 8..t * 8 + 5], &ya[t * 5..t * 5 + 5]);
         assert_eq!(&fused[t * 8 + 5..t * 8 + 8], &yb[t * 3..t * 3 + 3]);

@@ -182,13 +182,6 @@ impl QuantMatrix {
             Data::F32(w) => tile!(f32_rows, w, k, k, |t| x.f32_row(t)),
         }
     }
-
-    pub fn size_bytes(&self) -> usize {
-        match &self.data {
-            Data::Q4(b) | Data::Q8(b) => b.len(),
-            Data::F32(w) => w.len() * 4,
-        }
-    }
 }
 
 /// Activation rows `[m, k]` in f32 and, when a quantised matrix will read them, in 8 bits.
@@ -222,7 +215,7 @@ impl<'a> Activations<'a> {
 
 /// `out[t, offset(p) + r] = parts[p].row(r) · x[t]`: several matrices reading the same input
 /// (q, k and v; gate and up) run as one parallel product. `out` is `[m, Σ rows]`.
-pub fn matmul(parts: &[&QuantMatrix], x: &[f32], out: &mut [f32]) {
+pub fn matmul(parts: &[QuantMatrix], x: &[f32], out: &mut [f32]) {
     let k = parts[0].cols;
     assert!(
         parts.iter().all(|p| p.cols == k),
@@ -247,7 +240,7 @@ pub fn matmul(parts: &[&QuantMatrix], x: &[f32], out: &mut [f32]) {
     let mut first = 0;
     for part in parts {
         for r0 in (0..part.rows).step_by(per_task) {
-            tasks.push((*part, r0..(r0 + per_task).min(part.rows), first + r0));
+            tasks.push((part, r0..(r0 + per_task).min(part.rows), first + r0));
         }
         first += part.rows;
     }
