@@ -4,7 +4,10 @@
 pub mod assets;
 pub mod cli;
 pub mod embed;
+pub mod eval;
 pub mod jobs;
 pub mod lm;
 pub mod rain;
+pub mod train;
 pub mod ui;
+pub mod zoo;

@@ -5,6 +5,7 @@ mod bench;
 mod generate;
 mod rain;
 mod rain_eval;
+mod zoo;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,9 @@ pub enum Command {
         /// The sentences; read from stdin, one per line, when none are given.
         sentences: Vec<String>,
     },
+    /// The model zoo: list, build (train) and evaluate the small models the labs use.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCommand),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -81,6 +85,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Zoo(cmd) => zoo::run(cmd),
     }
 }
 

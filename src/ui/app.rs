@@ -8,6 +8,7 @@ use super::jobs_panel::{self, JobsPanel};
 use super::model_slot::ModelSlot;
 use super::rain_panel::{self, RainPanel};
 use super::settings::{Page, Settings};
+use super::zoo_panel::{self, ZooPanel};
 use super::LabCtx;
 use crate::jobs::{record::default_runs_dir, JobBoard};
 
@@ -17,6 +18,7 @@ pub struct AlignApp {
     pub model: ModelSlot,
     pub generate: GeneratePanel,
     pub rain: RainPanel,
+    pub zoo: ZooPanel,
     pub jobs: JobsPanel,
     picker: Box<dyn FilePicker>,
 }
@@ -54,6 +56,7 @@ impl AlignApp {
             model: ModelSlot::default(),
             generate: GeneratePanel::default(),
             rain: RainPanel::default(),
+            zoo: ZooPanel::default(),
             jobs: JobsPanel::default(),
             picker,
         };
@@ -74,6 +77,7 @@ impl AlignApp {
         ui.label(RichText::new("Labs").weak());
         ui.selectable_value(&mut self.settings.page, Page::Generate, "Generate");
         ui.selectable_value(&mut self.settings.page, Page::Rain, "RAIN");
+        ui.selectable_value(&mut self.settings.page, Page::Zoo, "Model zoo");
         ui.separator();
         let running = self.board.running();
         let jobs = if running > 0 {
@@ -144,6 +148,7 @@ impl eframe::App for AlignApp {
         }
         self.generate.poll();
         self.rain.poll();
+        self.zoo.poll();
         self.take_dropped(ctx);
         ctx.set_theme(if self.settings.dark {
             egui::Theme::Dark
@@ -172,6 +177,7 @@ impl eframe::App for AlignApp {
                     rain_panel::ui(ui, &mut self.rain, &mut ctx)
                 }
             }
+            Page::Zoo => zoo_panel::ui(ui, &mut self.zoo, &self.board),
             Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
         });
     }

@@ -11,6 +11,7 @@ pub mod model_slot;
 pub mod rain_panel;
 pub mod settings;
 pub mod widgets;
+pub mod zoo_panel;
 
 pub use app::AlignApp;
 

@@ -11,6 +11,7 @@ pub enum Page {
     #[default]
     Generate,
     Rain,
+    Zoo,
     Jobs,
 }
 

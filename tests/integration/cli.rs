@@ -43,6 +43,7 @@ fn help_lists_what_works() {
         "info",
         "embed",
         "bench",
+        "zoo",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
@@ -266,4 +267,46 @@ fn rain_eval_and_self_eval_accuracy() {
         err.contains("labelled.jsonl") && err.contains("line 1") && err.contains("`maybe`"),
         "{err}"
     );
+}
+
+#[test]
+fn zoo_list_and_eval_match_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = alignscope(dir.path())
+        .args(["zoo", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["tiny-base", "tiny-add-adamr", "minilm-sentiment", "vit-a"] {
+        assert!(text.contains(name), "{name} listed:\n{text}");
+    }
+    let out = alignscope(dir.path())
+        .args(["zoo", "eval", "--only", "tiny-reverse", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["name"], "tiny-reverse");
+    assert_eq!(
+        row["score"], row["manifest_score"],
+        "deterministic evaluation"
+    );
+    assert!(row["base_score"].as_f64().unwrap() < row["score"].as_f64().unwrap());
+
+    let out = alignscope(dir.path())
+        .args(["zoo", "build", "--only", "tiny-nothing"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no zoo model named"));
 }

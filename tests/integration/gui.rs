@@ -295,3 +295,52 @@ fn rain_lab_steps_inspects_and_replays() {
     h.run_steps(2);
     h.snapshot("rain_lab");
 }
+
+/// The Zoo page: the table of models with their scores against the base, a model's recipe
+/// and loss curve, and a rebuild started and cancelled (the shipped folder stays as it was).
+#[test]
+fn zoo_page_lists_models_and_cancels_a_rebuild() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app(runs.path());
+    h.get_by_label("Model zoo").click();
+    h.run_steps(2);
+    for name in [
+        "tiny-base",
+        "tiny-add",
+        "tiny-multi",
+        "vit-narrow",
+        "minilm-continent",
+    ] {
+        assert!(h.query_by_label(name).is_some(), "{name} is listed");
+    }
+    assert!(h.query_by_label("perplexity").is_some());
+    h.get_by_label("tiny-add").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Training loss").is_some());
+    assert!(
+        h.query_by_label_contains("\"peak_lr\"").is_some(),
+        "the recipe is shown"
+    );
+    h.snapshot("zoo_lab");
+
+    let weights = alignscope::zoo::specs::spec("tiny-add")
+        .unwrap()
+        .path()
+        .join("model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    h.get_by_label("Rebuild").click();
+    step_until(&mut h, "training to start", |a| {
+        a.zoo.live.as_ref().is_some_and(|l| l.step >= 1)
+    });
+    assert!(h
+        .query_by_label_contains("training tiny-add: step")
+        .is_some());
+    h.get_by_label("Cancel").click();
+    step_until(&mut h, "the build to stop", |a| !a.zoo.is_building());
+    assert!(h.query_by_label_contains("build cancelled").is_some());
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        before,
+        "the shipped weights are untouched"
+    );
+}

@@ -11,3 +11,4 @@ mod jobs;
 mod kernels;
 mod lm_runtime;
 mod rain;
+mod zoo;

@@ -1,0 +1,92 @@
+//! Differentiable building blocks made of candle's primitive ops only. candle-nn's fused
+//! kernels (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no backward pass, so the
+//! training forward passes use these instead; the inference paths keep the fused kernels.
+
+use candle_core::{Result, Tensor, D};
+
+/// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.broadcast_matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(w)?
+        .broadcast_add(b)
+}
+
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// Multi-head attention over `[batch, heads, time, head_dim]`; `mask` is added to the scores
+/// (0 or −∞, broadcast over batch and heads).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    softmax(&scores)?.matmul(v)
+}
+
+/// `[batch, time, heads·head_dim]` → `[batch, heads, time, head_dim]`.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, width) = x.dims3()?;
+    x.reshape((b, t, heads, width / heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// The inverse of [`split_heads`].
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, d) = x.dims4()?;
+    x.transpose(1, 2)?.contiguous()?.reshape((b, t, h * d))
+}
+
+/// Mean cross-entropy over the positions where `weights` is 1 (`logits [n, vocab]`,
+/// `targets [n]` u32, `weights [n]` f32).
+pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let total = weights.sum_all()?.to_scalar::<f32>()?.max(1.0);
+    (picked * weights)?.sum_all()? / (-total as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn composed_norms_match_candle_kernels() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 5, 16), &dev)?;
+        let w = Tensor::randn(1f32, 0.1, 16, &dev)?;
+        let b = Tensor::randn(0f32, 0.1, 16, &dev)?;
+        let diff =
+            |a: Tensor, b: Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
+        assert!(
+            diff(
+                rms_norm(&x, &w, 1e-5)?,
+                candle_nn::ops::rms_norm(&x, &w, 1e-5)?
+            )? < 1e-5
+        );
+        let ln = candle_nn::ops::layer_norm(&x, &w, &b, 1e-5)?;
+        assert!(diff(layer_norm(&x, &w, &b, 1e-5)?, ln)? < 1e-5);
+        Ok(())
+    }
+}

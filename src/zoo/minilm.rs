@@ -1,0 +1,147 @@
+//! The encoder pair: full fine-tunes of the shipped all-MiniLM-L6-v2 into BERT sequence
+//! classifiers (the DARE papers' encoder setting on a real pretrained model).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tokenizers::{Encoding, PaddingParams, Tokenizer};
+
+use super::data::classify::{ClassData, ClassTask};
+use crate::train::bert::{BertShape, TrainBertClassifier};
+use crate::train::vit::classification_loss;
+use crate::train::{train_loop, AdamConfig, Pull, Schedule, StepReport};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MinilmRecipe {
+    pub task: ClassTask,
+    pub steps: usize,
+    pub batch: usize,
+    pub peak_lr: f64,
+    pub pull: Pull,
+    pub seed: u64,
+}
+
+/// Token ids and attention mask `[batch, time]` (u32) of padded encodings.
+pub fn id_mask(enc: &[Encoding]) -> candle_core::Result<(Tensor, Tensor)> {
+    let t = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1);
+    let ids: Vec<u32> = enc
+        .iter()
+        .flat_map(|e| e.get_ids().iter().copied())
+        .collect();
+    let mask: Vec<u32> = enc
+        .iter()
+        .flat_map(|e| e.get_attention_mask().iter().copied())
+        .collect();
+    let dev = Device::Cpu;
+    Ok((
+        Tensor::from_vec(ids, (enc.len(), t), &dev)?,
+        Tensor::from_vec(mask, (enc.len(), t), &dev)?,
+    ))
+}
+
+pub fn train(
+    recipe: &MinilmRecipe,
+    data: &ClassData,
+    base: &Path,
+    out: &Path,
+    on_step: &mut dyn FnMut(StepReport) -> Result<()>,
+) -> Result<Vec<f32>> {
+    let config_path = base.join("config.json");
+    let raw: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path)
+            .with_context(|| format!("{}: cannot read", config_path.display()))?,
+    )
+    .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
+    let shape: BertShape = serde_json::from_value(raw.clone())
+        .with_context(|| format!("{}: not a BERT config", config_path.display()))?;
+    let varmap = VarMap::new();
+    let labels = data.labels.len();
+    let model = TrainBertClassifier::new(
+        shape,
+        labels,
+        crate::train::seeded_builder(&varmap, recipe.seed),
+    )?;
+    let missing = crate::train::load_into(&varmap, &base.join("model.safetensors"), "bert.")?;
+    anyhow::ensure!(
+        missing.iter().all(|m| m.starts_with("classifier.")),
+        "{}: the encoder lacks {missing:?}",
+        base.display()
+    );
+    let tok_path = base.join("tokenizer.json");
+    let mut tokenizer = Tokenizer::from_file(&tok_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
+    tokenizer.with_padding(Some(PaddingParams::default()));
+    let mut rng = StdRng::seed_from_u64(recipe.seed);
+    let schedule = Schedule {
+        steps: recipe.steps,
+        warmup: (recipe.steps / 10).max(1),
+        peak_lr: recipe.peak_lr,
+    };
+    let opt = AdamConfig {
+        pull: recipe.pull,
+        ..Default::default()
+    };
+    let losses = train_loop(
+        &varmap,
+        opt,
+        schedule,
+        |_| {
+            let rows: Vec<&(String, usize)> = (0..recipe.batch)
+                .map(|_| data.train.choose(&mut rng).expect("train set"))
+                .collect();
+            let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+            let enc = tokenizer
+                .encode_batch(texts, true)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let (ids, mask) = id_mask(&enc)?;
+            let gold: Vec<u32> = rows.iter().map(|(_, l)| *l as u32).collect();
+            let gold = Tensor::from_vec(gold, rows.len(), &Device::Cpu)?;
+            let logits = model.forward(&ids, &mask.to_dtype(candle_core::DType::F32)?)?;
+            classification_loss(&logits, &gold)
+        },
+        on_step,
+    )?;
+    let mut config = raw;
+    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    let id2label: serde_json::Map<String, serde_json::Value> = data
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), l.as_str().into()))
+        .collect();
+    let label2id: serde_json::Map<String, serde_json::Value> = data
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), i.into()))
+        .collect();
+    config["id2label"] = id2label.into();
+    config["label2id"] = label2id.into();
+    config["torch_dtype"] = "float32".into();
+    config["finetuning_task"] = recipe.task.name().into();
+    super::write_folder(out, |dir| {
+        varmap.save(dir.join("model.safetensors"))?;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(&config)?,
+        )?;
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "LICENSE",
+        ] {
+            if base.join(f).exists() {
+                std::fs::copy(base.join(f), dir.join(f))?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(losses)
+}
