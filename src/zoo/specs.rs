@@ -98,7 +98,7 @@ fn finetune(tasks: Vec<TextTask>, steps: usize, pull: Pull, seed: u64) -> Recipe
 fn vit(hidden: usize, seed: u64) -> Recipe {
     Recipe::Vit(VitRecipe {
         shape: vision::shape(hidden),
-        steps: 600,
+        steps: 2000,
         batch: 64,
         peak_lr: 2e-3,
         weight_decay: 0.05,
