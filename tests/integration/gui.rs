@@ -302,6 +302,9 @@ fn rain_lab_steps_inspects_and_replays() {
 fn zoo_page_lists_models_and_cancels_a_rebuild() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = app(runs.path());
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
     h.get_by_label("Model zoo").click();
     h.run_steps(2);
     for name in [

@@ -60,7 +60,11 @@ fn decoder_fine_tunes_beat_their_base_by_thirty_points() {
         .filter(|m| m.architecture == "llama" && m.base.is_some())
         .collect();
     // Four plain, two AdamR and one multi-task fine-tune.
-    assert_eq!(fine_tunes.len(), 7, "plain, AdamR and multi-task fine-tunes");
+    assert_eq!(
+        fine_tunes.len(),
+        7,
+        "plain, AdamR and multi-task fine-tunes"
+    );
     for m in fine_tunes {
         let base = m.base_score.unwrap();
         assert!(

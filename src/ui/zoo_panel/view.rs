@@ -109,15 +109,13 @@ fn table(ui: &mut Ui, panel: &mut ZooPanel, models: &[ModelEntry]) {
                     }
                 }
                 ui.label(format!("{:.2} M", m.parameters as f64 / 1e6));
-                ui.label(
-                    if m.shipped
-                        || std::path::Path::new(&crate::assets::dir().join(&m.path)).exists()
-                    {
-                        format!("{:.0} s", m.train_seconds)
-                    } else {
-                        "not built".into()
-                    },
-                );
+                ui.label(if m.recipe.is_string() {
+                    "pretrained".to_string()
+                } else if m.shipped || crate::assets::dir().join(&m.path).exists() {
+                    format!("{:.0} s", m.train_seconds)
+                } else {
+                    "not built".into()
+                });
                 ui.end_row();
             }
         });
@@ -149,7 +147,7 @@ fn details(ui: &mut Ui, panel: &mut ZooPanel, board: &JobBoard, m: &ModelEntry) 
     ui.columns(2, |cols| {
         cols[0].label(RichText::new("Recipe").strong());
         let recipe = serde_json::to_string_pretty(&m.recipe).unwrap_or_default();
-        cols[0].label(RichText::new(recipe).monospace().small());
+        cols[0].label(RichText::new(recipe).monospace());
         if !m.details.is_empty() {
             cols[0].label(RichText::new("More scores").strong());
             for (k, v) in &m.details {
