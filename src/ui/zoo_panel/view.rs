@@ -111,10 +111,8 @@ fn table(ui: &mut Ui, panel: &mut ZooPanel, models: &[ModelEntry]) {
                 ui.label(format!("{:.2} M", m.parameters as f64 / 1e6));
                 ui.label(if m.recipe.is_string() {
                     "pretrained".to_string()
-                } else if m.shipped || crate::assets::dir().join(&m.path).exists() {
-                    format!("{:.0} s", m.train_seconds)
                 } else {
-                    "not built".into()
+                    format!("{:.0} s", m.train_seconds)
                 });
                 ui.end_row();
             }
@@ -129,8 +127,10 @@ fn details(ui: &mut Ui, panel: &mut ZooPanel, board: &JobBoard, m: &ModelEntry) 
             m.path,
             if m.shipped {
                 "shipped"
+            } else if crate::assets::dir().join(&m.path).exists() {
+                "built on first use (built)"
             } else {
-                "built on first use"
+                "built on first use (not built yet: Rebuild builds it)"
             }
         ));
         let trainable =
