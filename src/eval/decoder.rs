@@ -19,6 +19,36 @@ pub struct Answer {
     pub got: String,
 }
 
+/// A fresh session per text and the text's prompt ids (BOS first).
+fn sessions_for(
+    model: &Arc<LanguageModel>,
+    texts: &[&str],
+) -> Result<(Vec<Session>, Vec<Vec<u32>>)> {
+    let ids = texts
+        .iter()
+        .map(|t| model.tokenizer.encode_prompt(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        texts.iter().map(|_| Session::new(model.clone())).collect(),
+        ids,
+    ))
+}
+
+/// Feeds each `(session index, tokens)` pair, all in one batch; indices ascend.
+fn feed_some(sessions: &mut [Session], feeds: &[(usize, &[u32])]) -> Result<()> {
+    let mut refs: Vec<&mut Session> = Vec::with_capacity(feeds.len());
+    let mut wanted = feeds.iter().map(|(i, _)| *i).peekable();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        if wanted.peek() == Some(&i) {
+            refs.push(s);
+            wanted.next();
+        }
+    }
+    let toks: Vec<&[u32]> = feeds.iter().map(|(_, t)| *t).collect();
+    Session::feed_batch(&mut refs, &toks)?;
+    Ok(())
+}
+
 /// Greedy continuations of `prompts`, stopping at a stop token or after `max_new` tokens.
 pub fn greedy_answers(
     model: &Arc<LanguageModel>,
@@ -94,12 +124,8 @@ pub fn exact_match_eval(
 pub fn perplexity_eval(model: &Arc<LanguageModel>, texts: &[String]) -> Result<f64> {
     let (mut nll, mut count) = (0f64, 0usize);
     for chunk in texts.chunks(BATCH) {
-        let ids: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|t| model.tokenizer.encode_prompt(t))
-            .collect::<Result<_, _>>()?;
-        let mut sessions: Vec<Session> =
-            chunk.iter().map(|_| Session::new(model.clone())).collect();
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let (mut sessions, ids) = sessions_for(model, &chunk)?;
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         for pos in 0..longest {
             let live: Vec<usize> = (0..ids.len()).filter(|&i| pos < ids[i].len()).collect();
@@ -109,14 +135,9 @@ pub fn perplexity_eval(model: &Arc<LanguageModel>, texts: &[String]) -> Result<f
                     count += 1;
                 }
             }
-            let mut refs: Vec<&mut Session> = sessions
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| live.contains(i))
-                .map(|(_, s)| s)
-                .collect();
-            let toks: Vec<&[u32]> = live.iter().map(|&i| &ids[i][pos..pos + 1]).collect();
-            Session::feed_batch(&mut refs, &toks)?;
+            let feeds: Vec<(usize, &[u32])> =
+                live.iter().map(|&i| (i, &ids[i][pos..pos + 1])).collect();
+            feed_some(&mut sessions, &feeds)?;
         }
     }
     Ok(perplexity(nll, count))

@@ -40,15 +40,31 @@ pub struct Schedule {
     pub peak_lr: f64,
 }
 
-/// Runs `schedule.steps` optimiser steps on the loss `batch_loss(step)` returns. `on_step` sees
-/// every step and stops training by returning an error (cancellation).
+impl Schedule {
+    /// Warm-up over `warmup_fraction` of the steps (at least one), then cosine decay.
+    pub fn new(steps: usize, peak_lr: f64, warmup_fraction: f64) -> Self {
+        Self {
+            steps,
+            warmup: ((steps as f64 * warmup_fraction) as usize).max(1),
+            peak_lr,
+        }
+    }
+}
+
+/// Runs `schedule.steps` Adam steps (with `pull`, otherwise defaults) on the loss
+/// `batch_loss(step)` returns. `on_step` sees every step and stops training by returning an
+/// error (cancellation).
 pub fn train_loop(
     varmap: &VarMap,
-    opt_cfg: AdamConfig,
+    pull: Pull,
     schedule: Schedule,
     mut batch_loss: impl FnMut(usize) -> candle_core::Result<Tensor>,
     on_step: &mut dyn FnMut(StepReport) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<f32>> {
+    let opt_cfg = AdamConfig {
+        pull,
+        ..Default::default()
+    };
     let mut opt = Adam::new(varmap.all_vars(), opt_cfg)?;
     let start = Instant::now();
     let mut losses = Vec::with_capacity(schedule.steps);

@@ -15,7 +15,7 @@ use super::byte_tokenizer::{self, BOS, EOS, PAD, VOCAB_SIZE};
 use super::data::{TextTask, TextTasks};
 use crate::train::llama::{LlamaShape, TrainLlama};
 use crate::train::nn::masked_cross_entropy;
-use crate::train::{train_loop, AdamConfig, Pull, Schedule, StepReport};
+use crate::train::{train_loop, Pull, Schedule, StepReport};
 
 pub const SHAPE: LlamaShape = LlamaShape {
     vocab_size: VOCAB_SIZE,
@@ -93,18 +93,10 @@ pub fn train(
         );
     }
     let mut rng = StdRng::seed_from_u64(recipe.seed);
-    let schedule = Schedule {
-        steps: recipe.steps,
-        warmup: (recipe.steps / 20).max(1),
-        peak_lr: recipe.peak_lr,
-    };
-    let opt = AdamConfig {
-        pull: recipe.pull,
-        ..Default::default()
-    };
+    let schedule = Schedule::new(recipe.steps, recipe.peak_lr, 0.05);
     let losses = train_loop(
         &varmap,
-        opt,
+        recipe.pull,
         schedule,
         |_| {
             let rows: Vec<(Vec<u32>, usize)> = (0..recipe.batch)

@@ -15,7 +15,7 @@ use tokenizers::{Encoding, PaddingParams, Tokenizer};
 use super::data::classify::{ClassData, ClassTask};
 use crate::train::bert::{BertShape, TrainBertClassifier};
 use crate::train::vit::classification_loss;
-use crate::train::{train_loop, AdamConfig, Pull, Schedule, StepReport};
+use crate::train::{train_loop, Pull, Schedule, StepReport};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MinilmRecipe {
@@ -78,18 +78,10 @@ pub fn train(
         .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
     tokenizer.with_padding(Some(PaddingParams::default()));
     let mut rng = StdRng::seed_from_u64(recipe.seed);
-    let schedule = Schedule {
-        steps: recipe.steps,
-        warmup: (recipe.steps / 10).max(1),
-        peak_lr: recipe.peak_lr,
-    };
-    let opt = AdamConfig {
-        pull: recipe.pull,
-        ..Default::default()
-    };
+    let schedule = Schedule::new(recipe.steps, recipe.peak_lr, 0.1);
     let losses = train_loop(
         &varmap,
-        opt,
+        recipe.pull,
         schedule,
         |_| {
             let rows: Vec<&(String, usize)> = (0..recipe.batch)

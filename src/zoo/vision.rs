@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::data::shapes::{label_names, scene, Scene, Split};
 use crate::eval::classifier::scene_tensor;
 use crate::train::vit::{classification_loss, TrainVit, VitShape};
-use crate::train::{train_loop, AdamConfig, Pull, Schedule, StepReport};
+use crate::train::{train_loop, Pull, Schedule, StepReport};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VitRecipe {
@@ -45,22 +45,14 @@ pub fn train(
         recipe.shape,
         crate::train::seeded_builder(&varmap, recipe.seed),
     )?;
-    let schedule = Schedule {
-        steps: recipe.steps,
-        warmup: (recipe.steps / 20).max(1),
-        peak_lr: recipe.peak_lr,
-    };
-    let opt = AdamConfig {
-        pull: Pull::WeightDecay {
-            lambda: recipe.weight_decay,
-        },
-        ..Default::default()
-    };
+    let schedule = Schedule::new(recipe.steps, recipe.peak_lr, 0.05);
     // Each seed sees its own stream of scenes.
     let offset = recipe.seed * 10_000_000;
     let losses = train_loop(
         &varmap,
-        opt,
+        Pull::WeightDecay {
+            lambda: recipe.weight_decay,
+        },
         schedule,
         |step| {
             let scenes: Vec<Scene> = (0..recipe.batch)
