@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::nn::{attention, merge_heads, split_heads};
-use super::vit::{Dense, Norm};
+use super::vit::{Dense, FeedForward, Norm};
 
 /// The part of a BERT config.json the classifier needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,8 +29,7 @@ struct Layer {
     v: Dense,
     o: Dense,
     attn_norm: Norm,
-    up: Dense,
-    down: Dense,
+    ffn: FeedForward,
     out_norm: Norm,
 }
 
@@ -66,18 +65,7 @@ impl TrainBertClassifier {
                 v: Dense::new(&a.pp("self").pp("value"), h, h, std)?,
                 o: Dense::new(&a.pp("output").pp("dense"), h, h, std)?,
                 attn_norm: Norm::new(&a.pp("output").pp("LayerNorm"), h, eps)?,
-                up: Dense::new(
-                    &lv.pp("intermediate").pp("dense"),
-                    shape.intermediate_size,
-                    h,
-                    std,
-                )?,
-                down: Dense::new(
-                    &lv.pp("output").pp("dense"),
-                    h,
-                    shape.intermediate_size,
-                    std,
-                )?,
+                ffn: FeedForward::new(&lv, h, shape.intermediate_size, std)?,
                 out_norm: Norm::new(&lv.pp("output").pp("LayerNorm"), h, eps)?,
             });
         }
@@ -125,7 +113,7 @@ impl TrainBertClassifier {
             let a =
                 l.o.forward(&merge_heads(&attention(&q, &k, &v, Some(&bias))?)?)?;
             x = l.attn_norm.forward(&(a + &x)?)?;
-            let f = l.down.forward(&l.up.forward(&x)?.gelu_erf()?)?;
+            let f = l.ffn.forward(&x)?;
             x = l.out_norm.forward(&(f + &x)?)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;

@@ -83,6 +83,26 @@ impl Dense {
     }
 }
 
+/// The BERT/ViT feed-forward block: `intermediate.dense`, GELU (erf), `output.dense`.
+pub(crate) struct FeedForward {
+    up: Dense,
+    down: Dense,
+}
+
+impl FeedForward {
+    /// `layer` is the encoder layer's builder (`….layer.3`).
+    pub fn new(layer: &VarBuilder, width: usize, inner: usize, std: f64) -> Result<Self> {
+        Ok(Self {
+            up: Dense::new(&layer.pp("intermediate").pp("dense"), inner, width, std)?,
+            down: Dense::new(&layer.pp("output").pp("dense"), width, inner, std)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&self.up.forward(x)?.gelu_erf()?)
+    }
+}
+
 pub(crate) struct Norm {
     pub w: Tensor,
     pub b: Tensor,
@@ -110,8 +130,7 @@ struct Layer {
     v: Dense,
     o: Dense,
     norm_after: Norm,
-    up: Dense,
-    down: Dense,
+    ffn: FeedForward,
 }
 
 pub struct TrainVit {
@@ -167,18 +186,7 @@ impl TrainVit {
                 v: Dense::new(&s.pp("value"), h, h, std)?,
                 o: Dense::new(&att.pp("output").pp("dense"), h, h, std)?,
                 norm_after: Norm::new(&lv.pp("layernorm_after"), h, VIT_LN_EPS)?,
-                up: Dense::new(
-                    &lv.pp("intermediate").pp("dense"),
-                    shape.intermediate_size,
-                    h,
-                    std,
-                )?,
-                down: Dense::new(
-                    &lv.pp("output").pp("dense"),
-                    h,
-                    shape.intermediate_size,
-                    std,
-                )?,
+                ffn: FeedForward::new(&lv, h, shape.intermediate_size, std)?,
             });
         }
         Ok(Self {
@@ -211,7 +219,7 @@ impl TrainVit {
             let v = split_heads(&l.v.forward(&hn)?, s.num_heads)?;
             x = (x + l.o.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)?)?;
             let hn = l.norm_after.forward(&x)?;
-            x = (&x + l.down.forward(&l.up.forward(&hn)?.gelu_erf()?)?)?;
+            x = (&x + l.ffn.forward(&hn)?)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
         self.classifier.forward(&self.norm.forward(&first)?)

@@ -120,12 +120,7 @@ pub fn train(
         },
         on_step,
     )?;
-    super::write_folder(out, |dir| {
-        varmap.save(dir.join("model.safetensors"))?;
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&SHAPE.hf_config(BOS, EOS))?,
-        )?;
+    super::save_checkpoint(out, &varmap, &SHAPE.hf_config(BOS, EOS), |dir| {
         byte_tokenizer::write(dir, SHAPE.max_positions)
     })?;
     Ok(losses)

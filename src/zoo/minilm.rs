@@ -117,12 +117,7 @@ pub fn train(
     config["label2id"] = label2id.into();
     config["torch_dtype"] = "float32".into();
     config["finetuning_task"] = recipe.task.name().into();
-    super::write_folder(out, |dir| {
-        varmap.save(dir.join("model.safetensors"))?;
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&config)?,
-        )?;
+    super::save_checkpoint(out, &varmap, &config, |dir| {
         for f in [
             "tokenizer.json",
             "tokenizer_config.json",

@@ -27,6 +27,24 @@ pub fn manifest_path() -> PathBuf {
     dir().join("manifest.json")
 }
 
+/// Writes a checkpoint folder: the VarMap as `model.safetensors`, `config`, and whatever
+/// `extra` adds (tokenizer files), atomically as [`write_folder`] does.
+pub fn save_checkpoint(
+    out: &Path,
+    varmap: &candle_nn::VarMap,
+    config: &serde_json::Value,
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    write_folder(out, |dir| {
+        varmap.save(dir.join("model.safetensors"))?;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(config)?,
+        )?;
+        extra(dir)
+    })
+}
+
 /// Writes a model folder through a temporary sibling and renames it into place, so a failed
 /// or cancelled build leaves the previous folder whole.
 pub fn write_folder(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {

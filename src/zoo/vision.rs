@@ -65,13 +65,7 @@ pub fn train(
         },
         on_step,
     )?;
-    super::write_folder(out, |dir| {
-        varmap.save(dir.join("model.safetensors"))?;
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&recipe.shape.hf_config(&label_names()))?,
-        )?;
-        Ok(())
-    })?;
+    let config = recipe.shape.hf_config(&label_names());
+    super::save_checkpoint(out, &varmap, &config, |_| Ok(()))?;
     Ok(losses)
 }
