@@ -3,8 +3,10 @@
 
 pub mod assets;
 pub mod cli;
+pub mod delta;
 pub mod embed;
 pub mod eval;
+pub mod gpu;
 pub mod jobs;
 pub mod lm;
 pub mod rain;

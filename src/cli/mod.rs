@@ -2,6 +2,7 @@
 //! progress bar on stderr and `--json` output on stdout.
 
 mod bench;
+mod delta;
 mod generate;
 mod rain;
 mod rain_eval;
@@ -52,6 +53,12 @@ pub enum Command {
     /// The model zoo: list, build (train) and evaluate the small models the labs use.
     #[command(subcommand)]
     Zoo(zoo::ZooCommand),
+    /// Drop (and rescale) fine-tuning deltas: DARE, DAREx-q, magnitude, activation-aware.
+    Prune(delta::PruneArgs),
+    /// Task metric against drop rate on a zoo fine-tune, for several methods.
+    PruneSweep(delta::SweepArgs),
+    /// Merge fine-tunes from a mergekit YAML config.
+    Merge(delta::MergeArgs),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -86,6 +93,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(cmd) => bench::run(cmd),
         Command::Zoo(cmd) => zoo::run(cmd),
+        Command::Prune(args) => delta::prune(args),
+        Command::PruneSweep(args) => delta::prune_sweep(args),
+        Command::Merge(args) => delta::merge(args),
     }
 }
 

@@ -138,24 +138,36 @@ impl BertClassifier {
         })
     }
 
+    /// The encoder's last hidden states of a batch of texts, `[batch, time, hidden]`.
+    fn hidden(&self, texts: &[&str]) -> Result<Tensor> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(anyhow::Error::msg)?;
+        let (ids, mask) = crate::zoo::minilm::id_mask(&enc)?;
+        Ok(self.encoder.forward(&ids, &ids.zeros_like()?, Some(&mask))?)
+    }
+
     /// Class probabilities for each text.
     pub fn probs(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         use candle_core::Module;
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(BATCH) {
-            let enc = self
-                .tokenizer
-                .encode_batch(chunk.to_vec(), true)
-                .map_err(anyhow::Error::msg)?;
-            let (ids, mask) = crate::zoo::minilm::id_mask(&enc)?;
-            let hidden = self
-                .encoder
-                .forward(&ids, &ids.zeros_like()?, Some(&mask))?;
-            let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+            let first = self.hidden(chunk)?.narrow(1, 0, 1)?.squeeze(1)?;
             let logits = self
                 .classifier
                 .forward(&self.pooler.forward(&first)?.tanh()?)?;
             out.extend(candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// The last hidden layer of every token of `texts`, flattened (DAREx's unsupervised
+    /// objective for encoders compares these).
+    pub fn last_hidden(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for chunk in texts.chunks(BATCH) {
+            out.extend(self.hidden(chunk)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }

@@ -123,6 +123,16 @@ impl TrainLlama {
 
     /// `ids [batch, time]` (u32) → logits `[batch, time, vocab]`, causal.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_tapped(ids, &mut |_, _| Ok(()))
+    }
+
+    /// The forward pass, showing `tap` the input of every attention and MLP matrix (by the
+    /// weight's checkpoint name) — calibration data for activation-aware delta pruning.
+    pub fn forward_tapped(
+        &self,
+        ids: &Tensor,
+        tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let heads = self.shape.num_heads;
         let eps = self.shape.rms_norm_eps;
@@ -134,19 +144,58 @@ impl TrainLlama {
         let mask = causal_mask(t, ids.device())?;
         let cos = self.cos.narrow(0, 0, t)?;
         let sin = self.sin.narrow(0, 0, t)?;
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut lin = |x: &Tensor, w: &Tensor, name: &str| -> Result<Tensor> {
+                tap(&format!("model.layers.{i}.{name}.weight"), x)?;
+                linear(x, w, None)
+            };
             let hn = rms_norm(&x, &l.attn_norm, eps)?;
-            let q = rope(&split_heads(&linear(&hn, &l.q, None)?, heads)?, &cos, &sin)?;
-            let k = rope(&split_heads(&linear(&hn, &l.k, None)?, heads)?, &cos, &sin)?;
-            let v = split_heads(&linear(&hn, &l.v, None)?, heads)?;
+            let q = rope(&split_heads(&lin(&hn, &l.q, "self_attn.q_proj")?, heads)?, &cos, &sin)?;
+            let k = rope(&split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, heads)?, &cos, &sin)?;
+            let v = split_heads(&lin(&hn, &l.v, "self_attn.v_proj")?, heads)?;
             let a = merge_heads(&attention(&q, &k, &v, Some(&mask))?)?;
-            x = (x + linear(&a, &l.o, None)?)?;
+            x = (x + lin(&a, &l.o, "self_attn.o_proj")?)?;
             let hn = rms_norm(&x, &l.ffn_norm, eps)?;
-            let g = linear(&hn, &l.gate, None)?.silu()?;
-            let u = linear(&hn, &l.up, None)?;
-            x = (x + linear(&(g * u)?, &l.down, None)?)?;
+            let g = lin(&hn, &l.gate, "mlp.gate_proj")?.silu()?;
+            let u = lin(&hn, &l.up, "mlp.up_proj")?;
+            x = (x + lin(&(g * u)?, &l.down, "mlp.down_proj")?)?;
         }
         linear(&rms_norm(&x, &self.norm, eps)?, &self.lm_head, None)
+    }
+
+    /// A checkpoint folder written by [`LlamaShape::hf_config`] and a saved VarMap.
+    pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let c: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let num = |k: &str| {
+            c.get(k)
+                .and_then(|v| v.as_f64())
+                .with_context(|| format!("{}: no number {k:?}", path.display()))
+        };
+        let shape = LlamaShape {
+            vocab_size: num("vocab_size")? as usize,
+            hidden_size: num("hidden_size")? as usize,
+            intermediate_size: num("intermediate_size")? as usize,
+            num_layers: num("num_hidden_layers")? as usize,
+            num_heads: num("num_attention_heads")? as usize,
+            max_positions: num("max_position_embeddings")? as usize,
+            rope_theta: num("rope_theta")?,
+            rms_norm_eps: num("rms_norm_eps")?,
+        };
+        let varmap = candle_nn::VarMap::new();
+        let model = Self::new(shape, crate::train::seeded_builder(&varmap, 0))?;
+        let missing = crate::train::load_into(&varmap, &dir.join("model.safetensors"), "")?;
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{}: checkpoint lacks {}",
+            dir.display(),
+            missing.join(", ")
+        );
+        Ok(model)
     }
 }
 
