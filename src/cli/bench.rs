@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Lm(LmBenchArgs),
     /// Drawing the RAIN search tree: layout and frame time for a tree of many nodes.
     Tree(TreeBenchArgs),
+    /// Delta pruning of a >1 GB checkpoint against a file copy and mergekit.
+    Delta(super::bench_delta::DeltaBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +66,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Lm(args) => lm(args),
         BenchCommand::Tree(args) => tree(args),
+        BenchCommand::Delta(args) => super::bench_delta::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! progress bar on stderr and `--json` output on stdout.
 
 mod bench;
+mod bench_delta;
 mod delta;
 mod generate;
 mod rain;

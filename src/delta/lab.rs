@@ -58,11 +58,11 @@ impl QChoice {
     }
 }
 
-/// A scratch folder removed when dropped.
-struct Scratch(PathBuf);
+/// A scratch folder under the system's temporary directory, removed when dropped.
+pub struct ScratchDir(PathBuf);
 
-impl Scratch {
-    fn new() -> Result<Self> {
+impl ScratchDir {
+    pub fn new() -> Result<Self> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "alignscope-delta-{}-{}",
@@ -73,9 +73,13 @@ impl Scratch {
             .with_context(|| format!("{}: cannot create", dir.display()))?;
         Ok(Self(dir))
     }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
 }
 
-impl Drop for Scratch {
+impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -105,7 +109,7 @@ pub struct ZooProbe {
     ctx: EvalContext,
     family: Family,
     reference: Option<Vec<f32>>,
-    scratch: Scratch,
+    scratch: ScratchDir,
 }
 
 /// One point of a metric-vs-drop-rate curve.
@@ -171,7 +175,7 @@ impl ZooProbe {
             ctx,
             family,
             reference: None,
-            scratch: Scratch::new()?,
+            scratch: ScratchDir::new()?,
         })
     }
 
@@ -181,7 +185,7 @@ impl ZooProbe {
 
     /// Writes the pruned model to the probe's scratch folder.
     pub fn prune(&self, spec: &PruneSpec, engine: &Engine) -> Result<(PathBuf, RunSummary)> {
-        let dir = self.scratch.0.join("model");
+        let dir = self.scratch.path().join("model");
         let summary = prune_checkpoint(
             &self.base,
             &self.finetuned,
@@ -446,4 +450,83 @@ pub fn decoder_task_scores(dir: &Path, tasks: &[TextTask]) -> Result<Vec<(TextTa
         .iter()
         .map(|&t| Ok((t, exact_match_eval(&model, sets.eval_set(t), t.max_answer_bytes() + 2)?.0)))
         .collect()
+}
+
+/// A merge of zoo decoder fine-tunes of one base, as the merge view sets it up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZooMerge {
+    pub models: Vec<String>,
+    pub spec: super::MergeSpec,
+}
+
+impl ZooMerge {
+    pub fn config(&self) -> Result<super::MergeConfig> {
+        let specs = self
+            .models
+            .iter()
+            .map(|m| crate::zoo::specs::spec(m))
+            .collect::<Result<Vec<_>>>()?;
+        let base = specs
+            .first()
+            .and_then(|s| s.base)
+            .context("a merge needs at least one zoo fine-tune")?;
+        if let Some(other) = specs.iter().find(|s| s.base != Some(base)) {
+            bail!("{} is not a fine-tune of {base}", other.name);
+        }
+        Ok(super::MergeConfig {
+            base_model: crate::zoo::specs::spec(base)?.path(),
+            models: specs.iter().map(|s| s.path()).collect(),
+            spec: self.spec.clone(),
+            dtype: None,
+            ignored: Vec::new(),
+        })
+    }
+
+    /// The tasks of the merged models, in order.
+    pub fn tasks(&self) -> Result<Vec<TextTask>> {
+        let mut tasks = Vec::new();
+        for m in &self.models {
+            let Recipe::Decoder(r) = crate::zoo::specs::spec(m)?.recipe else {
+                bail!("{m}: merges are scored on decoder tasks");
+            };
+            for t in r.tasks {
+                if !tasks.contains(&t) {
+                    tasks.push(t);
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    pub fn write(&self, out: &Path, progress: &mut super::prune::Progress) -> Result<RunSummary> {
+        let config = self.config()?;
+        let base = Checkpoint::open(&config.base_model)?;
+        let models = config
+            .models
+            .iter()
+            .map(|m| Checkpoint::open(m))
+            .collect::<Result<Vec<_>>>()?;
+        super::merge_checkpoints(&base, &models, &config.spec, &Output::new(out), progress)
+    }
+
+    /// Merges into a scratch folder and scores every task of the merged models.
+    pub fn score(&self) -> Result<Vec<(TextTask, f64)>> {
+        let scratch = ScratchDir::new()?;
+        let dir = scratch.path().join("merged");
+        self.write(&dir, &mut |_, _, _| Ok(()))?;
+        decoder_task_scores(&dir, &self.tasks()?)
+    }
+}
+
+/// Prunes any pair of folders into a scratch folder for its statistics (no task metric).
+pub fn preview_folders(base: &Path, finetuned: &Path, spec: &PruneSpec, engine: &Engine) -> Result<RunSummary> {
+    let scratch = ScratchDir::new()?;
+    prune_checkpoint(
+        &Checkpoint::open(base)?,
+        &Checkpoint::open(finetuned)?,
+        spec,
+        engine,
+        &Output::new(&scratch.path().join("model")),
+        &mut |_, _, _| Ok(()),
+    )
 }

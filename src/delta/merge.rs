@@ -225,21 +225,14 @@ pub fn merge_checkpoints(
     let pairings = Pairing::many(base, finetuned)?;
     let mut inputs: Vec<&Path> = vec![&base.dir];
     inputs.extend(finetuned.iter().map(|f| f.dir.as_path()));
-    let index: std::collections::HashMap<&str, usize> = pairings[0]
-        .pairs
-        .iter()
-        .enumerate()
-        .map(|(k, p)| (p.finetuned.name.as_str(), k))
-        .collect();
     let compute = |first: &TensorPair, summary: &mut RunSummary| -> Result<Produced> {
-        let k = index[first.finetuned.name.as_str()];
         let ft = first.finetuned;
         match first.base {
             Some(b) if ft.is_float() => {
                 let bv = base.read_f32(b)?;
                 let mut deltas = Vec::with_capacity(finetuned.len());
                 for (ck, p) in finetuned.iter().zip(&pairings) {
-                    let t = p.pairs[k].finetuned;
+                    let t = p.get(&ft.name).expect("checked by Pairing::many").finetuned;
                     let mut v = ck.read_f32(t)?;
                     v.par_iter_mut().zip(&bv).for_each(|(x, b)| *x -= b);
                     deltas.push(v);

@@ -1,5 +1,6 @@
 //! Matching a fine-tune's tensors with its base's: same name (or the same name under one extra
-//! leading component, as `bert.` in a classifier over a bare encoder), same shape and dtype.
+//! leading component, as `bert.` in a classifier over a bare encoder), same shape, and the
+//! same dtype or two float dtypes.
 
 use anyhow::{bail, Result};
 
@@ -13,6 +14,7 @@ pub struct TensorPair<'a> {
 
 pub struct Pairing<'a> {
     pub pairs: Vec<TensorPair<'a>>,
+    by_name: std::collections::HashMap<&'a str, usize>,
 }
 
 impl<'a> Pairing<'a> {
@@ -26,7 +28,10 @@ impl<'a> Pairing<'a> {
                     .and_then(|(_, rest)| base.get(rest))
             });
             if let Some(b) = b {
-                if b.shape != ft.shape || b.dtype != ft.dtype {
+                // Float dtypes may differ (an f16 base fine-tuned in f32): δ is taken in f32,
+                // where f16 and bf16 widen exactly. Anything else must match.
+                let dtypes_ok = b.dtype == ft.dtype || (b.is_float() && ft.is_float());
+                if b.shape != ft.shape || !dtypes_ok {
                     clashes.push(format!(
                         "{} is {:?} {:?} in the fine-tune but {:?} {:?} in the base",
                         ft.name, ft.dtype, ft.shape, b.dtype, b.shape
@@ -53,7 +58,16 @@ impl<'a> Pairing<'a> {
                 base.dir.display()
             );
         }
-        Ok(Self { pairs })
+        let by_name = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.finetuned.name.as_str(), i))
+            .collect();
+        Ok(Self { pairs, by_name })
+    }
+
+    pub fn get(&self, finetuned_name: &str) -> Option<&TensorPair<'a>> {
+        self.by_name.get(finetuned_name).map(|&i| &self.pairs[i])
     }
 
     /// Pairs every fine-tune with the base; all fine-tunes must hold the same tensors.
@@ -65,8 +79,10 @@ impl<'a> Pairing<'a> {
         if let Some((first, rest)) = all.split_first() {
             for (other, ck) in rest.iter().zip(&finetuned[1..]) {
                 let same = first.pairs.len() == other.pairs.len()
-                    && first.pairs.iter().zip(&other.pairs).all(|(a, b)| {
-                        a.finetuned.name == b.finetuned.name && a.finetuned.shape == b.finetuned.shape
+                    && first.pairs.iter().all(|a| {
+                        other
+                            .get(&a.finetuned.name)
+                            .is_some_and(|b| a.finetuned.shape == b.finetuned.shape)
                     });
                 if !same {
                     bail!(

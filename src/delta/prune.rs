@@ -174,19 +174,18 @@ pub fn prune_tensor(
                 None => kernels::drop_and_rescale(base, finetuned, key, 0, t, scale, &mut out),
             }
         }
-        Method::Magnitude => {
+        Method::ActivationAware if engine.inputs.and_then(|s| s.get(name)).is_some() => {
+            let stats = &engine.inputs.and_then(|s| s.get(name)).expect("checked").norm;
+            activation_aware(shape, base, finetuned, stats, spec.keep_rate(), &mut out)?;
+        }
+        // Magnitude, and activation-aware on tensors no calibration input reaches (embeddings,
+        // norms, the head): the largest |δ| of the tensor.
+        _ => {
             let min_abs = kth_largest_abs_delta(base, finetuned, spec.keep_rate());
             match engine.gpu {
                 Some(g) => g.magnitude_threshold(base, finetuned, min_abs, &mut out)?,
                 None => kernels::magnitude_threshold(base, finetuned, min_abs, &mut out),
             }
-        }
-        _ => {
-            let stats = engine
-                .inputs
-                .and_then(|s| s.get(name))
-                .with_context(|| format!("activation-aware pruning has no calibration inputs for {name}"))?;
-            activation_aware(shape, base, finetuned, &stats.norm, spec.keep_rate(), &mut out)?;
         }
     }
     let stats = TensorStats::measure(name, base, finetuned, &out, engine.histograms);

@@ -9,6 +9,7 @@ use super::model_slot::ModelSlot;
 use super::rain_panel::{self, RainPanel};
 use super::settings::{Page, Settings};
 use super::zoo_panel::{self, ZooPanel};
+use super::delta_panel::{self, DeltaPanel};
 use super::LabCtx;
 use crate::jobs::{record::default_runs_dir, JobBoard};
 
@@ -19,6 +20,7 @@ pub struct AlignApp {
     pub generate: GeneratePanel,
     pub rain: RainPanel,
     pub zoo: ZooPanel,
+    pub delta: DeltaPanel,
     pub jobs: JobsPanel,
     picker: Box<dyn FilePicker>,
 }
@@ -57,6 +59,7 @@ impl AlignApp {
             generate: GeneratePanel::default(),
             rain: RainPanel::default(),
             zoo: ZooPanel::default(),
+            delta: DeltaPanel::default(),
             jobs: JobsPanel::default(),
             picker,
         };
@@ -78,6 +81,7 @@ impl AlignApp {
         ui.selectable_value(&mut self.settings.page, Page::Generate, "Generate");
         ui.selectable_value(&mut self.settings.page, Page::Rain, "RAIN");
         ui.selectable_value(&mut self.settings.page, Page::Zoo, "Model zoo");
+        ui.selectable_value(&mut self.settings.page, Page::Delta, "Delta");
         ui.separator();
         let running = self.board.running();
         let jobs = if running > 0 {
@@ -149,6 +153,7 @@ impl eframe::App for AlignApp {
         self.generate.poll();
         self.rain.poll();
         self.zoo.poll();
+        self.delta.poll(&self.board);
         self.take_dropped(ctx);
         ctx.set_theme(if self.settings.dark {
             egui::Theme::Dark
@@ -178,6 +183,7 @@ impl eframe::App for AlignApp {
                 }
             }
             Page::Zoo => zoo_panel::ui(ui, &mut self.zoo, &self.board),
+            Page::Delta => delta_panel::ui(ui, &mut self.delta, &self.board, self.picker.as_mut()),
             Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
         });
     }

@@ -4,6 +4,7 @@
 use crate::jobs;
 
 pub mod app;
+pub mod delta_panel;
 pub mod file_picker;
 pub mod generate;
 pub mod jobs_panel;

@@ -12,6 +12,7 @@ pub enum Page {
     Generate,
     Rain,
     Zoo,
+    Delta,
     Jobs,
 }
 

@@ -310,3 +310,47 @@ fn zoo_list_and_eval_match_the_manifest() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no zoo model named"));
 }
+
+/// `prune` on a zoo pair writes a checkpoint our runtime loads and reports the task score;
+/// `merge` reads a mergekit config; a run with nothing to do says what is missing.
+#[test]
+fn prune_and_merge_headless() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = runs.path().join("pruned");
+    let report = json_output(alignscope(runs.path()).args([
+        "prune", "--base", "tiny-base", "--finetuned", "tiny-sentiment", "--method", "dare",
+        "--drop-rate", "0.3", "--seed", "1", "--eval", "--json", "--device", "cpu", "--out",
+    ]).arg(&out));
+    let kept = report["run"]["kept_fraction"].as_f64().unwrap();
+    assert!((kept - 0.7).abs() < 0.05, "{report}");
+    assert!(report["score"].as_f64().unwrap() > 0.5, "{report}");
+    assert_eq!(report["finetuned_score"].as_f64().unwrap(), 0.955);
+    alignscope::lm::LanguageModel::load(&out).expect("the pruned folder loads");
+
+    let zoo = alignscope::zoo::dir();
+    let config = runs.path().join("merge.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "merge_method: ties\nbase_model: {}\nmodels:\n  - model: {}\n    parameters: {{weight: 1.0, density: 0.5}}\n  - model: {}\n    parameters: {{weight: 1.0, density: 0.5}}\n",
+            zoo.join("tiny-base").display(),
+            zoo.join("tiny-add").display(),
+            zoo.join("tiny-sentiment").display()
+        ),
+    )
+    .unwrap();
+    let merged = runs.path().join("merged");
+    let report = json_output(
+        alignscope(runs.path()).arg("merge").arg(&config).arg("--out").arg(&merged).args(["--eval", "--json"]),
+    );
+    let scores = report["scores"].as_object().unwrap();
+    assert_eq!(scores.len(), 2, "{report}");
+    assert!(merged.join("model.safetensors").is_file());
+
+    let out = alignscope(runs.path())
+        .args(["prune", "--base", "tiny-base", "--finetuned", "tiny-add", "--drop-rate", "0.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to do"));
+}

@@ -347,3 +347,74 @@ fn zoo_page_lists_models_and_cancels_a_rebuild() {
         "the shipped weights are untouched"
     );
 }
+
+/// The Delta page on a shipped fine-tune: the preview scores the default setting, moving the
+/// drop-rate slider to 0.99 re-prunes (histogram, kept fraction and score change), the
+/// background sweep draws metric-vs-drop-rate points, and an export to a folder that cannot
+/// be created shows its error.
+#[test]
+fn delta_page_slider_curves_and_failed_export() {
+    let runs = tempfile::tempdir().unwrap();
+    let blocker = runs.path().join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let picked = vec![blocker.join("pruned")];
+    let runs_dir = runs.path().to_path_buf();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_eframe(move |cc| {
+            AlignApp::with_parts(
+                &cc.egui_ctx,
+                Settings::default(),
+                JobBoard::new(Some(runs_dir)),
+                Box::new(QueuedPicker(picked)),
+            )
+        });
+    h.get_by_label("Delta").click();
+    step_until(&mut h, "the first preview", |a| a.delta.preview.is_some());
+    let first = h.state().delta.preview.clone().unwrap();
+    assert_eq!(first.spec.drop_rate, 0.9);
+    assert!(first.score.is_some(), "a zoo fine-tune is scored");
+    assert!(h.query_by_label("Per-layer statistics").is_some());
+
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "drop rate")
+        .set_value_accesskit(2.0);
+    step_until(&mut h, "the preview at p = 0.99", |a| {
+        a.delta
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.spec.drop_rate == 0.99)
+    });
+    let second = h.state().delta.preview.clone().unwrap();
+    let kept = |p: &alignscope::ui::delta_panel::Preview| p.summary.kept_fraction();
+    assert!(
+        kept(&first) > 5.0 * kept(&second),
+        "kept {} then {}",
+        kept(&first),
+        kept(&second)
+    );
+    let (_, after1) = first.summary.histogram().unwrap();
+    let (_, after2) = second.summary.histogram().unwrap();
+    assert_ne!(after1.counts, after2.counts, "the after-histogram moved");
+    assert!(h.query_by_label_contains("p=0.99 kept").is_some());
+
+    step_until(&mut h, "three curve points", |a| a.delta.curves.len() >= 3);
+    assert!(h.query_by_label("task metric vs drop rate").is_some());
+
+    h.get_by_label("Export pruned checkpoint…").click();
+    step_until(&mut h, "the export to fail", |a| a.delta.export_status.is_some());
+    let status = h.state().delta.export_status.clone();
+    assert!(matches!(status, Some(Err(_))), "{status:?}");
+    assert!(h.query_by_label_contains("export failed").is_some());
+    assert!(blocker.is_file(), "nothing was written in place of the blocking file");
+
+    // The whole curve (3 methods × 9 rates), for a snapshot that does not depend on timing.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while h.state().delta.is_sweeping() {
+        assert!(Instant::now() < deadline, "the sweep did not finish");
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.run_steps(2);
+    assert_eq!(h.state().delta.curves.len(), 27);
+    h.snapshot("delta_lab");
+}

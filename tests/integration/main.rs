@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod cli;
+mod delta;
 mod common;
 mod embed;
 mod gguf_families;
