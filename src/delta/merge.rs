@@ -225,7 +225,7 @@ pub fn merge_checkpoints(
     let pairings = Pairing::many(base, finetuned)?;
     let mut inputs: Vec<&Path> = vec![&base.dir];
     inputs.extend(finetuned.iter().map(|f| f.dir.as_path()));
-    let compute = |first: &TensorPair, summary: &mut RunSummary| -> Result<Produced> {
+    let compute = |first: &TensorPair, summary: &mut RunSummary| -> Result<Produced<'_>> {
         let ft = first.finetuned;
         match first.base {
             Some(b) if ft.is_float() => {
@@ -245,7 +245,7 @@ pub fn merge_checkpoints(
             }
             _ => {
                 summary.carried.push(ft.name.clone());
-                Ok(Produced::Raw(finetuned[0].raw(ft).to_vec()))
+                Ok(Produced::Copied(finetuned[0].raw(ft)))
             }
         }
     };

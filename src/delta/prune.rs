@@ -192,6 +192,41 @@ pub fn prune_tensor(
     Ok((out, stats))
 }
 
+/// The fused drop-and-rescale on a float tensor's words (None: the bytes are not aligned for
+/// their word size, or the machine is big-endian; the caller takes the f32 path).
+fn drop_and_rescale_raw(
+    spec: &PruneSpec,
+    name: &str,
+    dtype: Dtype,
+    base: &[u8],
+    finetuned: &[u8],
+) -> Option<(Produced<'static>, kernels::DeltaSums)> {
+    fn run<C: kernels::Codec>(
+        spec: &PruneSpec,
+        name: &str,
+        base: &[u8],
+        finetuned: &[u8],
+    ) -> Option<(Produced<'static>, kernels::DeltaSums)> {
+        let b: &[C::Word] = bytemuck::try_cast_slice(base).ok()?;
+        let f: &[C::Word] = bytemuck::try_cast_slice(finetuned).ok()?;
+        let mut words = vec![0u32; finetuned.len().div_ceil(4)];
+        let out: &mut [C::Word] = &mut bytemuck::cast_slice_mut(&mut words)[..f.len()];
+        let key = MaskKey::new(spec.seed, name);
+        let (t, scale) = (drop_threshold(spec.drop_rate), spec.scale_for(name));
+        let sums = kernels::drop_and_rescale_words::<C>(b, f, key, t, scale, out);
+        Some((Produced::Words(words, finetuned.len()), sums))
+    }
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    match dtype {
+        Dtype::F32 => run::<kernels::F32Bits>(spec, name, base, finetuned),
+        Dtype::F16 => run::<kernels::F16Bits>(spec, name, base, finetuned),
+        Dtype::BF16 => run::<kernels::Bf16Bits>(spec, name, base, finetuned),
+        _ => None,
+    }
+}
+
 /// The smallest |δ| among the `keep_rate` largest (∞ when nothing is kept).
 fn kth_largest_abs_delta(base: &[f32], finetuned: &[f32], keep_rate: f64) -> f32 {
     let k = (keep_rate * base.len() as f64).round() as usize;
@@ -294,10 +329,31 @@ impl<'a> Output<'a> {
 /// mergekit's default shard size.
 pub const DEFAULT_SHARD_BYTES: u64 = 5_000_000_000;
 
-/// A finished output tensor: new float values, or bytes copied as they were.
-pub enum Produced {
+/// A finished output tensor.
+pub enum Produced<'a> {
+    /// New float values, to be written in the output dtype.
     Values(Vec<f32>),
-    Raw(Vec<u8>),
+    /// The input's bytes, kept as they were.
+    Copied(&'a [u8]),
+    /// Bytes computed in the tensor's own dtype, held in 4-byte words (the first `len` bytes).
+    Words(Vec<u32>, usize),
+}
+
+/// What the writer thread receives.
+enum Bytes<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+    Words(Vec<u32>, usize),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Borrowed(b) => b,
+            Bytes::Owned(v) => v,
+            Bytes::Words(w, len) => &bytemuck::cast_slice(w)[..*len],
+        }
+    }
 }
 
 /// Prunes every selected delta of `finetuned` against `base` and writes the result
@@ -313,19 +369,32 @@ pub fn prune_checkpoint(
 ) -> Result<RunSummary> {
     spec.validate()?;
     let pairing = Pairing::new(base, finetuned)?;
-    let compute = |pair: &TensorPair, summary: &mut RunSummary| -> Result<Produced> {
+    // Random drops on the CPU without histograms go straight from bytes to bytes.
+    let fused = spec.method.is_random() && engine.gpu.is_none() && !engine.histograms && output.dtype.is_none();
+    let unfused = |b: &TensorInfo, ft: &TensorInfo, summary: &mut RunSummary| -> Result<Produced> {
+        let (bv, fv) = (base.read_f32(b)?, finetuned.read_f32(ft)?);
+        let (values, stats) = prune_tensor(spec, engine, &ft.name, &ft.shape, &bv, &fv)?;
+        base.release(b);
+        summary.tensors.push(stats);
+        Ok(Produced::Values(values))
+    };
+    let compute = |pair: &TensorPair, summary: &mut RunSummary| -> Result<Produced<'_>> {
         let ft = pair.finetuned;
         match pair.base {
-            Some(b) if ft.is_float() && spec.filter.selects(&ft.name, &ft.shape) => {
-                let (bv, fv) = (base.read_f32(b)?, finetuned.read_f32(ft)?);
-                let (values, stats) = prune_tensor(spec, engine, &ft.name, &ft.shape, &bv, &fv)?;
-                base.release(b);
-                summary.tensors.push(stats);
-                Ok(Produced::Values(values))
+            Some(b) if fused && b.dtype == ft.dtype && spec.filter.selects(&ft.name, &ft.shape) => {
+                if let Some((bytes, sums)) =
+                    drop_and_rescale_raw(spec, &ft.name, ft.dtype, base.raw(b), finetuned.raw(ft))
+                {
+                    base.release(b);
+                    summary.tensors.push(TensorStats::from_sums(&ft.name, ft.numel(), sums));
+                    return Ok(bytes);
+                }
+                unfused(b, ft, summary)
             }
+            Some(b) if ft.is_float() && spec.filter.selects(&ft.name, &ft.shape) => unfused(b, ft, summary),
             _ => {
                 summary.carried.push(ft.name.clone());
-                Ok(Produced::Raw(finetuned.raw(ft).to_vec()))
+                Ok(Produced::Copied(finetuned.raw(ft)))
             }
         }
     };
@@ -336,14 +405,14 @@ pub fn prune_checkpoint(
 /// Streams the fine-tune's tensor list through `compute` into a new checkpoint: a writer
 /// thread takes finished tensors through a channel of two, so reading, arithmetic and writing
 /// overlap while at most a few tensors are in memory.
-pub(super) fn stream_out(
-    template: &Checkpoint,
-    pairing: &Pairing,
+pub(super) fn stream_out<'a>(
+    template: &'a Checkpoint,
+    pairing: &Pairing<'a>,
     inputs: &[&Path],
     output: &Output,
     engine: &Engine,
     progress: &mut Progress,
-    mut compute: impl FnMut(&TensorPair, &mut RunSummary) -> Result<Produced>,
+    mut compute: impl FnMut(&TensorPair<'a>, &mut RunSummary) -> Result<Produced<'a>>,
 ) -> Result<RunSummary> {
     refuse_overwriting_inputs(output.dir, inputs)?;
     let started = Instant::now();
@@ -371,11 +440,13 @@ pub(super) fn stream_out(
             std::fs::copy(&f, &to).with_context(|| format!("{}: cannot copy", f.display()))?;
         }
         let mut writer = CheckpointWriter::new(dir, plan, output.max_shard_bytes)?;
-        let (tx, rx) = mpsc::sync_channel::<(String, Vec<u8>)>(2);
+        let (tx, rx) = mpsc::sync_channel::<(&TensorInfo, Bytes)>(2);
         summary.bytes_written = std::thread::scope(|s| -> Result<u64> {
             let handle = s.spawn(move || -> Result<u64> {
-                for (name, bytes) in rx {
-                    writer.write(&name, &bytes)?;
+                for (t, bytes) in rx {
+                    writer.write(&t.name, bytes.as_slice())?;
+                    drop(bytes);
+                    template.release(t); // its pages are written; let the kernel have them
                 }
                 writer.finish()
             });
@@ -385,13 +456,13 @@ pub(super) fn stream_out(
                     let t = pair.finetuned;
                     progress(done, total, &t.name)?;
                     let bytes = match compute(pair, &mut summary)? {
-                        Produced::Values(v) => encode(&v, dtype_of(t))?,
-                        Produced::Raw(b) if dtype_of(t) == t.dtype => b,
-                        Produced::Raw(b) => encode(&decode_f32(&b, t.dtype)?, dtype_of(t))?,
+                        Produced::Values(v) => Bytes::Owned(encode(&v, dtype_of(t))?),
+                        Produced::Copied(b) if dtype_of(t) == t.dtype => Bytes::Borrowed(b),
+                        Produced::Copied(b) => Bytes::Owned(encode(&decode_f32(b, t.dtype)?, dtype_of(t))?),
+                        Produced::Words(w, len) => Bytes::Words(w, len),
                     };
-                    template.release(t);
-                    done += bytes.len() as u64;
-                    if tx.send((t.name.clone(), bytes)).is_err() {
+                    done += bytes.as_slice().len() as u64;
+                    if tx.send((t, bytes)).is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }

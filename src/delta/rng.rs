@@ -21,10 +21,13 @@ impl MaskKey {
     /// 32 random bits for element `index`.
     #[inline]
     pub fn bits(&self, index: u64) -> u32 {
-        let lo = index as u32;
-        let hi = (index >> 32) as u32;
-        let a = mix32(lo ^ self.k0);
-        mix32(a.wrapping_add(self.k1) ^ high_word_mix(hi))
+        self.bits_in_block(index as u32, high_word_mix((index >> 32) as u32))
+    }
+
+    /// [`Self::bits`] with the high word's mix computed once for a block of 2³² indices.
+    #[inline]
+    pub fn bits_in_block(&self, lo: u32, hi_mix: u32) -> u32 {
+        mix32(mix32(lo ^ self.k0).wrapping_add(self.k1) ^ hi_mix)
     }
 
     /// Whether element `index` survives a drop with `threshold` from [`drop_threshold`].

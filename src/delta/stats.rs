@@ -99,6 +99,19 @@ impl TensorStats {
         s
     }
 
+    pub fn from_sums(name: &str, numel: usize, s: crate::delta::kernels::DeltaSums) -> Self {
+        Self {
+            name: name.to_string(),
+            numel,
+            kept: s.kept,
+            abs_before: s.abs_before,
+            sq_before: s.sq_before,
+            abs_after: s.abs_after,
+            sq_after: s.sq_after,
+            hist: None,
+        }
+    }
+
     pub fn kept_fraction(&self) -> f64 {
         self.kept as f64 / self.numel.max(1) as f64
     }
