@@ -158,12 +158,26 @@ pub fn run(args: DeltaBenchArgs) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     let copy = dir.join("copy.safetensors");
-    let (s, m) = measure(Command::new("cp").arg(ft.join("model.safetensors")).arg(&copy), &copy)?;
+    let (s, m) = measure(
+        Command::new("cp")
+            .arg(ft.join("model.safetensors"))
+            .arg(&copy),
+        &copy,
+    )?;
     rows.push(("file copy (cp)".into(), s, m));
     let p = args.drop_rate.to_string();
     let (s, m) = measure(
         Command::new(&exe)
-            .args(["prune", "--method", "dare", "--drop-rate", &p, "--device", "cpu", "--base"])
+            .args([
+                "prune",
+                "--method",
+                "dare",
+                "--drop-rate",
+                &p,
+                "--device",
+                "cpu",
+                "--base",
+            ])
             .arg(&base)
             .arg("--finetuned")
             .arg(&ft)
@@ -195,7 +209,11 @@ pub fn run(args: DeltaBenchArgs) -> Result<()> {
     let copy = rows[0].1;
     println!("| run | seconds | GB/s | × copy time | peak RSS MB |\n|---|---:|---:|---:|---:|");
     for (name, s, m) in &rows {
-        println!("| {name} | {s:.2} | {:.2} | {:.2} | {m:.0} |", gb / s, s / copy);
+        println!(
+            "| {name} | {s:.2} | {:.2} | {:.2} | {m:.0} |",
+            gb / s,
+            s / copy
+        );
     }
     Ok(())
 }

@@ -170,10 +170,20 @@ pub fn prune(args: PruneArgs) -> Result<()> {
     if let Some(out) = &args.out {
         let (base, ft) = (Checkpoint::open(&base_dir)?, Checkpoint::open(&ft_dir)?);
         let bar = super::progress_bar(&format!("pruning into {}", out.display()));
-        let summary = prune_checkpoint(&base, &ft, &spec, &engine, &Output::new(out), &mut |done, total, name| {
-            bar.set_message(format!("{:.0}% {name}", 100.0 * done as f64 / total.max(1) as f64));
-            Ok(())
-        })?;
+        let summary = prune_checkpoint(
+            &base,
+            &ft,
+            &spec,
+            &engine,
+            &Output::new(out),
+            &mut |done, total, name| {
+                bar.set_message(format!(
+                    "{:.0}% {name}",
+                    100.0 * done as f64 / total.max(1) as f64
+                ));
+                Ok(())
+            },
+        )?;
         bar.finish_and_clear();
         report["out"] = json!(out.display().to_string());
         report["run"] = summary_json(&summary);
@@ -205,7 +215,11 @@ fn print_flat(v: &serde_json::Value, prefix: &str) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 print_flat(v, &key);
             }
         }
@@ -247,22 +261,33 @@ pub fn prune_sweep(args: SweepArgs) -> Result<()> {
     }
     let name = args.model.clone();
     let json_out = args.json;
-    let points = sweep(&mut probe, &template, &args.methods, &args.rates, how, &Engine::default(), &mut |p| {
-        if !json_out {
-            let q = p.q.map_or("–".into(), |q| format!("{q:.4}"));
-            println!(
-                "| {name} | {} | {} | {q} | {:.3} | {:.4} | {:.1} |",
-                p.method.name(),
-                p.drop_rate,
-                p.score,
-                p.kept_fraction,
-                p.seconds
-            );
-        }
-        Ok(())
-    })?;
+    let points = sweep(
+        &mut probe,
+        &template,
+        &args.methods,
+        &args.rates,
+        how,
+        &Engine::default(),
+        &mut |p| {
+            if !json_out {
+                let q = p.q.map_or("–".into(), |q| format!("{q:.4}"));
+                println!(
+                    "| {name} | {} | {} | {q} | {:.3} | {:.4} | {:.1} |",
+                    p.method.name(),
+                    p.drop_rate,
+                    p.score,
+                    p.kept_fraction,
+                    p.seconds
+                );
+            }
+            Ok(())
+        },
+    )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"model": args.model, "points": points}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"model": args.model, "points": points}))?
+        );
     }
     Ok(())
 }
@@ -283,7 +308,10 @@ pub struct MergeArgs {
 pub fn merge(args: MergeArgs) -> Result<()> {
     let config = MergeConfig::read(&args.config)?;
     for key in &config.ignored {
-        eprintln!("note: {key} in {} is read but not applied", args.config.display());
+        eprintln!(
+            "note: {key} in {} is read but not applied",
+            args.config.display()
+        );
     }
     let base = Checkpoint::open(&config.base_model)?;
     let models = config
@@ -296,10 +324,19 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         dtype: config.dtype,
         ..Output::new(&args.out)
     };
-    let summary = merge_checkpoints(&base, &models, &config.spec, &output, &mut |done, total, name| {
-        bar.set_message(format!("{:.0}% {name}", 100.0 * done as f64 / total.max(1) as f64));
-        Ok(())
-    })?;
+    let summary = merge_checkpoints(
+        &base,
+        &models,
+        &config.spec,
+        &output,
+        &mut |done, total, name| {
+            bar.set_message(format!(
+                "{:.0}% {name}",
+                100.0 * done as f64 / total.max(1) as f64
+            ));
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     let mut report = json!({
         "merge_method": config.spec.method.name(),
@@ -312,7 +349,9 @@ pub fn merge(args: MergeArgs) -> Result<()> {
         for m in &config.models {
             let spec = zoo_name_of(m)
                 .and_then(|n| crate::zoo::specs::spec(n).ok())
-                .with_context(|| format!("--eval: {} is not a zoo decoder fine-tune", m.display()))?;
+                .with_context(|| {
+                    format!("--eval: {} is not a zoo decoder fine-tune", m.display())
+                })?;
             let Recipe::Decoder(r) = spec.recipe else {
                 bail!("--eval: {} is not a zoo decoder fine-tune", m.display());
             };
@@ -323,7 +362,11 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             }
         }
         let scores = decoder_task_scores(&args.out, &tasks)?;
-        report["scores"] = scores.iter().map(|(t, s)| (t.name().to_string(), json!(s))).collect::<serde_json::Map<_, _>>().into();
+        report["scores"] = scores
+            .iter()
+            .map(|(t, s)| (t.name().to_string(), json!(s)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -332,4 +375,3 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     }
     Ok(())
 }
-

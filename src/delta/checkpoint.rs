@@ -82,7 +82,11 @@ impl Checkpoint {
         for file in files {
             ck.add_shard(file)?;
         }
-        ensure!(!ck.tensors.is_empty(), "{}: holds no tensors", path.display());
+        ensure!(
+            !ck.tensors.is_empty(),
+            "{}: holds no tensors",
+            path.display()
+        );
         Ok(ck)
     }
 
@@ -219,7 +223,11 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn decode_f32(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
-    let pairs = || bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let pairs = || {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
     Ok(match dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)
@@ -345,7 +353,11 @@ impl CheckpointWriter {
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let (file_name, group) = &self.plan[self.shard];
         let t = &group[self.in_shard];
-        ensure!(t.name == name, "writer expected tensor {} but got {name}", t.name);
+        ensure!(
+            t.name == name,
+            "writer expected tensor {} but got {name}",
+            t.name
+        );
         ensure!(
             bytes.len() == t.nbytes(),
             "tensor {name}: {} bytes for shape {:?} {:?}",

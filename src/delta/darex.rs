@@ -44,9 +44,9 @@ pub fn search_q(drop_rate: f64, objective: &mut dyn FnMut(f64) -> Result<f64>) -
         }
         k += 1.0;
     }
-    let step = keep / 10.0;
+    let (step, center) = (keep / 10.0, best_q);
     for i in -9..=9 {
-        let q = best_q + i as f64 * step;
+        let q = center + i as f64 * step;
         if i == 0 || q < keep || q > 1.0 {
             continue;
         }
@@ -78,7 +78,13 @@ fn phi(p: f64) -> f64 {
 /// [1−p, 0.999] (step 0.001) minimising
 /// |η(1 − (1−p)/q)·Σ_j c_ij + η²φ(p)·Σ_j c_ij² / (4q²) + log(2/(1−γ))|,
 /// and the matrix takes the mean of its rows' q.
-pub fn analytical_q(drop_rate: f64, eta: f64, delta: &[f32], cols: usize, input_mean: &[f32]) -> f64 {
+pub fn analytical_q(
+    drop_rate: f64,
+    eta: f64,
+    delta: &[f32],
+    cols: usize,
+    input_mean: &[f32],
+) -> f64 {
     let p = drop_rate;
     let keep = 1.0 - p;
     let bound = (2.0 / (1.0 - GAMMA)).ln();
@@ -94,10 +100,13 @@ pub fn analytical_q(drop_rate: f64, eta: f64, delta: &[f32], cols: usize, input_
     let total: f64 = (0..rows)
         .map(|i| {
             let row = &delta[i * cols..(i + 1) * cols];
-            let (s1, s2) = row.iter().zip(input_mean).fold((0.0, 0.0), |(a, b), (d, m)| {
-                let c = (*d as f64) * (*m as f64);
-                (a + c, b + c * c)
-            });
+            let (s1, s2) = row
+                .iter()
+                .zip(input_mean)
+                .fold((0.0, 0.0), |(a, b), (d, m)| {
+                    let c = (*d as f64) * (*m as f64);
+                    (a + c, b + c * c)
+                });
             let f = |q: f64| {
                 (eta * (1.0 - keep / q) * s1 + eta * eta * ph * s2 / (4.0 * q * q) + bound).abs()
             };
@@ -141,8 +150,8 @@ mod tests {
             Ok(-(q - 0.37f64).powi(2))
         })
         .unwrap();
-        assert!((r.q - 0.37).abs() < 0.0051, "q = {}", r.q);
-        assert_eq!(r.tried[0].0, 0.1f64.max(1.0 - 0.9));
+        assert!((r.q - 0.37).abs() < 1e-9, "q = {}", r.q);
+        assert!((r.tried[0].0 - 0.1).abs() < 1e-12, "starts at 1 − p");
         assert!(calls < 30, "{calls} evaluations");
     }
 
@@ -150,7 +159,7 @@ mod tests {
     fn analytical_q_stays_in_range_and_is_one_minus_p_without_signal() {
         let d = vec![0.0f32; 12];
         let q = analytical_q(0.9, 1.0, &d, 4, &[0.0; 4]);
-        assert!(q >= 0.1 - 1e-9 && q <= 0.999);
+        assert!((0.1 - 1e-9..=0.999).contains(&q));
         // Strongly negative Σc pulls q upward (the first term must cancel the bound).
         let d = vec![-1.0f32; 4];
         let q_hi = analytical_q(0.9, 1.0, &d, 4, &[1.0; 4]);

@@ -189,7 +189,10 @@ pub fn drop_and_rescale_words<C: Codec>(
         .enumerate()
         .map(|(c, o)| {
             let start = c * CHUNK;
-            let (b, f) = (&base[start..start + o.len()], &finetuned[start..start + o.len()]);
+            let (b, f) = (
+                &base[start..start + o.len()],
+                &finetuned[start..start + o.len()],
+            );
             // A chunk never straddles a multiple of 2³² (CHUNK divides it).
             let hi_mix = super::rng::high_word_mix((start as u64 >> 32) as u32);
             let lo0 = start as u32;
@@ -212,7 +215,13 @@ pub fn drop_and_rescale_words<C: Codec>(
             for lane in 0..ob.len() {
                 let j0 = lo0.wrapping_add((tail + lane) as u32);
                 let mut one = [ob[lane]];
-                drop_block::<C, 1>((key, hi_mix, t, scale, j0), &mut one, &[bb[lane]], &[fb[lane]], &mut acc);
+                drop_block::<C, 1>(
+                    (key, hi_mix, t, scale, j0),
+                    &mut one,
+                    &[bb[lane]],
+                    &[fb[lane]],
+                    &mut acc,
+                );
                 ob[lane] = one[0];
             }
             let kept = acc.kept;

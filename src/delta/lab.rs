@@ -140,13 +140,23 @@ impl ZooProbe {
                 let validation = r
                     .tasks
                     .iter()
-                    .map(|&t| (t, (0..VALIDATION_ROWS).map(|_| tasks.sample_train(t, &mut rng)).collect()))
+                    .map(|&t| {
+                        (
+                            t,
+                            (0..VALIDATION_ROWS)
+                                .map(|_| tasks.sample_train(t, &mut rng))
+                                .collect(),
+                        )
+                    })
                     .collect();
                 let unlabelled = (0..UNLABELLED_ROWS)
                     .map(|i| {
                         let ex = tasks.sample_train(r.tasks[i % r.tasks.len()], &mut rng);
                         let mut ids = vec![crate::zoo::byte_tokenizer::BOS];
-                        ids.extend(crate::zoo::byte_tokenizer::encode(&format!("{}{}", ex.prompt, ex.answer)));
+                        ids.extend(crate::zoo::byte_tokenizer::encode(&format!(
+                            "{}{}",
+                            ex.prompt, ex.answer
+                        )));
                         ids
                     })
                     .collect();
@@ -159,8 +169,19 @@ impl ZooProbe {
                 let data = class_data(r.task, &ctx.sources);
                 // The encoder tasks have no validation split: DAREx's labelled search runs on
                 // training rows here (the held-out rows stay for the reported score).
-                let validation: Vec<(String, usize)> = data.train.iter().take(VALIDATION_ROWS * 2).cloned().collect();
-                let unlabelled = data.train.iter().rev().take(UNLABELLED_ROWS).map(|(t, _)| t.clone()).collect();
+                let validation: Vec<(String, usize)> = data
+                    .train
+                    .iter()
+                    .take(VALIDATION_ROWS * 2)
+                    .cloned()
+                    .collect();
+                let unlabelled = data
+                    .train
+                    .iter()
+                    .rev()
+                    .take(UNLABELLED_ROWS)
+                    .map(|(t, _)| t.clone())
+                    .collect();
                 Family::Encoder {
                     validation,
                     unlabelled,
@@ -259,7 +280,10 @@ impl ZooProbe {
                 sum / n.max(1) as f64
             }
             Family::Encoder { .. } => {
-                want.iter().zip(&got).map(|(a, b)| (a - b).abs() as f64).sum::<f64>()
+                want.iter()
+                    .zip(&got)
+                    .map(|(a, b)| (a - b).abs() as f64)
+                    .sum::<f64>()
                     / want.len().max(1) as f64
             }
         })
@@ -268,7 +292,10 @@ impl ZooProbe {
     /// Per-matrix input statistics of the fine-tune on the unlabelled inputs (decoders only).
     pub fn input_stats(&self) -> Result<BTreeMap<String, InputStats>> {
         let Family::Decoder { unlabelled, .. } = &self.family else {
-            bail!("{}: calibration inputs are collected for decoders only", self.spec.name);
+            bail!(
+                "{}: calibration inputs are collected for decoders only",
+                self.spec.name
+            );
         };
         let model = TrainLlama::load(&self.finetuned.dir)?;
         let mut acc: BTreeMap<String, (Vec<f64>, Vec<f64>, usize)> = BTreeMap::new();
@@ -330,8 +357,11 @@ impl ZooProbe {
                 Ok(-self.output_change(&dir)?)
             })?,
             QChoice::Analytical => {
-                let means: BTreeMap<String, Vec<f32>> =
-                    self.input_stats()?.into_iter().map(|(k, v)| (k, v.mean)).collect();
+                let means: BTreeMap<String, Vec<f32>> = self
+                    .input_stats()?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.mean))
+                    .collect();
                 let deltas = self.matrix_deltas(&means)?;
                 let mut tried = Vec::new();
                 let mut best: Option<(f64, BTreeMap<String, f64>)> = None;
@@ -369,7 +399,13 @@ impl ZooProbe {
                 continue;
             };
             let bv = self.base.read_f32(b)?;
-            let d: Vec<f32> = self.finetuned.read_f32(f)?.iter().zip(&bv).map(|(f, b)| f - b).collect();
+            let d: Vec<f32> = self
+                .finetuned
+                .read_f32(f)?
+                .iter()
+                .zip(&bv)
+                .map(|(f, b)| f - b)
+                .collect();
             out.insert(name.clone(), (d, *f.shape.last().unwrap_or(&1)));
         }
         Ok(out)
@@ -377,7 +413,12 @@ impl ZooProbe {
 
     /// Prunes with `spec` (q chosen by `how` for DAREx-q; calibration inputs collected for
     /// activation-aware pruning) and scores the result on the held-out task.
-    pub fn point(&mut self, spec: &PruneSpec, how: QChoice, engine: &Engine) -> Result<(Point, RunSummary)> {
+    pub fn point(
+        &mut self,
+        spec: &PruneSpec,
+        how: QChoice,
+        engine: &Engine,
+    ) -> Result<(Point, RunSummary)> {
         let started = Instant::now();
         let mut spec = spec.clone();
         if spec.method == Method::DarexQ {
@@ -448,7 +489,12 @@ pub fn decoder_task_scores(dir: &Path, tasks: &[TextTask]) -> Result<Vec<(TextTa
     let model = Arc::new(LanguageModel::load(dir)?);
     tasks
         .iter()
-        .map(|&t| Ok((t, exact_match_eval(&model, sets.eval_set(t), t.max_answer_bytes() + 2)?.0)))
+        .map(|&t| {
+            Ok((
+                t,
+                exact_match_eval(&model, sets.eval_set(t), t.max_answer_bytes() + 2)?.0,
+            ))
+        })
         .collect()
 }
 
@@ -519,7 +565,12 @@ impl ZooMerge {
 }
 
 /// Prunes any pair of folders into a scratch folder for its statistics (no task metric).
-pub fn preview_folders(base: &Path, finetuned: &Path, spec: &PruneSpec, engine: &Engine) -> Result<RunSummary> {
+pub fn preview_folders(
+    base: &Path,
+    finetuned: &Path,
+    spec: &PruneSpec,
+    engine: &Engine,
+) -> Result<RunSummary> {
     let scratch = ScratchDir::new()?;
     prune_checkpoint(
         &Checkpoint::open(base)?,

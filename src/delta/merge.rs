@@ -97,7 +97,10 @@ impl MergeSpec {
     }
 
     pub fn validate(&self) -> Result<()> {
-        ensure!(!self.inputs.is_empty(), "a merge needs at least one fine-tuned model");
+        ensure!(
+            !self.inputs.is_empty(),
+            "a merge needs at least one fine-tuned model"
+        );
         for (i, m) in self.inputs.iter().enumerate() {
             ensure!(
                 (0.0..=1.0).contains(&m.density),
@@ -105,7 +108,11 @@ impl MergeSpec {
                 i + 1,
                 m.density
             );
-            ensure!(m.weight.is_finite(), "model {}: weight is not a number", i + 1);
+            ensure!(
+                m.weight.is_finite(),
+                "model {}: weight is not a number",
+                i + 1
+            );
         }
         Ok(())
     }
@@ -157,7 +164,12 @@ fn sparsify(method: MergeMethod, delta: &mut [f32], density: f64, rescale: bool,
 }
 
 /// Merges one tensor. `deltas[i]` = θ_i − θ_base, overwritten in the process.
-pub fn merge_tensor(spec: &MergeSpec, name: &str, base: &[f32], deltas: &mut [Vec<f32>]) -> Vec<f32> {
+pub fn merge_tensor(
+    spec: &MergeSpec,
+    name: &str,
+    base: &[f32],
+    deltas: &mut [Vec<f32>],
+) -> Vec<f32> {
     for (i, (d, m)) in deltas.iter_mut().zip(&spec.inputs).enumerate() {
         let key = MaskKey::new(spec.seed.wrapping_add(i as u64), name);
         sparsify(spec.method, d, m.density, spec.rescale, key);
@@ -240,7 +252,9 @@ pub fn merge_checkpoints(
                 }
                 let merged = merge_tensor(spec, &ft.name, &bv, &mut deltas);
                 base.release(b);
-                summary.tensors.push(TensorStats::measure(&ft.name, &bv, &merged, &merged, false));
+                summary
+                    .tensors
+                    .push(TensorStats::measure(&ft.name, &bv, &merged, &merged, false));
                 Ok(Produced::Values(merged))
             }
             _ => {

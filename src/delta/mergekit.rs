@@ -141,7 +141,10 @@ impl MergeConfig {
             };
             for k in m.parameters.keys() {
                 if k != "weight" && k != "density" {
-                    bail!("models[{i}]: parameter {k:?} is not used by {}", method.name());
+                    bail!(
+                        "models[{i}]: parameter {k:?} is not used by {}",
+                        method.name()
+                    );
                 }
             }
             let weight = get("weight")?
@@ -153,7 +156,10 @@ impl MergeConfig {
         spec.seed = raw.random_seed.unwrap_or(0);
         let dtype_of = |s: &Option<String>| -> Result<Option<Dtype>> {
             s.as_deref()
-                .map(|s| dtype_from_name(s).with_context(|| format!("dtype {s:?} is not float32, float16 or bfloat16")))
+                .map(|s| {
+                    dtype_from_name(s)
+                        .with_context(|| format!("dtype {s:?} is not float32, float16 or bfloat16"))
+                })
                 .transpose()
         };
         let dtype = dtype_of(&raw.out_dtype)?.or(dtype_of(&raw.dtype)?);

@@ -22,11 +22,9 @@ impl<'a> Pairing<'a> {
         let mut pairs = Vec::new();
         let mut clashes = Vec::new();
         for ft in finetuned.tensors() {
-            let b = base.get(&ft.name).or_else(|| {
-                ft.name
-                    .split_once('.')
-                    .and_then(|(_, rest)| base.get(rest))
-            });
+            let b = base
+                .get(&ft.name)
+                .or_else(|| ft.name.split_once('.').and_then(|(_, rest)| base.get(rest)));
             if let Some(b) = b {
                 // Float dtypes may differ (an f16 base fine-tuned in f32): δ is taken in f32,
                 // where f16 and bf16 widen exactly. Anything else must match.
@@ -38,7 +36,10 @@ impl<'a> Pairing<'a> {
                     ));
                 }
             }
-            pairs.push(TensorPair { finetuned: ft, base: b });
+            pairs.push(TensorPair {
+                finetuned: ft,
+                base: b,
+            });
         }
         if !clashes.is_empty() {
             let more = clashes.len().saturating_sub(6);
@@ -48,7 +49,11 @@ impl<'a> Pairing<'a> {
                 finetuned.dir.display(),
                 base.dir.display(),
                 clashes.join("; "),
-                if more > 0 { format!("; and {more} more") } else { String::new() }
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
             );
         }
         if pairs.iter().all(|p| p.base.is_none()) {

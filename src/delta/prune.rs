@@ -175,7 +175,11 @@ pub fn prune_tensor(
             }
         }
         Method::ActivationAware if engine.inputs.and_then(|s| s.get(name)).is_some() => {
-            let stats = &engine.inputs.and_then(|s| s.get(name)).expect("checked").norm;
+            let stats = &engine
+                .inputs
+                .and_then(|s| s.get(name))
+                .expect("checked")
+                .norm;
             activation_aware(shape, base, finetuned, stats, spec.keep_rate(), &mut out)?;
         }
         // Magnitude, and activation-aware on tensors no calibration input reaches (embeddings,
@@ -233,7 +237,11 @@ fn kth_largest_abs_delta(base: &[f32], finetuned: &[f32], keep_rate: f64) -> f32
     if k == 0 {
         return f32::INFINITY;
     }
-    let mut abs: Vec<f32> = base.iter().zip(finetuned).map(|(b, f)| (f - b).abs()).collect();
+    let mut abs: Vec<f32> = base
+        .iter()
+        .zip(finetuned)
+        .map(|(b, f)| (f - b).abs())
+        .collect();
     let (_, kth, _) = abs.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
     *kth
 }
@@ -286,10 +294,9 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn kept_fraction(&self) -> f64 {
-        let (kept, n) = self
-            .tensors
-            .iter()
-            .fold((0u64, 0u64), |(k, n), t| (k + t.kept as u64, n + t.numel as u64));
+        let (kept, n) = self.tensors.iter().fold((0u64, 0u64), |(k, n), t| {
+            (k + t.kept as u64, n + t.numel as u64)
+        });
         kept as f64 / n.max(1) as f64
     }
 
@@ -370,7 +377,10 @@ pub fn prune_checkpoint(
     spec.validate()?;
     let pairing = Pairing::new(base, finetuned)?;
     // Random drops on the CPU without histograms go straight from bytes to bytes.
-    let fused = spec.method.is_random() && engine.gpu.is_none() && !engine.histograms && output.dtype.is_none();
+    let fused = spec.method.is_random()
+        && engine.gpu.is_none()
+        && !engine.histograms
+        && output.dtype.is_none();
     let unfused = |b: &TensorInfo, ft: &TensorInfo, summary: &mut RunSummary| -> Result<Produced> {
         let (bv, fv) = (base.read_f32(b)?, finetuned.read_f32(ft)?);
         let (values, stats) = prune_tensor(spec, engine, &ft.name, &ft.shape, &bv, &fv)?;
@@ -386,12 +396,16 @@ pub fn prune_checkpoint(
                     drop_and_rescale_raw(spec, &ft.name, ft.dtype, base.raw(b), finetuned.raw(ft))
                 {
                     base.release(b);
-                    summary.tensors.push(TensorStats::from_sums(&ft.name, ft.numel(), sums));
+                    summary
+                        .tensors
+                        .push(TensorStats::from_sums(&ft.name, ft.numel(), sums));
                     return Ok(bytes);
                 }
                 unfused(b, ft, summary)
             }
-            Some(b) if ft.is_float() && spec.filter.selects(&ft.name, &ft.shape) => unfused(b, ft, summary),
+            Some(b) if ft.is_float() && spec.filter.selects(&ft.name, &ft.shape) => {
+                unfused(b, ft, summary)
+            }
             _ => {
                 summary.carried.push(ft.name.clone());
                 Ok(Produced::Copied(finetuned.raw(ft)))
@@ -399,7 +413,9 @@ pub fn prune_checkpoint(
         }
     };
     let inputs = [base.dir.as_path(), finetuned.dir.as_path()];
-    stream_out(finetuned, &pairing, &inputs, output, engine, progress, compute)
+    stream_out(
+        finetuned, &pairing, &inputs, output, engine, progress, compute,
+    )
 }
 
 /// Streams the fine-tune's tensor list through `compute` into a new checkpoint: a writer
@@ -458,7 +474,9 @@ pub(super) fn stream_out<'a>(
                     let bytes = match compute(pair, &mut summary)? {
                         Produced::Values(v) => Bytes::Owned(encode(&v, dtype_of(t))?),
                         Produced::Copied(b) if dtype_of(t) == t.dtype => Bytes::Borrowed(b),
-                        Produced::Copied(b) => Bytes::Owned(encode(&decode_f32(b, t.dtype)?, dtype_of(t))?),
+                        Produced::Copied(b) => {
+                            Bytes::Owned(encode(&decode_f32(b, t.dtype)?, dtype_of(t))?)
+                        }
                         Produced::Words(w, len) => Bytes::Words(w, len),
                     };
                     done += bytes.as_slice().len() as u64;
@@ -493,4 +511,3 @@ fn refuse_overwriting_inputs(out: &Path, inputs: &[&Path]) -> Result<()> {
     }
     Ok(())
 }
-

@@ -104,7 +104,10 @@ mod tests {
         let t = drop_threshold(0.5);
         let (a, b) = (MaskKey::new(7, "a.weight"), MaskKey::new(7, "b.weight"));
         let same = (0..n).filter(|&i| a.keeps(i, t) == b.keeps(i, t)).count() as f64 / n as f64;
-        assert!((same - 0.5).abs() < 0.01, "masks of two tensors agree on {same}");
+        assert!(
+            (same - 0.5).abs() < 0.01,
+            "masks of two tensors agree on {same}"
+        );
         assert_ne!(MaskKey::new(7, "a.weight"), MaskKey::new(8, "a.weight"));
         assert_eq!(drop_threshold(0.0), DropThreshold::Below(0));
         assert_eq!(drop_threshold(1.0), DropThreshold::DropAll);

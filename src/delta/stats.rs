@@ -27,7 +27,11 @@ impl Histogram {
     pub fn push(&mut self, v: f32) {
         let n = self.counts.len();
         let f = ((v - self.lo) / (self.hi - self.lo) * n as f32).floor();
-        let i = if f.is_nan() { 0 } else { f.clamp(0.0, (n - 1) as f32) as usize };
+        let i = if f.is_nan() {
+            0
+        } else {
+            f.clamp(0.0, (n - 1) as f32) as usize
+        };
         self.counts[i] += 1;
     }
 
@@ -75,8 +79,12 @@ impl TensorStats {
             ..Default::default()
         };
         let (lo, hi) = LOG_ABS_RANGE;
-        let mut hist = histograms
-            .then(|| (Histogram::new(lo, hi, HIST_BINS), Histogram::new(lo, hi, HIST_BINS)));
+        let mut hist = histograms.then(|| {
+            (
+                Histogram::new(lo, hi, HIST_BINS),
+                Histogram::new(lo, hi, HIST_BINS),
+            )
+        });
         for ((b, f), o) in base.iter().zip(finetuned).zip(out) {
             let (d, e) = (f - b, o - b);
             s.abs_before += d.abs() as f64;

@@ -145,7 +145,9 @@ impl BertClassifier {
             .encode_batch(texts.to_vec(), true)
             .map_err(anyhow::Error::msg)?;
         let (ids, mask) = crate::zoo::minilm::id_mask(&enc)?;
-        Ok(self.encoder.forward(&ids, &ids.zeros_like()?, Some(&mask))?)
+        Ok(self
+            .encoder
+            .forward(&ids, &ids.zeros_like()?, Some(&mask))?)
     }
 
     /// Class probabilities for each text.

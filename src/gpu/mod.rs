@@ -191,6 +191,11 @@ impl DeltaGpu {
         )
     }
 
+    /// A CPU rasteriser (llvmpipe, lavapipe, WARP): correct, but slower than the CPU kernels.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// Same contract as [`crate::delta::kernels::drop_and_rescale`]:
     /// `out = base + mask·(ft − base)·scale`, dropped elements take the base value.
     #[allow(clippy::too_many_arguments)] // mirrors the CPU kernel's signature
@@ -597,12 +602,5 @@ mod tests {
             g.describe(),
             cpu / 1e6
         );
-    }
-}
-
-impl DeltaGpu {
-    /// A CPU rasteriser (llvmpipe, lavapipe, WARP): correct, but slower than the CPU kernels.
-    pub fn is_software(&self) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
     }
 }

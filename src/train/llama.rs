@@ -150,8 +150,16 @@ impl TrainLlama {
                 linear(x, w, None)
             };
             let hn = rms_norm(&x, &l.attn_norm, eps)?;
-            let q = rope(&split_heads(&lin(&hn, &l.q, "self_attn.q_proj")?, heads)?, &cos, &sin)?;
-            let k = rope(&split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, heads)?, &cos, &sin)?;
+            let q = rope(
+                &split_heads(&lin(&hn, &l.q, "self_attn.q_proj")?, heads)?,
+                &cos,
+                &sin,
+            )?;
+            let k = rope(
+                &split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, heads)?,
+                &cos,
+                &sin,
+            )?;
             let v = split_heads(&lin(&hn, &l.v, "self_attn.v_proj")?, heads)?;
             let a = merge_heads(&attention(&q, &k, &v, Some(&mask))?)?;
             x = (x + lin(&a, &l.o, "self_attn.o_proj")?)?;

@@ -2,6 +2,7 @@
 
 use egui::{RichText, Ui};
 
+use super::delta_panel::{self, DeltaPanel};
 use super::file_picker::{FilePicker, SystemPicker};
 use super::generate::{self, GeneratePanel};
 use super::jobs_panel::{self, JobsPanel};
@@ -9,7 +10,6 @@ use super::model_slot::ModelSlot;
 use super::rain_panel::{self, RainPanel};
 use super::settings::{Page, Settings};
 use super::zoo_panel::{self, ZooPanel};
-use super::delta_panel::{self, DeltaPanel};
 use super::LabCtx;
 use crate::jobs::{record::default_runs_dir, JobBoard};
 

@@ -317,10 +317,28 @@ fn zoo_list_and_eval_match_the_manifest() {
 fn prune_and_merge_headless() {
     let runs = tempfile::tempdir().unwrap();
     let out = runs.path().join("pruned");
-    let report = json_output(alignscope(runs.path()).args([
-        "prune", "--base", "tiny-base", "--finetuned", "tiny-sentiment", "--method", "dare",
-        "--drop-rate", "0.3", "--seed", "1", "--eval", "--json", "--device", "cpu", "--out",
-    ]).arg(&out));
+    let report = json_output(
+        alignscope(runs.path())
+            .args([
+                "prune",
+                "--base",
+                "tiny-base",
+                "--finetuned",
+                "tiny-sentiment",
+                "--method",
+                "dare",
+                "--drop-rate",
+                "0.3",
+                "--seed",
+                "1",
+                "--eval",
+                "--json",
+                "--device",
+                "cpu",
+                "--out",
+            ])
+            .arg(&out),
+    );
     let kept = report["run"]["kept_fraction"].as_f64().unwrap();
     assert!((kept - 0.7).abs() < 0.05, "{report}");
     assert!(report["score"].as_f64().unwrap() > 0.5, "{report}");
@@ -341,14 +359,27 @@ fn prune_and_merge_headless() {
     .unwrap();
     let merged = runs.path().join("merged");
     let report = json_output(
-        alignscope(runs.path()).arg("merge").arg(&config).arg("--out").arg(&merged).args(["--eval", "--json"]),
+        alignscope(runs.path())
+            .arg("merge")
+            .arg(&config)
+            .arg("--out")
+            .arg(&merged)
+            .args(["--eval", "--json"]),
     );
     let scores = report["scores"].as_object().unwrap();
     assert_eq!(scores.len(), 2, "{report}");
     assert!(merged.join("model.safetensors").is_file());
 
     let out = alignscope(runs.path())
-        .args(["prune", "--base", "tiny-base", "--finetuned", "tiny-add", "--drop-rate", "0.5"])
+        .args([
+            "prune",
+            "--base",
+            "tiny-base",
+            "--finetuned",
+            "tiny-add",
+            "--drop-rate",
+            "0.5",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -401,11 +401,16 @@ fn delta_page_slider_curves_and_failed_export() {
     assert!(h.query_by_label("task metric vs drop rate").is_some());
 
     h.get_by_label("Export pruned checkpoint…").click();
-    step_until(&mut h, "the export to fail", |a| a.delta.export_status.is_some());
+    step_until(&mut h, "the export to fail", |a| {
+        a.delta.export_status.is_some()
+    });
     let status = h.state().delta.export_status.clone();
     assert!(matches!(status, Some(Err(_))), "{status:?}");
     assert!(h.query_by_label_contains("export failed").is_some());
-    assert!(blocker.is_file(), "nothing was written in place of the blocking file");
+    assert!(
+        blocker.is_file(),
+        "nothing was written in place of the blocking file"
+    );
 
     // The whole curve (3 methods × 9 rates), for a snapshot that does not depend on timing.
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -2,8 +2,8 @@
 
 mod bad_inputs;
 mod cli;
-mod delta;
 mod common;
+mod delta;
 mod embed;
 mod gguf_families;
 mod gui;

@@ -143,7 +143,11 @@ impl MergeView {
         self.result = None;
         let spec = JobSpec {
             kind: "merge".into(),
-            title: format!("{} of {}", merge.spec.method.name(), merge.models.join(", ")),
+            title: format!(
+                "{} of {}",
+                merge.spec.method.name(),
+                merge.models.join(", ")
+            ),
             inputs: serde_json::json!({"models": merge.models, "spec": merge.spec}),
             seed: Some(merge.spec.seed),
         };
@@ -230,7 +234,12 @@ impl DeltaPanel {
         let (subject, spec, q_auto) = (self.subject.clone(), self.spec.clone(), self.q_auto);
         let job = JobSpec {
             kind: "delta-preview".into(),
-            title: format!("{} {} p={}", subject.label(), spec.method.name(), spec.drop_rate),
+            title: format!(
+                "{} {} p={}",
+                subject.label(),
+                spec.method.name(),
+                spec.drop_rate
+            ),
             inputs: serde_json::to_value(&spec).unwrap_or_default(),
             seed: Some(spec.seed),
         };
@@ -243,7 +252,11 @@ impl DeltaPanel {
                 Subject::Zoo(name) => {
                     ctx.progress(None, format!("pruning {name}"));
                     let mut probe = ZooProbe::new(&name)?;
-                    let how = if q_auto { QChoice::Validation } else { QChoice::Fixed(spec.q) };
+                    let how = if q_auto {
+                        QChoice::Validation
+                    } else {
+                        QChoice::Fixed(spec.q)
+                    };
                     let (point, summary) = probe.point(&spec, how, &engine)?;
                     let mut spec = spec;
                     if let Some(q) = point.q {
@@ -301,7 +314,10 @@ impl DeltaPanel {
                 &mut |p| {
                     ctx.check()?;
                     done += 1.0;
-                    ctx.progress(Some(done / total), format!("{} p={}", p.method.name(), p.drop_rate));
+                    ctx.progress(
+                        Some(done / total),
+                        format!("{} p={}", p.method.name(), p.drop_rate),
+                    );
                     ctx.send(p.clone());
                     Ok(())
                 },
@@ -353,7 +369,10 @@ impl DeltaPanel {
         board: &JobBoard,
         out: PathBuf,
         what: &str,
-        work: impl FnOnce(&std::path::Path, &mut crate::delta::prune::Progress) -> anyhow::Result<RunSummary>
+        work: impl FnOnce(
+                &std::path::Path,
+                &mut crate::delta::prune::Progress,
+            ) -> anyhow::Result<RunSummary>
             + Send
             + 'static,
     ) {

@@ -57,15 +57,17 @@ pub fn ui(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mut dy
     panel.ensure_curves(board);
     status_row(ui, panel, board, picker);
     ui.separator();
-    egui::ScrollArea::vertical().id_salt("delta-scroll").show(ui, |ui| {
-        ui.columns(2, |cols| {
-            curves_plot(&mut cols[0], panel);
-            histogram_plot(&mut cols[1], panel);
+    egui::ScrollArea::vertical()
+        .id_salt("delta-scroll")
+        .show(ui, |ui| {
+            ui.columns(2, |cols| {
+                curves_plot(&mut cols[0], panel);
+                histogram_plot(&mut cols[1], panel);
+            });
+            layer_table(ui, panel);
+            ui.separator();
+            merge_view(ui, panel, board, picker);
         });
-        layer_table(ui, panel);
-        ui.separator();
-        merge_view(ui, panel, board, picker);
-    });
 }
 
 fn subject_row(ui: &mut Ui, panel: &mut DeltaPanel, picker: &mut dyn FilePicker) {
@@ -76,14 +78,20 @@ fn subject_row(ui: &mut Ui, panel: &mut DeltaPanel, picker: &mut dyn FilePicker)
             .show_ui(ui, |ui| {
                 for s in zoo_pairs() {
                     let label = format!("{} (base {})", s.name, s.base.unwrap_or("?"));
-                    ui.selectable_value(&mut panel.subject, Subject::Zoo(s.name.to_string()), label);
+                    ui.selectable_value(
+                        &mut panel.subject,
+                        Subject::Zoo(s.name.to_string()),
+                        label,
+                    );
                 }
             })
             .response
             .labelled_by(label.id);
         if ui
             .button("Open folders…")
-            .on_hover_text("Pick a base folder, then a fine-tuned folder (statistics only: no task to score)")
+            .on_hover_text(
+                "Pick a base folder, then a fine-tuned folder (statistics only: no task to score)",
+            )
             .clicked()
         {
             if let Some(base) = picker.pick_folder() {
@@ -116,7 +124,11 @@ fn setting_rows(ui: &mut Ui, panel: &mut DeltaPanel) {
             })
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut spec.filter, TensorFilter::All, "all");
-                ui.selectable_value(&mut spec.filter, TensorFilter::AttentionMlp, "attention + MLP");
+                ui.selectable_value(
+                    &mut spec.filter,
+                    TensorFilter::AttentionMlp,
+                    "attention + MLP",
+                );
             })
             .response
             .labelled_by(label.id);
@@ -134,7 +146,10 @@ fn setting_rows(ui: &mut Ui, panel: &mut DeltaPanel) {
             spec.drop_rate = (from_nines(x) * 10_000.0).round() / 10_000.0;
         }
         for p in PRESETS {
-            if ui.selectable_label(spec.drop_rate == p, rate_label(p)).clicked() {
+            if ui
+                .selectable_label(spec.drop_rate == p, rate_label(p))
+                .clicked()
+            {
                 spec.drop_rate = p;
             }
         }
@@ -152,8 +167,9 @@ fn setting_rows(ui: &mut Ui, panel: &mut DeltaPanel) {
                     .logarithmic(true)
                     .text("q (survivors × 1/q)"),
             );
-            ui.checkbox(&mut panel.q_auto, "auto")
-                .on_hover_text("q maximising the task metric on a validation set, searched from 1 − p upward");
+            ui.checkbox(&mut panel.q_auto, "auto").on_hover_text(
+                "q maximising the task metric on a validation set, searched from 1 − p upward",
+            );
             ui.label(RichText::new(format!("DARE would use q = {}", rate_label(lo))).weak());
         });
     }
@@ -241,8 +257,14 @@ fn curves_plot(ui: &mut Ui, panel: &DeltaPanel) {
                 if pts.is_empty() {
                     continue;
                 }
-                plot.line(Line::new(m.name(), PlotPoints::from(pts.clone())).color(method_color(m)));
-                plot.points(Points::new(m.name(), PlotPoints::from(pts)).color(method_color(m)).radius(3.0));
+                plot.line(
+                    Line::new(m.name(), PlotPoints::from(pts.clone())).color(method_color(m)),
+                );
+                plot.points(
+                    Points::new(m.name(), PlotPoints::from(pts))
+                        .color(method_color(m))
+                        .radius(3.0),
+                );
             }
             plot.vline(VLine::new("setting", current).color(Color32::GRAY));
             if let Some(p) = &panel.preview {
@@ -275,7 +297,10 @@ fn histogram_plot(ui: &mut Ui, panel: &DeltaPanel) {
         )
         .color(color)
     };
-    let color = panel.preview.as_ref().map_or(Color32::GRAY, |p| method_color(p.spec.method));
+    let color = panel
+        .preview
+        .as_ref()
+        .map_or(Color32::GRAY, |p| method_color(p.spec.method));
     Plot::new("delta-histogram")
         .height(230.0)
         .legend(Legend::default())
@@ -292,21 +317,30 @@ fn layer_table(ui: &mut Ui, panel: &DeltaPanel) {
     egui::CollapsingHeader::new("Per-layer statistics")
         .default_open(true)
         .show(ui, |ui| {
-            egui::Grid::new("delta-layers").striped(true).show(ui, |ui| {
-                for h in ["layer", "entries", "mean |δ|", "std δ", "kept", "mean |δ̃| after"] {
-                    ui.label(RichText::new(h).strong());
-                }
-                ui.end_row();
-                for l in per_layer(&p.summary.tensors) {
-                    ui.label(&l.name);
-                    ui.label(l.numel.to_string());
-                    ui.label(format!("{:.2e}", l.mean_abs_before()));
-                    ui.label(format!("{:.2e}", l.std_before()));
-                    ui.label(format!("{:.2}%", 100.0 * l.kept_fraction()));
-                    ui.label(format!("{:.2e}", l.abs_after / l.numel.max(1) as f64));
+            egui::Grid::new("delta-layers")
+                .striped(true)
+                .show(ui, |ui| {
+                    for h in [
+                        "layer",
+                        "entries",
+                        "mean |δ|",
+                        "std δ",
+                        "kept",
+                        "mean |δ̃| after",
+                    ] {
+                        ui.label(RichText::new(h).strong());
+                    }
                     ui.end_row();
-                }
-            });
+                    for l in per_layer(&p.summary.tensors) {
+                        ui.label(&l.name);
+                        ui.label(l.numel.to_string());
+                        ui.label(format!("{:.2e}", l.mean_abs_before()));
+                        ui.label(format!("{:.2e}", l.std_before()));
+                        ui.label(format!("{:.2}%", 100.0 * l.kept_fraction()));
+                        ui.label(format!("{:.2e}", l.abs_after / l.numel.max(1) as f64));
+                        ui.end_row();
+                    }
+                });
         });
 }
 
@@ -332,17 +366,28 @@ fn merge_view(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mu
         ui.end_row();
         for row in &mut view.rows {
             ui.checkbox(&mut row.on, &row.model);
-            ui.add(egui::DragValue::new(&mut row.weight).range(0.0..=2.0).speed(0.01))
-                .labelled_by(weight);
-            ui.add(egui::DragValue::new(&mut row.density).range(0.0..=1.0).speed(0.01))
-                .labelled_by(density);
+            ui.add(
+                egui::DragValue::new(&mut row.weight)
+                    .range(0.0..=2.0)
+                    .speed(0.01),
+            )
+            .labelled_by(weight);
+            ui.add(
+                egui::DragValue::new(&mut row.density)
+                    .range(0.0..=1.0)
+                    .speed(0.01),
+            )
+            .labelled_by(density);
             ui.end_row();
         }
     });
     let any = view.rows.iter().any(|r| r.on);
     ui.horizontal(|ui| {
         if ui
-            .add_enabled(any && !view.is_running(), egui::Button::new("Merge and score"))
+            .add_enabled(
+                any && !view.is_running(),
+                egui::Button::new("Merge and score"),
+            )
             .clicked()
         {
             view.start(board);
@@ -361,18 +406,20 @@ fn merge_view(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mu
                     .find(|e| r.merge.models.contains(&e.name) && e.task == task)
                     .map(|e| e.score)
             };
-            egui::Grid::new("merge-scores").striped(true).show(ui, |ui| {
-                for h in ["task", "merged", "its own fine-tune"] {
-                    ui.label(RichText::new(h).strong());
-                }
-                ui.end_row();
-                for (task, s) in &r.scores {
-                    ui.label(task);
-                    ui.label(format!("{s:.3}"));
-                    ui.label(own(task).map_or("–".into(), |v| format!("{v:.3}")));
+            egui::Grid::new("merge-scores")
+                .striped(true)
+                .show(ui, |ui| {
+                    for h in ["task", "merged", "its own fine-tune"] {
+                        ui.label(RichText::new(h).strong());
+                    }
                     ui.end_row();
-                }
-            });
+                    for (task, s) in &r.scores {
+                        ui.label(task);
+                        ui.label(format!("{s:.3}"));
+                        ui.label(own(task).map_or("–".into(), |v| format!("{v:.3}")));
+                        ui.end_row();
+                    }
+                });
             if ui.button("Export merge…").clicked() {
                 if let Some(out) = picker.pick_folder() {
                     panel.export_merged(board, out);
