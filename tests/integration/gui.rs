@@ -357,7 +357,9 @@ fn delta_page_slider_curves_and_failed_export() {
     let runs = tempfile::tempdir().unwrap();
     let blocker = runs.path().join("a-file");
     std::fs::write(&blocker, "not a folder").unwrap();
-    let picked = vec![blocker.join("pruned")];
+    // Popped from the end: the export's folder, then a base and a fine-tune for "Open folders…".
+    let zoo = alignscope::zoo::dir();
+    let picked = vec![zoo.join("tiny-add"), zoo.join("tiny-base"), blocker.join("pruned")];
     let runs_dir = runs.path().to_path_buf();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1200.0, 900.0))
@@ -425,4 +427,13 @@ fn delta_page_slider_curves_and_failed_export() {
     h.state_mut().delta.export_status = None;
     h.run_steps(2);
     h.snapshot("delta_lab");
+
+    // Any two folders: statistics without a task score, and no curves.
+    h.get_by_label("Open folders…").click();
+    step_until(&mut h, "the folder preview", |a| {
+        a.delta.preview.as_ref().is_some_and(|p| p.score.is_none())
+    });
+    assert!(h.state().delta.curves.is_empty());
+    assert!(h.query_by_label("Curves need a zoo fine-tune (its task).").is_some());
+    assert!(h.query_by_label("Per-layer statistics").is_some());
 }

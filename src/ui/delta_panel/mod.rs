@@ -280,9 +280,6 @@ impl DeltaPanel {
     /// Starts the metric-vs-drop-rate sweep for the current subject unless it is drawn already.
     pub fn ensure_curves(&mut self, board: &JobBoard) {
         let key = (self.subject.clone(), self.spec.filter, self.spec.seed);
-        let Subject::Zoo(name) = &self.subject else {
-            return;
-        };
         if self.curves_for.as_ref() == Some(&key) {
             return;
         }
@@ -292,6 +289,10 @@ impl DeltaPanel {
         self.curves.clear();
         self.curves_error = None;
         self.curves_for = Some(key);
+        // Folders have no task to score: no curves.
+        let Subject::Zoo(name) = &self.subject else {
+            return;
+        };
         let name = name.clone();
         let template = self.spec.clone();
         let job = JobSpec {
