@@ -519,9 +519,11 @@ impl ZooMerge {
         if let Some(other) = specs.iter().find(|s| s.base != Some(base)) {
             bail!("{} is not a fine-tune of {base}", other.name);
         }
+        // Absolute paths: the YAML is read relative to its own folder.
+        let absolute = |p: PathBuf| p.canonicalize().unwrap_or(p);
         Ok(super::MergeConfig {
-            base_model: crate::zoo::specs::spec(base)?.path(),
-            models: specs.iter().map(|s| s.path()).collect(),
+            base_model: absolute(crate::zoo::specs::spec(base)?.path()),
+            models: specs.iter().map(|s| absolute(s.path())).collect(),
             spec: self.spec.clone(),
             dtype: None,
             ignored: Vec::new(),

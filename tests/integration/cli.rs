@@ -345,7 +345,7 @@ fn prune_and_merge_headless() {
     assert_eq!(report["finetuned_score"].as_f64().unwrap(), 0.955);
     alignscope::lm::LanguageModel::load(&out).expect("the pruned folder loads");
 
-    let zoo = alignscope::zoo::dir();
+    let zoo = alignscope::zoo::dir().canonicalize().unwrap();
     let config = runs.path().join("merge.yml");
     std::fs::write(
         &config,
