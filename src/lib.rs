@@ -6,6 +6,7 @@ pub mod cli;
 pub mod delta;
 pub mod embed;
 pub mod eval;
+pub mod fusion;
 pub mod gpu;
 pub mod jobs;
 pub mod lm;

@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Tree(TreeBenchArgs),
     /// Delta pruning of a >1 GB checkpoint against a file copy and mergekit.
     Delta(super::bench_delta::DeltaBenchArgs),
+    /// Log-domain Sinkhorn against POT on 256² to 4096² problems.
+    Ot(super::bench_ot::OtBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +69,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lm(args) => lm(args),
         BenchCommand::Tree(args) => tree(args),
         BenchCommand::Delta(args) => super::bench_delta::run(args),
+        BenchCommand::Ot(args) => super::bench_ot::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_delta;
+mod bench_ot;
 mod delta;
 mod generate;
 mod rain;

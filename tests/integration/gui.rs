@@ -359,7 +359,11 @@ fn delta_page_slider_curves_and_failed_export() {
     std::fs::write(&blocker, "not a folder").unwrap();
     // Popped from the end: the export's folder, then a base and a fine-tune for "Open folders…".
     let zoo = alignscope::zoo::dir();
-    let picked = vec![zoo.join("tiny-add"), zoo.join("tiny-base"), blocker.join("pruned")];
+    let picked = vec![
+        zoo.join("tiny-add"),
+        zoo.join("tiny-base"),
+        blocker.join("pruned"),
+    ];
     let runs_dir = runs.path().to_path_buf();
     let mut h = Harness::builder()
         .with_size(egui::vec2(1200.0, 900.0))
@@ -434,6 +438,8 @@ fn delta_page_slider_curves_and_failed_export() {
         a.delta.preview.as_ref().is_some_and(|p| p.score.is_none())
     });
     assert!(h.state().delta.curves.is_empty());
-    assert!(h.query_by_label("Curves need a zoo fine-tune (its task).").is_some());
+    assert!(h
+        .query_by_label("Curves need a zoo fine-tune (its task).")
+        .is_some());
     assert!(h.query_by_label("Per-layer statistics").is_some());
 }

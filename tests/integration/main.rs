@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod delta;
 mod embed;
+mod fusion;
 mod gguf_families;
 mod gui;
 mod hf_folder;
