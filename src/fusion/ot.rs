@@ -58,7 +58,8 @@ pub struct SinkhornResult {
     pub err: f64,
 }
 
-fn check_problem(a: &[f64], b: &[f64], cost: &[f64]) -> Result<()> {
+/// Sizes agree, marginals are finite, non-negative and of equal mass, costs are finite.
+pub(super) fn check_problem(a: &[f64], b: &[f64], cost: &[f64]) -> Result<()> {
     ensure!(!a.is_empty() && !b.is_empty(), "empty marginal");
     ensure!(
         cost.len() == a.len() * b.len(),
