@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::delta::lab::{decoder_task_scores, sweep, zoo_pairs, QChoice, ZooProbe, EVIDENCE_RATES};
 use crate::delta::{
-    merge_checkpoints, prune_checkpoint, Checkpoint, Engine, MergeConfig, Method, Output,
-    PruneSpec, RunSummary, TensorFilter,
+    prune_checkpoint, Checkpoint, Engine, MergeConfig, Method, Output, PruneSpec, RunSummary,
+    TensorFilter,
 };
 use crate::gpu::DeltaGpu;
 use crate::zoo::specs::Recipe;
@@ -84,6 +84,15 @@ fn zoo_name_of(path: &Path) -> Option<&'static str> {
         .into_iter()
         .find(|s| s.path().canonicalize().ok().as_ref() == Some(&canon))
         .map(|s| s.name)
+}
+
+/// A run's progress as the percentage and tensor name on the spinner.
+fn bar_progress(bar: &indicatif::ProgressBar) -> impl FnMut(u64, u64, &str) -> Result<()> + '_ {
+    |done, total, name| {
+        let percent = 100.0 * done as f64 / total.max(1) as f64;
+        bar.set_message(format!("{percent:.0}% {name}"));
+        Ok(())
+    }
 }
 
 fn summary_json(s: &RunSummary) -> serde_json::Value {
@@ -176,13 +185,7 @@ pub fn prune(args: PruneArgs) -> Result<()> {
             &spec,
             &engine,
             &Output::new(out),
-            &mut |done, total, name| {
-                bar.set_message(format!(
-                    "{:.0}% {name}",
-                    100.0 * done as f64 / total.max(1) as f64
-                ));
-                Ok(())
-            },
+            &mut bar_progress(&bar),
         )?;
         bar.finish_and_clear();
         report["out"] = json!(out.display().to_string());
@@ -313,30 +316,8 @@ pub fn merge(args: MergeArgs) -> Result<()> {
             args.config.display()
         );
     }
-    let base = Checkpoint::open(&config.base_model)?;
-    let models = config
-        .models
-        .iter()
-        .map(|m| Checkpoint::open(m))
-        .collect::<Result<Vec<_>>>()?;
     let bar = super::progress_bar(&format!("merging into {}", args.out.display()));
-    let output = Output {
-        dtype: config.dtype,
-        ..Output::new(&args.out)
-    };
-    let summary = merge_checkpoints(
-        &base,
-        &models,
-        &config.spec,
-        &output,
-        &mut |done, total, name| {
-            bar.set_message(format!(
-                "{:.0}% {name}",
-                100.0 * done as f64 / total.max(1) as f64
-            ));
-            Ok(())
-        },
-    )?;
+    let summary = config.run(&args.out, &mut bar_progress(&bar))?;
     bar.finish_and_clear();
     let mut report = json!({
         "merge_method": config.spec.method.name(),

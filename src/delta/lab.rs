@@ -547,14 +547,7 @@ impl ZooMerge {
     }
 
     pub fn write(&self, out: &Path, progress: &mut super::prune::Progress) -> Result<RunSummary> {
-        let config = self.config()?;
-        let base = Checkpoint::open(&config.base_model)?;
-        let models = config
-            .models
-            .iter()
-            .map(|m| Checkpoint::open(m))
-            .collect::<Result<Vec<_>>>()?;
-        super::merge_checkpoints(&base, &models, &config.spec, &Output::new(out), progress)
+        self.config()?.run(out, progress)
     }
 
     /// Merges into a scratch folder and scores every task of the merged models.

@@ -181,6 +181,25 @@ impl MergeConfig {
         })
     }
 
+    /// Opens the checkpoints and writes the merge to `out` (in `dtype` when the config sets one).
+    pub fn run(
+        &self,
+        out: &Path,
+        progress: &mut super::prune::Progress,
+    ) -> Result<super::RunSummary> {
+        let base = super::Checkpoint::open(&self.base_model)?;
+        let models = self
+            .models
+            .iter()
+            .map(|m| super::Checkpoint::open(m))
+            .collect::<Result<Vec<_>>>()?;
+        let output = super::Output {
+            dtype: self.dtype,
+            ..super::Output::new(out)
+        };
+        super::merge_checkpoints(&base, &models, &self.spec, &output, progress)
+    }
+
     pub fn to_yaml(&self) -> Result<String> {
         let num = |x: f64| serde_norway::to_value(x).expect("a float is YAML");
         let models = self
