@@ -85,13 +85,18 @@ impl DeltaGpu {
             return Ok(None);
         };
         let info = adapter.get_info();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("alignscope delta"),
-            // The adapter's own limits: the largest buffers/bindings it allows, not WebGPU's defaults.
-            required_limits: adapter.limits(),
-            ..Default::default()
-        }))
-        .with_context(|| format!("requesting a device on {}", info.name))?;
+        // The adapter's own limits first (the largest buffers it allows); some drivers refuse
+        // what they report, so fall back to the downlevel defaults (chunks follow the device).
+        let request = |limits: wgpu::Limits| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("alignscope delta"),
+                required_limits: limits,
+                ..Default::default()
+            }))
+        };
+        let (device, queue) = request(adapter.limits())
+            .or_else(|_| request(wgpu::Limits::downlevel_defaults()))
+            .with_context(|| format!("requesting a device on {}", info.name))?;
         // wgpu's default handler panics; every call below runs inside error scopes, so anything
         // that still lands here is reported rather than allowed to abort the program.
         device.on_uncaptured_error(std::sync::Arc::new(|e| {
