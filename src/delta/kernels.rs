@@ -21,17 +21,13 @@ pub fn drop_and_rescale(
     out: &mut [f32],
 ) {
     assert!(base.len() == finetuned.len() && base.len() == out.len());
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let start = c * CHUNK;
-        for (j, y) in o.iter_mut().enumerate() {
-            let i = start + j;
-            let b = base[i];
-            *y = if key.keeps(first_index + i as u64, threshold) {
-                let kept = (finetuned[i] - b) * scale;
-                b + kept
-            } else {
-                b
-            };
+    par_fill(out, |i| {
+        let b = base[i];
+        if key.keeps(first_index + i as u64, threshold) {
+            let kept = (finetuned[i] - b) * scale;
+            b + kept
+        } else {
+            b
         }
     });
 }
@@ -40,13 +36,22 @@ pub fn drop_and_rescale(
 /// chosen beforehand, e.g. the k-th largest |δ|).
 pub fn magnitude_threshold(base: &[f32], finetuned: &[f32], min_abs: f32, out: &mut [f32]) {
     assert!(base.len() == finetuned.len() && base.len() == out.len());
+    par_fill(out, |i| {
+        let b = base[i];
+        let d = finetuned[i] - b;
+        if d.abs() >= min_abs {
+            b + d
+        } else {
+            b
+        }
+    });
+}
+
+/// `out[i] = f(i)` over parallel chunks.
+fn par_fill(out: &mut [f32], f: impl Fn(usize) -> f32 + Sync) {
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let start = c * CHUNK;
         for (j, y) in o.iter_mut().enumerate() {
-            let i = start + j;
-            let b = base[i];
-            let d = finetuned[i] - b;
-            *y = if d.abs() >= min_abs { b + d } else { b };
+            *y = f(c * CHUNK + j);
         }
     });
 }

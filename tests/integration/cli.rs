@@ -29,6 +29,13 @@ fn json_output(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Runs `cmd`, which must fail, and returns its stderr.
+fn failure_stderr(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn help_lists_what_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,12 +153,14 @@ fn rain_json_reports_the_search() {
     assert!(v["tokens_processed"].as_u64().unwrap() > 0);
     assert_eq!(v["setting"], "sentiment");
     assert!(alignscope::rain::read_trace(&trace).unwrap().len() > 5);
-    let bad = alignscope(dir.path())
-        .args(["rain", "--prompt", "x", "--setting", "nonsense"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown setting `nonsense`"));
+    let err = failure_stderr(alignscope(dir.path()).args([
+        "rain",
+        "--prompt",
+        "x",
+        "--setting",
+        "nonsense",
+    ]));
+    assert!(err.contains("unknown setting `nonsense`"));
 }
 
 #[test]
@@ -303,12 +312,9 @@ fn zoo_list_and_eval_match_the_manifest() {
     );
     assert!(row["base_score"].as_f64().unwrap() < row["score"].as_f64().unwrap());
 
-    let out = alignscope(dir.path())
-        .args(["zoo", "build", "--only", "tiny-nothing"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no zoo model named"));
+    let err =
+        failure_stderr(alignscope(dir.path()).args(["zoo", "build", "--only", "tiny-nothing"]));
+    assert!(err.contains("no zoo model named"));
 }
 
 /// `prune` on a zoo pair writes a checkpoint our runtime loads and reports the task score;
@@ -370,18 +376,14 @@ fn prune_and_merge_headless() {
     assert_eq!(scores.len(), 2, "{report}");
     assert!(merged.join("model.safetensors").is_file());
 
-    let out = alignscope(runs.path())
-        .args([
-            "prune",
-            "--base",
-            "tiny-base",
-            "--finetuned",
-            "tiny-add",
-            "--drop-rate",
-            "0.5",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to do"));
+    let err = failure_stderr(alignscope(runs.path()).args([
+        "prune",
+        "--base",
+        "tiny-base",
+        "--finetuned",
+        "tiny-add",
+        "--drop-rate",
+        "0.5",
+    ]));
+    assert!(err.contains("nothing to do"), "{err}");
 }
