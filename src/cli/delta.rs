@@ -65,18 +65,6 @@ pub struct PruneArgs {
     json: bool,
 }
 
-/// A zoo name becomes its folder; a path stays a path.
-fn resolve(model: &str) -> Result<PathBuf> {
-    let p = PathBuf::from(model);
-    if p.exists() {
-        return Ok(p);
-    }
-    match crate::zoo::specs::spec(model) {
-        Ok(spec) => crate::zoo::specs::ensure_built(spec.name, &mut |_| Ok(())),
-        Err(_) => bail!("{model}: no such file or folder, and no zoo model of that name"),
-    }
-}
-
 /// The zoo fine-tune at `path`, if it is one.
 fn zoo_name_of(path: &Path) -> Option<&'static str> {
     let canon = path.canonicalize().ok()?;
@@ -111,7 +99,10 @@ pub fn prune(args: PruneArgs) -> Result<()> {
         args.out.is_some() || args.eval,
         "nothing to do: give --out DIR to write the pruned model, --eval to score it, or both"
     );
-    let (base_dir, ft_dir) = (resolve(&args.base)?, resolve(&args.finetuned)?);
+    let (base_dir, ft_dir) = (
+        super::resolve_model(&args.base)?,
+        super::resolve_model(&args.finetuned)?,
+    );
     let how = match &args.q {
         Some(q) => QChoice::parse(q)?,
         None => QChoice::Fixed(1.0 - args.drop_rate),

@@ -5,6 +5,7 @@ mod bench;
 mod bench_delta;
 mod bench_ot;
 mod delta;
+mod fusion;
 mod generate;
 mod rain;
 mod rain_eval;
@@ -61,6 +62,9 @@ pub enum Command {
     PruneSweep(delta::SweepArgs),
     /// Merge fine-tunes from a mergekit YAML config.
     Merge(delta::MergeArgs),
+    /// Optimal-transport fusion of two ViT classifiers (same width or into the narrower one),
+    /// against the parents and vanilla averaging.
+    Fuse(fusion::FuseArgs),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -98,6 +102,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Prune(args) => delta::prune(args),
         Command::PruneSweep(args) => delta::prune_sweep(args),
         Command::Merge(args) => delta::merge(args),
+        Command::Fuse(args) => fusion::run(args),
     }
 }
 
@@ -118,6 +123,18 @@ pub(crate) fn load_model(
         .map_err(anyhow::Error::msg)?
         .0;
     Ok((board, bar, model))
+}
+
+/// A zoo name becomes its folder (built if needed); a path stays a path.
+pub(crate) fn resolve_model(model: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(model);
+    if p.exists() {
+        return Ok(p);
+    }
+    match crate::zoo::specs::spec(model) {
+        Ok(spec) => crate::zoo::specs::ensure_built(spec.name, &mut |_| Ok(())),
+        Err(_) => anyhow::bail!("{model}: no such file or folder, and no zoo model of that name"),
+    }
 }
 
 /// A spinner on stderr, hidden when stderr is not a terminal.

@@ -98,10 +98,18 @@ pub fn vit_eval(dir: &Path, scenes: &[Scene]) -> Result<ClassifierScore> {
     let (cfg, raw): (vit::Config, _) = read_config(dir)?;
     let model = vit::Model::new(&cfg, num_labels(&raw, dir)?, weights(dir)?)
         .with_context(|| format!("{}: not a ViT classifier", dir.display()))?;
+    score_scenes(scenes, |x| model.forward(x))
+}
+
+/// Accuracy, loss and calibration of a pixels → logits function on `scenes`.
+pub fn score_scenes(
+    scenes: &[Scene],
+    logits: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<ClassifierScore> {
     let mut probs = Vec::with_capacity(scenes.len());
     for chunk in scenes.chunks(BATCH) {
         let refs: Vec<&Scene> = chunk.iter().collect();
-        let logits = model.forward(&scene_tensor(&refs)?)?;
+        let logits = logits(&scene_tensor(&refs)?)?;
         probs.extend(candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?);
     }
     let labels: Vec<usize> = scenes.iter().map(Scene::label).collect();

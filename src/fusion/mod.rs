@@ -1,5 +1,10 @@
-//! Optimal-transport fusion of transformers (Imfeld et al.): the OT solvers first. See
-//! docs/fusion.md.
+//! Optimal-transport fusion of transformers (Imfeld et al., ICLR 2024): OT solvers, transport
+//! maps, the layer-by-layer ViT fusion and the experiment around it. See docs/fusion.md.
 
+pub mod activations;
 pub mod emd;
+pub mod lab;
 pub mod ot;
+pub mod transport;
+pub mod vit_fusion;
+pub mod vit_weights;

@@ -27,6 +27,49 @@ impl VitShape {
         (self.image_size / self.patch_size).pow(2)
     }
 
+    /// The shape and label names a [`Self::hf_config`] describes; `Err` names the missing field.
+    pub fn from_hf_config(
+        cfg: &serde_json::Value,
+    ) -> std::result::Result<(Self, Vec<String>), String> {
+        let field = |k: &str| {
+            cfg[k]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| format!("no integer `{k}`"))
+        };
+        let id2label = cfg["id2label"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+            .ok_or("no `id2label`")?;
+        let mut labels = vec![String::new(); id2label.len()];
+        for (id, name) in id2label {
+            let slot = id
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| labels.get_mut(i))
+                .ok_or_else(|| format!("`id2label` has a bad id {id:?}"))?;
+            *slot = name.as_str().unwrap_or_default().to_string();
+        }
+        let shape = Self {
+            image_size: field("image_size")?,
+            patch_size: field("patch_size")?,
+            channels: field("num_channels")?,
+            hidden_size: field("hidden_size")?,
+            num_layers: field("num_hidden_layers")?,
+            num_heads: field("num_attention_heads")?,
+            intermediate_size: field("intermediate_size")?,
+            num_labels: labels.len(),
+        };
+        if shape.patch_size == 0
+            || shape.image_size % shape.patch_size != 0
+            || shape.num_heads == 0
+            || shape.hidden_size % shape.num_heads != 0
+        {
+            return Err(format!("inconsistent sizes {shape:?}"));
+        }
+        Ok((shape, labels))
+    }
+
     pub fn hf_config(&self, labels: &[String]) -> serde_json::Value {
         let id2label: serde_json::Map<_, _> = labels
             .iter()
@@ -202,6 +245,16 @@ impl TrainVit {
 
     /// `pixels [batch, channels, size, size]` → logits `[batch, labels]`.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.forward_tapped(pixels, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::forward`], showing `tap` every intermediate `[batch, tokens, neurons]` activation
+    /// (the fusion lab's activation costs come from these).
+    pub fn forward_tapped(
+        &self,
+        pixels: &Tensor,
+        tap: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let s = self.shape;
         let (b, c, _, _) = pixels.dims4()?;
         let g = s.image_size / s.patch_size;
@@ -212,18 +265,52 @@ impl TrainVit {
         let x = self.patch.forward(&patches)?;
         let cls = self.cls.broadcast_as((b, 1, s.hidden_size))?;
         let mut x = Tensor::cat(&[&cls, &x], 1)?.broadcast_add(&self.pos)?;
-        for l in &self.layers {
+        tap(Site::Embeddings, &x)?;
+        for (i, l) in self.layers.iter().enumerate() {
             let hn = l.norm_before.forward(&x)?;
-            let q = split_heads(&l.q.forward(&hn)?, s.num_heads)?;
-            let k = split_heads(&l.k.forward(&hn)?, s.num_heads)?;
-            let v = split_heads(&l.v.forward(&hn)?, s.num_heads)?;
-            x = (x + l.o.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)?)?;
-            let hn = l.norm_after.forward(&x)?;
-            x = (&x + l.ffn.forward(&hn)?)?;
+            let (q, k, v) = (l.q.forward(&hn)?, l.k.forward(&hn)?, l.v.forward(&hn)?);
+            tap(Site::Query(i), &q)?;
+            tap(Site::Key(i), &k)?;
+            tap(Site::Value(i), &v)?;
+            let (q, k, v) = (
+                split_heads(&q, s.num_heads)?,
+                split_heads(&k, s.num_heads)?,
+                split_heads(&v, s.num_heads)?,
+            );
+            let att = l.o.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)?;
+            tap(Site::AttentionOut(i), &att)?;
+            x = (x + att)?;
+            tap(Site::AfterAttention(i), &x)?;
+            let up = l.ffn.up.forward(&l.norm_after.forward(&x)?)?;
+            tap(Site::Intermediate(i), &up)?;
+            let down = l.ffn.down.forward(&up.gelu_erf()?)?;
+            tap(Site::FeedForwardOut(i), &down)?;
+            x = (x + down)?;
+            tap(Site::AfterFeedForward(i), &x)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
         self.classifier.forward(&self.norm.forward(&first)?)
     }
+}
+
+/// Where [`TrainVit::forward_tapped`] shows an activation; layer indices from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Site {
+    /// CLS and patch embeddings plus position embeddings: the residual stream's start.
+    Embeddings,
+    Query(usize),
+    Key(usize),
+    Value(usize),
+    /// The attention output projection, before it joins the residual stream.
+    AttentionOut(usize),
+    /// The residual stream after the attention block.
+    AfterAttention(usize),
+    /// `intermediate.dense` before the GELU.
+    Intermediate(usize),
+    /// `output.dense`, before it joins the residual stream.
+    FeedForwardOut(usize),
+    /// The residual stream after the feed-forward block.
+    AfterFeedForward(usize),
 }
 
 /// Mean cross-entropy of `logits [n, labels]` against `labels [n]` (u32).

@@ -45,11 +45,25 @@ pub fn train(
         recipe.shape,
         crate::train::seeded_builder(&varmap, recipe.seed),
     )?;
+    let losses = train_steps(recipe, &varmap, &model, on_step)?;
+    let config = recipe.shape.hf_config(&label_names());
+    super::save_checkpoint(out, &varmap, &config, |_| Ok(()))?;
+    Ok(losses)
+}
+
+/// Trains `model`, whose variables live in `varmap`, for the recipe's steps on its seed's
+/// stream of scenes. Returns the losses.
+pub fn train_steps(
+    recipe: &VitRecipe,
+    varmap: &VarMap,
+    model: &TrainVit,
+    on_step: &mut dyn FnMut(StepReport) -> Result<()>,
+) -> Result<Vec<f32>> {
     let schedule = Schedule::new(recipe.steps, recipe.peak_lr, 0.05);
     // Each seed sees its own stream of scenes.
     let offset = recipe.seed * 10_000_000;
-    let losses = train_loop(
-        &varmap,
+    train_loop(
+        varmap,
         Pull::WeightDecay {
             lambda: recipe.weight_decay,
         },
@@ -64,8 +78,5 @@ pub fn train(
             classification_loss(&model.forward(&scene_tensor(&refs)?)?, &labels)
         },
         on_step,
-    )?;
-    let config = recipe.shape.hf_config(&label_names());
-    super::save_checkpoint(out, &varmap, &config, |_| Ok(()))?;
-    Ok(losses)
+    )
 }

@@ -552,7 +552,11 @@ fn zoo_decoder_at_drop_rate_zero_scores_as_shipped_and_collapses_at_0_99() {
         .unwrap();
     assert!((summary.kept_fraction() - 0.5).abs() < 0.05);
     // Importance pruning keeps large deltas working where random drop does not (DARE: 0.33).
-    assert!(pa.score > 0.8, "activation-aware at p = 0.5 scores {}", pa.score);
+    assert!(
+        pa.score > 0.8,
+        "activation-aware at p = 0.5 scores {}",
+        pa.score
+    );
 }
 
 /// The same pruned checkpoint from the CPU (fused byte path) and from the wgpu kernels, byte
