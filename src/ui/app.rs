@@ -4,6 +4,7 @@ use egui::{RichText, Ui};
 
 use super::delta_panel::{self, DeltaPanel};
 use super::file_picker::{FilePicker, SystemPicker};
+use super::fusion_panel::{self, FusionPanel};
 use super::generate::{self, GeneratePanel};
 use super::jobs_panel::{self, JobsPanel};
 use super::model_slot::ModelSlot;
@@ -21,6 +22,7 @@ pub struct AlignApp {
     pub rain: RainPanel,
     pub zoo: ZooPanel,
     pub delta: DeltaPanel,
+    pub fusion: FusionPanel,
     pub jobs: JobsPanel,
     picker: Box<dyn FilePicker>,
 }
@@ -60,6 +62,7 @@ impl AlignApp {
             rain: RainPanel::default(),
             zoo: ZooPanel::default(),
             delta: DeltaPanel::default(),
+            fusion: FusionPanel::default(),
             jobs: JobsPanel::default(),
             picker,
         };
@@ -82,6 +85,7 @@ impl AlignApp {
         ui.selectable_value(&mut self.settings.page, Page::Rain, "RAIN");
         ui.selectable_value(&mut self.settings.page, Page::Zoo, "Model zoo");
         ui.selectable_value(&mut self.settings.page, Page::Delta, "Delta");
+        ui.selectable_value(&mut self.settings.page, Page::Fusion, "Fusion");
         ui.separator();
         let running = self.board.running();
         let jobs = if running > 0 {
@@ -154,6 +158,7 @@ impl eframe::App for AlignApp {
         self.rain.poll();
         self.zoo.poll();
         self.delta.poll(&self.board);
+        self.fusion.poll();
         self.take_dropped(ctx);
         ctx.set_theme(if self.settings.dark {
             egui::Theme::Dark
@@ -184,6 +189,9 @@ impl eframe::App for AlignApp {
             }
             Page::Zoo => zoo_panel::ui(ui, &mut self.zoo, &self.board),
             Page::Delta => delta_panel::ui(ui, &mut self.delta, &self.board, self.picker.as_mut()),
+            Page::Fusion => {
+                fusion_panel::ui(ui, &mut self.fusion, &self.board, self.picker.as_mut())
+            }
             Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
         });
     }

@@ -6,6 +6,7 @@ use crate::jobs;
 pub mod app;
 pub mod delta_panel;
 pub mod file_picker;
+pub mod fusion_panel;
 pub mod generate;
 pub mod jobs_panel;
 pub mod model_slot;

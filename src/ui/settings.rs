@@ -13,6 +13,7 @@ pub enum Page {
     Rain,
     Zoo,
     Delta,
+    Fusion,
     Jobs,
 }
 

@@ -443,3 +443,101 @@ fn delta_page_slider_curves_and_failed_export() {
         .is_some());
     assert!(h.query_by_label("Per-layer statistics").is_some());
 }
+
+#[test]
+fn fusion_lab_fills_the_table_draws_maps_and_exports() {
+    use alignscope::fusion::vit_weights::VitWeights;
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("fused");
+    let broken = out.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{ not json").unwrap();
+    // Picked last first: the export folder, then the two parents of a failing run.
+    let picked = vec![broken.clone(), broken.clone(), export.clone()];
+    let runs_dir = runs.path().to_path_buf();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_eframe(move |cc| {
+            AlignApp::with_parts(
+                &cc.egui_ctx,
+                Settings::default(),
+                JobBoard::new(Some(runs_dir)),
+                Box::new(QueuedPicker(picked)),
+            )
+        });
+    h.get_by_label("Fusion").click();
+    h.step();
+    assert!(h
+        .query_by_label("Run a fusion to fill the table.")
+        .is_some());
+    {
+        // Fewer scenes and steps than the defaults, to keep the test short.
+        let o = &mut h.state_mut().fusion.options;
+        o.samples = 64;
+        o.eval_scenes = 200;
+        o.finetune_steps = 10;
+    }
+    h.get_by_label("Run fusion").click();
+    step_until(&mut h, "the fusion to finish", |a| {
+        !a.fusion.is_running() && (a.fusion.report.is_some() || a.fusion.error.is_some())
+    });
+    assert_eq!(h.state().fusion.error, None);
+    let rows: Vec<String> = h
+        .state()
+        .fusion
+        .rows
+        .iter()
+        .map(|r| r.model.clone())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "parent A",
+            "parent B",
+            "vanilla average",
+            "OT hard (exact)",
+            "OT soft (Sinkhorn ε=0.08)",
+            "parent B + 10 steps",
+            "vanilla average + 10 steps",
+            "OT hard (exact) + 10 steps",
+            "OT soft (Sinkhorn ε=0.08) + 10 steps",
+        ]
+    );
+    for label in &rows {
+        assert!(h.query_by_label(label).is_some(), "table row {label}");
+    }
+    // Hard maps first: the embedding map and its cost, then step to the next map.
+    h.get_by_label("Transport map: embeddings (64×64)");
+    h.get_by_label("Cost matrix: embeddings (64×64)");
+    h.get_by_label("next >").click();
+    h.step();
+    h.get_by_label("Transport map: layer 0 · query (64×64)");
+    let hard_sharpness = h.state().fusion.maps[0][1].sharpness();
+    h.get_by_label("soft (Sinkhorn)").click();
+    h.step();
+    h.get_by_label("Transport map: layer 0 · query (64×64)");
+    assert!(h.state().fusion.maps[1][1].sharpness() < hard_sharpness);
+    h.get_by_label("hard (exact)").click();
+    h.step();
+    h.snapshot("fusion_lab");
+
+    h.get_by_label("Export…").click();
+    h.step();
+    assert!(h
+        .query_by_label_contains(&format!("wrote {}", export.display()))
+        .is_some());
+    let saved = VitWeights::load(&export).unwrap();
+    assert_eq!(saved.shape.hidden_size, 64);
+
+    // Two broken folders: the run fails with a message naming the file.
+    h.get_by_label("Open folders…").click();
+    h.step();
+    h.get_by_label("Run fusion").click();
+    step_until(&mut h, "the failing run", |a| {
+        !a.fusion.is_running() && a.fusion.error.is_some()
+    });
+    let error = h.state().fusion.error.clone().unwrap();
+    assert!(error.contains("config.json"), "{error}");
+    assert!(h.query_by_label_contains("fusion failed").is_some());
+}

@@ -1,5 +1,6 @@
 //! Reusable widgets.
 
+pub mod heatmap;
 pub mod model_picker;
 pub mod token_view;
 pub mod tree_view;

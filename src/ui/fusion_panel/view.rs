@@ -1,0 +1,360 @@
+//! Drawing of the Fusion page.
+
+use egui::{Color32, ComboBox, DragValue, Grid, RichText, Ui};
+
+use super::{FusionPanel, Parents, Shown, ZOO_PAIRS};
+use crate::fusion::lab::Target;
+use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
+use crate::jobs::JobBoard;
+use crate::ui::file_picker::FilePicker;
+use crate::ui::widgets::heatmap::Heatmap;
+
+const BAD: Color32 = Color32::from_rgb(235, 110, 100);
+const BEST: Color32 = Color32::from_rgb(120, 200, 120);
+const MAP_SIDE: f32 = 235.0;
+
+pub fn ui(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard, picker: &mut dyn FilePicker) {
+    ui.heading("Fusion lab");
+    ui.label(
+        RichText::new(
+            "Optimal-transport fusion (Imfeld et al.): B is the anchor. A's neurons are \
+             transported onto B's layer by layer (exact OT gives hard maps, Sinkhorn soft ones), \
+             then the two are averaged. Fusing into a narrower B compresses A.",
+        )
+        .weak(),
+    );
+    parents_row(ui, panel, picker);
+    option_rows(ui, panel);
+    run_row(ui, panel, board);
+    ui.separator();
+    egui::ScrollArea::vertical()
+        .id_salt("fusion-scroll")
+        .show(ui, |ui| {
+            ui.columns(2, |cols| {
+                results_table(&mut cols[0], panel);
+                export_row(&mut cols[0], panel, picker);
+                map_view(&mut cols[1], panel);
+            });
+        });
+}
+
+/// A labelled combo box over a few named values.
+fn choice<T: PartialEq + Copy>(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut T,
+    options: &[(T, &str)],
+) -> bool {
+    let before = *value;
+    let text = ui.label(label);
+    let current = options
+        .iter()
+        .find(|(v, _)| v == value)
+        .map_or("?", |(_, n)| *n);
+    ComboBox::from_id_salt(("fusion", label))
+        .selected_text(current)
+        .show_ui(ui, |ui| {
+            for (v, name) in options {
+                ui.selectable_value(value, *v, *name);
+            }
+        })
+        .response
+        .labelled_by(text.id);
+    *value != before
+}
+
+fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker) {
+    ui.horizontal(|ui| {
+        let pairs: Vec<(Parents, String)> = ZOO_PAIRS
+            .iter()
+            .map(|&(a, b)| {
+                let p = Parents::Zoo(a, b);
+                let l = p.label();
+                (p, l)
+            })
+            .collect();
+        let text = ui.label("models A + B");
+        ComboBox::from_id_salt("fusion-parents")
+            .selected_text(panel.parents.label())
+            .show_ui(ui, |ui| {
+                for (p, l) in pairs {
+                    ui.selectable_value(&mut panel.parents, p, l);
+                }
+            })
+            .response
+            .labelled_by(text.id);
+        if ui
+            .button("Open folders…")
+            .on_hover_text("Pick model A's folder, then model B's (ViT classifiers)")
+            .clicked()
+        {
+            if let Some(a) = picker.pick_folder() {
+                if let Some(b) = picker.pick_folder() {
+                    panel.parents = Parents::Folders(a, b);
+                }
+            }
+        }
+    });
+}
+
+fn option_rows(ui: &mut Ui, panel: &mut FusionPanel) {
+    let o = &mut panel.options;
+    ui.horizontal(|ui| {
+        if choice(
+            ui,
+            "cost",
+            &mut o.cost,
+            &[
+                (CostKind::Acts, "activations"),
+                (CostKind::Weights, "weights"),
+            ],
+        ) {
+            panel.reg = FuseOptions::default_reg(o.cost);
+        }
+        choice(
+            ui,
+            "Q-K maps",
+            &mut o.qk,
+            &[(QkPolicy::Separate, "separate"), (QkPolicy::Joint, "joint")],
+        );
+        choice(
+            ui,
+            "residual",
+            &mut o.residual,
+            &[
+                (ResidualPolicy::Mean, "mean of skip and branch"),
+                (ResidualPolicy::Weighted, "weighted by |activation|"),
+                (ResidualPolicy::Skip, "skip only"),
+                (ResidualPolicy::Branch, "branch only"),
+                (ResidualPolicy::Shared, "one shared stream map"),
+            ],
+        );
+        choice(
+            ui,
+            "branch output",
+            &mut o.branch_map,
+            &[
+                (BranchMap::Own, "own map"),
+                (BranchMap::Stream, "stream map"),
+            ],
+        );
+    });
+    ui.horizontal(|ui| {
+        choice(
+            ui,
+            "target width",
+            &mut o.target,
+            &[
+                (Target::Narrower, "the narrower parent's"),
+                (Target::A, "A's"),
+                (Target::B, "B's"),
+            ],
+        );
+        let text = ui.label("Sinkhorn ε");
+        ui.add(
+            DragValue::new(&mut panel.reg)
+                .range(0.001..=1.0)
+                .speed(0.001)
+                .max_decimals(3),
+        )
+        .labelled_by(text.id)
+        .on_hover_text("Regulariser on the max-normalised cost: smaller is sharper");
+        let text = ui.label("fine-tune steps");
+        ui.add(DragValue::new(&mut o.finetune_steps).range(0..=5000))
+            .labelled_by(text.id)
+            .on_hover_text("0: no fine-tune rows");
+        let text = ui.label("activation scenes");
+        ui.add(DragValue::new(&mut o.samples).range(8..=2000))
+            .labelled_by(text.id);
+    });
+}
+
+fn run_row(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard) {
+    ui.horizontal(|ui| {
+        if panel.is_running() {
+            if ui.button("Cancel").clicked() {
+                panel.cancel(board);
+            }
+            if let Some(status) = panel.job_id().and_then(|id| board.status(id)) {
+                if let Some(p) = status.progress {
+                    ui.add(egui::ProgressBar::new(p).desired_width(160.0));
+                }
+                ui.label(status.message);
+            }
+        } else {
+            if ui.button("Run fusion").clicked() {
+                panel.start(board);
+            }
+            match (&panel.error, &panel.report) {
+                (Some(e), _) => {
+                    ui.colored_label(BAD, format!("fusion failed: {e}"));
+                }
+                (None, Some(r)) => {
+                    let (a, b) = r.widths;
+                    let into = if r.anchor_is_a { a } else { b };
+                    ui.label(format!("widths A {a}, B {b}; fused into width {into}"));
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+fn results_table(ui: &mut Ui, panel: &FusionPanel) {
+    ui.label(RichText::new("Results on held-out scenes").strong());
+    if panel.rows.is_empty() {
+        ui.label(RichText::new("Run a fusion to fill the table.").weak());
+        return;
+    }
+    let best = panel
+        .rows
+        .iter()
+        .map(|r| r.accuracy)
+        .fold(f64::MIN, f64::max);
+    Grid::new("fusion-results")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            for h in ["model", "width", "accuracy", "loss"] {
+                ui.label(RichText::new(h).strong());
+            }
+            ui.end_row();
+            for r in &panel.rows {
+                ui.label(&r.model);
+                ui.label(r.width.to_string());
+                let acc = RichText::new(format!("{:.3}", r.accuracy));
+                ui.label(if r.accuracy == best {
+                    acc.color(BEST)
+                } else {
+                    acc
+                });
+                ui.label(format!("{:.3}", r.loss));
+                ui.end_row();
+            }
+        });
+}
+
+fn export_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker) {
+    let choices = panel.exportable();
+    if choices.is_empty() {
+        return;
+    }
+    ui.add_space(8.0);
+    ui.horizontal(|ui| {
+        let current = choices
+            .iter()
+            .find(|(k, _)| *k == panel.export_choice)
+            .map_or_else(|| choices[0].1.clone(), |(_, l)| l.clone());
+        let text = ui.label("export");
+        ComboBox::from_id_salt("fusion-export")
+            .selected_text(current)
+            .show_ui(ui, |ui| {
+                for (k, l) in &choices {
+                    ui.selectable_value(&mut panel.export_choice, *k, l);
+                }
+            })
+            .response
+            .labelled_by(text.id);
+        if ui
+            .button("Export…")
+            .on_hover_text("Write config.json and model.safetensors into a folder")
+            .clicked()
+        {
+            if let Some(out) = picker.pick_folder() {
+                panel.export(out);
+            }
+        }
+    });
+    match &panel.export_status {
+        Some(Ok(s)) => {
+            ui.label(s);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(BAD, format!("export failed: {e}"));
+        }
+        None => {}
+    }
+}
+
+fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
+    ui.label(RichText::new("Transport maps").strong());
+    let shown = &mut panel.shown;
+    ui.horizontal(|ui| {
+        for (i, name) in ["hard (exact)", "soft (Sinkhorn)"].into_iter().enumerate() {
+            ui.selectable_value(&mut shown.run, i, name);
+        }
+    });
+    let Some(maps) = panel.maps.get(shown.run).filter(|m| !m.is_empty()) else {
+        ui.label(RichText::new("Maps appear here layer by layer as the fusion runs.").weak());
+        return;
+    };
+    shown.map = shown.map.min(maps.len() - 1);
+    ui.horizontal(|ui| {
+        if ui.button("< previous").clicked() {
+            shown.map = shown.map.saturating_sub(1);
+        }
+        let text = ui.label("map");
+        ComboBox::from_id_salt("fusion-map")
+            .selected_text(&maps[shown.map].name)
+            .width(220.0)
+            .show_ui(ui, |ui| {
+                for (i, m) in maps.iter().enumerate() {
+                    ui.selectable_value(&mut shown.map, i, &m.name);
+                }
+            })
+            .response
+            .labelled_by(text.id);
+        if ui.button("next >").clicked() {
+            shown.map = (shown.map + 1).min(maps.len() - 1);
+        }
+    });
+    let Shown { map, .. } = *shown;
+    let m = &maps[map];
+    let label = |i: usize, j: usize| format!("A neuron {i} to B neuron {j}");
+    ui.label(
+        RichText::new(format!(
+            "{}×{} · sharpness {:.3} (mass on each A neuron's best match){}",
+            m.plan.rows,
+            m.plan.cols,
+            m.sharpness(),
+            if m.cost.is_empty() {
+                String::new()
+            } else {
+                format!(" · <T, C> = {:.4}", m.plan.cost(&m.cost))
+            }
+        ))
+        .weak(),
+    );
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            ui.label("transport map T (rows: A, columns: B)");
+            Heatmap {
+                title: &format!("Transport map: {}", m.name),
+                rows: m.plan.rows,
+                cols: m.plan.cols,
+                values: &m.plan.t,
+                cell_label: &label,
+            }
+            .show(ui, MAP_SIDE);
+        });
+        ui.vertical(|ui| {
+            if m.cost.is_empty() {
+                ui.label("no cost matrix");
+                ui.label(
+                    RichText::new("This stream map blends the skip's and the branch's maps.")
+                        .weak(),
+                );
+            } else {
+                ui.label("cost C (normalised)");
+                Heatmap {
+                    title: &format!("Cost matrix: {}", m.name),
+                    rows: m.plan.rows,
+                    cols: m.plan.cols,
+                    values: &m.cost,
+                    cell_label: &label,
+                }
+                .show(ui, MAP_SIDE);
+            }
+        });
+    });
+}
