@@ -199,6 +199,20 @@ impl TransportMap {
             / r.rows.max(1) as f64
     }
 
+    /// B's neurons ordered by the A neuron that sends each the most mass, so a hard map
+    /// drawn in this column order is a diagonal and a soft one a blurred diagonal.
+    pub fn matched_column_order(&self) -> Vec<usize> {
+        let (r, c) = (self.plan.rows, self.plan.cols);
+        let best_row = |j: usize| {
+            (0..r)
+                .max_by(|&x, &y| self.plan.t[x * c + j].total_cmp(&self.plan.t[y * c + j]))
+                .unwrap_or(0)
+        };
+        let mut order: Vec<usize> = (0..c).collect();
+        order.sort_by_key(|&j| (best_row(j), j));
+        order
+    }
+
     fn scaled(&self, sum: impl Fn(usize, usize) -> f64) -> Mat {
         let (r, c) = (self.plan.rows, self.plan.cols);
         let data = (0..r * c)
@@ -234,6 +248,8 @@ mod tests {
         // Cᵀ moves a's rows into b's order.
         assert_eq!(c.transpose().matmul(&a), b);
         assert_eq!(map.inputs(), c);
+        // b's neuron 1 is a's 0, 3 is a's 1, 0 is a's 2, 2 is a's 3.
+        assert_eq!(map.matched_column_order(), [1, 3, 0, 2]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ fn help_lists_what_works() {
         "embed",
         "bench",
         "zoo",
+        "prune",
+        "merge",
+        "fuse",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
@@ -386,4 +389,124 @@ fn prune_and_merge_headless() {
         "0.5",
     ]));
     assert!(err.contains("nothing to do"), "{err}");
+}
+
+#[test]
+fn fuse_into_the_narrower_model_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fused");
+    let report = json_output(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "vit-a",
+        "--model-b",
+        "vit-narrow",
+        "--solver",
+        "both",
+        "--samples",
+        "64",
+        "--eval",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(report["widths"], serde_json::json!([64, 48]));
+    assert_eq!(report["anchor"], "B");
+    let rows: Vec<(&str, u64, f64)> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["width"].as_u64().unwrap(),
+                r["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    // No vanilla average across widths.
+    assert_eq!(
+        names,
+        [
+            "parent A",
+            "parent B",
+            "OT hard (exact)",
+            "OT soft (Sinkhorn ε=0.08)"
+        ]
+    );
+    assert_eq!(rows[2].1, 48);
+    // The parents score as the manifest says (600 held-out scenes).
+    assert!((rows[0].2 - 0.578).abs() < 0.011 && (rows[1].2 - 0.768).abs() < 0.011);
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let maps = run["maps"].as_array().unwrap();
+        assert_eq!(maps.len(), 33);
+        assert_eq!(
+            (maps[0]["rows"].as_u64(), maps[0]["cols"].as_u64()),
+            (Some(64), Some(48))
+        );
+    }
+    let w = alignscope::fusion::vit_weights::VitWeights::load(&out).unwrap();
+    assert_eq!(w.shape.hidden_size, 48);
+    assert_eq!(w.shape.intermediate_size, 96);
+}
+
+#[test]
+fn fuse_refuses_broken_and_mismatched_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let vit_a = alignscope::zoo::specs::spec("vit-a").unwrap().path();
+    let copy = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(vit_a.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    let fuse = |a: &std::path::Path| {
+        let mut cmd = alignscope(dir.path());
+        cmd.args(["fuse", "--model-a"])
+            .arg(a)
+            .args(["--model-b", "vit-b"]);
+        failure_stderr(&mut cmd)
+    };
+    let truncated = copy("truncated");
+    let file = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let err = fuse(&truncated);
+    assert!(
+        err.contains("model.safetensors") && err.contains("model A"),
+        "{err}"
+    );
+
+    let bad_config = copy("bad-config");
+    std::fs::write(bad_config.join("config.json"), r#"{"model_type": "vit"}"#).unwrap();
+    let err = fuse(&bad_config);
+    assert!(
+        err.contains("config.json") && err.contains("hidden_size") || err.contains("id2label"),
+        "{err}"
+    );
+
+    let not_vit = copy("not-vit");
+    std::fs::write(not_vit.join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
+    assert!(fuse(&not_vit).contains("not a ViT"));
+
+    // Same config, weights of the wrong width.
+    let wrong = copy("wrong-width");
+    std::fs::copy(
+        alignscope::zoo::specs::spec("vit-narrow")
+            .unwrap()
+            .path()
+            .join("model.safetensors"),
+        wrong.join("model.safetensors"),
+    )
+    .unwrap();
+    let err = fuse(&wrong);
+    assert!(err.contains("do not match config.json"), "{err}");
+
+    let err = fuse(&dir.path().join("missing"));
+    assert!(err.contains("no such file or folder"), "{err}");
 }

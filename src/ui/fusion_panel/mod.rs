@@ -63,10 +63,12 @@ impl Report for Outcome {
 }
 
 /// The map on show: which solver's run and which map in it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shown {
     pub run: usize,
     pub map: usize,
+    /// Columns in matched order (hard maps show as diagonals) instead of B's own order.
+    pub matched: bool,
 }
 
 pub struct FusionPanel {
@@ -99,7 +101,11 @@ impl Default for FusionPanel {
             maps: Vec::new(),
             report: None,
             error: None,
-            shown: Shown::default(),
+            shown: Shown {
+                run: 0,
+                map: 0,
+                matched: true,
+            },
             export_choice: (1, false),
             export_status: None,
         }
@@ -130,10 +136,7 @@ impl FusionPanel {
         self.report = None;
         self.error = None;
         self.export_status = None;
-        self.shown = Shown {
-            run: self.shown.run,
-            map: 0,
-        };
+        self.shown.map = 0;
         let mut options = self.options.clone();
         options.solvers = self.solvers().to_vec();
         let parents = self.parents.clone();

@@ -308,9 +308,21 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
             shown.map = (shown.map + 1).min(maps.len() - 1);
         }
     });
-    let Shown { map, .. } = *shown;
+    ui.checkbox(&mut shown.matched, "columns in matched order")
+        .on_hover_text("Order B's neurons by the A neuron that sends each the most mass");
+    let Shown { map, matched, .. } = *shown;
     let m = &maps[map];
-    let label = |i: usize, j: usize| format!("A neuron {i} to B neuron {j}");
+    let order: Vec<usize> = if matched {
+        m.matched_column_order()
+    } else {
+        (0..m.plan.cols).collect()
+    };
+    let reorder = |v: &[f64]| -> Vec<f64> {
+        (0..m.plan.rows)
+            .flat_map(|i| order.iter().map(move |&j| v[i * m.plan.cols + j]))
+            .collect()
+    };
+    let label = |i: usize, j: usize| format!("A neuron {i} to B neuron {}", order[j]);
     ui.label(
         RichText::new(format!(
             "{}×{} · sharpness {:.3} (mass on each A neuron's best match){}",
@@ -320,7 +332,8 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
             if m.cost.is_empty() {
                 String::new()
             } else {
-                format!(" · <T, C> = {:.4}", m.plan.cost(&m.cost))
+                let mean = m.cost.iter().sum::<f64>() / m.cost.len() as f64;
+                format!(" · <T, C> = {:.3} (mean C {mean:.3})", m.plan.cost(&m.cost))
             }
         ))
         .weak(),
@@ -332,7 +345,7 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
                 title: &format!("Transport map: {}", m.name),
                 rows: m.plan.rows,
                 cols: m.plan.cols,
-                values: &m.plan.t,
+                values: &reorder(&m.plan.t),
                 cell_label: &label,
             }
             .show(ui, MAP_SIDE);
@@ -350,7 +363,7 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
                     title: &format!("Cost matrix: {}", m.name),
                     rows: m.plan.rows,
                     cols: m.plan.cols,
-                    values: &m.cost,
+                    values: &reorder(&m.cost),
                     cell_label: &label,
                 }
                 .show(ui, MAP_SIDE);
