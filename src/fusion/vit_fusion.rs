@@ -153,6 +153,9 @@ struct Walk<'a> {
     on_map: &'a mut dyn FnMut(&TransportMap, usize, usize) -> Result<()>,
 }
 
+/// A layer of model A with its inputs aligned: `(Ŵ_A, b_A)`.
+type Aligned = (Mat, Vec<f32>);
+
 /// `Cᵀ·v` for a vector over the aligned model's neurons.
 fn carry(c: &Mat, v: &[f32]) -> Vec<f32> {
     c.transpose().matmul(&Mat::new(v.len(), 1, v.to_vec())).data
@@ -169,7 +172,7 @@ impl Walk<'_> {
     }
 
     /// Model A's weight with its inputs aligned (`Ŵ = W·R`), and its bias.
-    fn inputs(&self, module: &str, input: Option<&TransportMap>) -> Result<(Mat, Vec<f32>)> {
+    fn inputs(&self, module: &str, input: Option<&TransportMap>) -> Result<Aligned> {
         let w = Self::matrix(self.a, &format!("{module}.weight"))?;
         let w = match input {
             Some(map) => w.matmul(&map.inputs()),
@@ -196,7 +199,7 @@ impl Walk<'_> {
 
     /// Features of the output neurons of the given (module, site, aligned weights) triples,
     /// side by side when there are several (a joint Q-K map).
-    fn features(&self, parts: &[(&str, Site, &(Mat, Vec<f32>))]) -> Result<(Mat, Mat)> {
+    fn features(&self, parts: &[(&str, Site, &Aligned)]) -> Result<(Mat, Mat)> {
         let mut fa: Option<Mat> = None;
         let mut fb: Option<Mat> = None;
         for (module, site, (w, bias)) in parts {
@@ -242,12 +245,7 @@ impl Walk<'_> {
     }
 
     /// Output alignment and averaging of one linear layer.
-    fn outputs(
-        &mut self,
-        module: &str,
-        map: &TransportMap,
-        aligned: (Mat, Vec<f32>),
-    ) -> Result<()> {
+    fn outputs(&mut self, module: &str, map: &TransportMap, aligned: Aligned) -> Result<()> {
         let c = map.outputs();
         let w = c.transpose().matmul(&aligned.0);
         self.mix(&format!("{module}.weight"), w.data)?;

@@ -61,9 +61,9 @@ impl VitShape {
             num_labels: labels.len(),
         };
         if shape.patch_size == 0
-            || shape.image_size % shape.patch_size != 0
+            || !shape.image_size.is_multiple_of(shape.patch_size)
             || shape.num_heads == 0
-            || shape.hidden_size % shape.num_heads != 0
+            || !shape.hidden_size.is_multiple_of(shape.num_heads)
         {
             return Err(format!("inconsistent sizes {shape:?}"));
         }

@@ -323,20 +323,24 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
             .collect()
     };
     let label = |i: usize, j: usize| format!("A neuron {i} to B neuron {}", order[j]);
+    let cost_part = if m.cost.is_empty() {
+        String::new()
+    } else {
+        let mean = m.cost.iter().sum::<f64>() / m.cost.len() as f64;
+        format!(" · <T, C> {:.3} vs mean C {mean:.3}", m.plan.cost(&m.cost))
+    };
     ui.label(
         RichText::new(format!(
-            "{}×{} · sharpness {:.3} (mass on each A neuron's best match){}",
+            "{}×{} · sharpness {:.3}{cost_part}",
             m.plan.rows,
             m.plan.cols,
             m.sharpness(),
-            if m.cost.is_empty() {
-                String::new()
-            } else {
-                let mean = m.cost.iter().sum::<f64>() / m.cost.len() as f64;
-                format!(" · <T, C> = {:.3} (mean C {mean:.3})", m.plan.cost(&m.cost))
-            }
         ))
         .weak(),
+    )
+    .on_hover_text(
+        "sharpness: the mean share of each A neuron's mass on its best match (1 for hard maps); \
+         <T, C>: what the plan pays, against the mean cost an uninformed plan pays",
     );
     ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
