@@ -3,9 +3,11 @@
 docs/fusion.md as markdown.
 
     cargo build --release && python3 scripts/fusion_evidence.py [--steps 200 1000]
+        [--sections main regs options seeds]
 """
 import argparse
 import json
+import statistics
 import subprocess
 
 BIN = "target/release/alignscope"
@@ -25,10 +27,21 @@ def rows(report):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, nargs="*", default=[200, 1000])
+    p.add_argument("--sections", nargs="*", default=["main", "regs", "options", "seeds"])
     args = p.parse_args()
+    if "main" in args.sections:
+        main_table(args.steps)
+    if "regs" in args.sections:
+        reg_table()
+    if "options" in args.sections:
+        option_table()
+    if "seeds" in args.sections:
+        seed_table()
 
+
+def main_table(steps_list):
     print("## Main table (paper defaults: activations, separate Q-K, mean residual, ε 0.08)\n")
-    for steps in args.steps:
+    for steps in steps_list:
         print(f"### Fine-tune {steps} steps\n")
         print("| A + B (width) | parent A | parent B | vanilla | OT hard | OT soft "
               "| anchor + FT | vanilla + FT | OT hard + FT | OT soft + FT |")
@@ -50,6 +63,8 @@ def main():
                       f"OT hard (exact) + {steps} steps", f"{soft} + {steps} steps"]) + " |")
         print()
 
+
+def reg_table():
     print("## One-shot accuracy by regulariser (activations; ε = 0 is exact OT)\n")
     regs = [0.005, 0.01, 0.02, 0.05, 0.08, 0.2]
     print("| A + B | exact | " + " | ".join(f"ε {e}" for e in regs) + " |")
@@ -63,6 +78,8 @@ def main():
         print(f"| {a} + {b} | {exact:.3f} | " + " | ".join(cells) + " |")
     print()
 
+
+def option_table():
     print("## One-shot accuracy by option (hard / soft at ε 0.08 acts, 0.06 weights)\n")
     variants = [
         ("paper defaults", []),
@@ -84,6 +101,25 @@ def main():
             soft = r["rows"][-1]["accuracy"]
             cells.append(f"{hard:.3f} / {soft:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+
+
+def seed_table(steps=1000, seeds=(20, 21, 22)):
+    print(f"## {steps}-step fine-tunes over fine-tune seeds {', '.join(map(str, seeds))} "
+          "(mean ± standard deviation)\n")
+    labels = ["anchor + FT", "OT hard + FT", "OT soft + FT"]
+    print("| A + B | " + " | ".join(labels) + " | soft − anchor per seed |")
+    print("|---|" + "---:|" * (len(labels) + 1))
+    for a, b in PAIRS[:2]:
+        runs = [rows(fuse(a, b, "--solver", "both", "--finetune", steps, "--seed", seed))
+                for seed in seeds]
+        soft = next(k for k in runs[0] if k.startswith("OT soft") and "steps" not in k)
+        names = [f"parent B + {steps} steps", f"OT hard (exact) + {steps} steps",
+                 f"{soft} + {steps} steps"]
+        acc = [[r[n]["accuracy"] for r in runs] for n in names]
+        cells = [f"{statistics.mean(x):.3f} ± {statistics.stdev(x):.3f}" for x in acc]
+        diffs = ", ".join(f"{s - an:+.3f}" for s, an in zip(acc[2], acc[0]))
+        print(f"| {a} + {b} | " + " | ".join(cells) + f" | {diffs} |")
 
 
 if __name__ == "__main__":

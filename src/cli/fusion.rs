@@ -52,6 +52,9 @@ pub struct FuseArgs {
     /// Fine-tune the fused models (and, for comparison, the anchor) this many steps.
     #[arg(long, default_value_t = 0)]
     finetune: usize,
+    /// Seed of the fine-tune's stream of training scenes.
+    #[arg(long, default_value_t = crate::fusion::lab::DEFAULT_FINETUNE_SEED)]
+    seed: u64,
     /// Write the fused model here (the fine-tuned one with --finetune; the last solver's with
     /// --solver both).
     #[arg(long)]
@@ -82,6 +85,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
     opts.target = args.target;
     opts.samples = args.samples;
     opts.finetune_steps = args.finetune;
+    opts.finetune_seed = args.seed;
     if !args.eval {
         opts.eval_scenes = 0;
     }

@@ -199,6 +199,15 @@ impl TransportMap {
             / r.rows.max(1) as f64
     }
 
+    /// ⟨T, C⟩ and the mean cost an uninformed (uniform) plan pays; `None` for maps blended
+    /// from others, which have no cost of their own.
+    pub fn transport_and_mean_cost(&self) -> Option<(f64, f64)> {
+        (!self.cost.is_empty()).then(|| {
+            let mean = self.cost.iter().sum::<f64>() / self.cost.len() as f64;
+            (self.plan.cost(&self.cost), mean)
+        })
+    }
+
     /// B's neurons ordered by the A neuron that sends each the most mass, so a hard map
     /// drawn in this column order is a diagonal and a soft one a blurred diagonal.
     pub fn matched_column_order(&self) -> Vec<usize> {

@@ -510,6 +510,7 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     // Hard maps first: the embedding map and its cost, then step to the next map.
     h.get_by_label("Transport map: embeddings (64×64)");
     h.get_by_label("Cost matrix: embeddings (64×64)");
+    h.get_by_label_contains("alignment by map");
     h.get_by_label("next >").click();
     h.step();
     h.get_by_label("Transport map: layer 0 · query (64×64)");

@@ -1,6 +1,7 @@
 //! Drawing of the Fusion page.
 
 use egui::{Color32, ComboBox, DragValue, Grid, RichText, Ui};
+use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::{FusionPanel, Parents, Shown, ZOO_PAIRS};
 use crate::fusion::lab::Target;
@@ -34,6 +35,7 @@ pub fn ui(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard, picker: &mut d
                 results_table(&mut cols[0], panel);
                 export_row(&mut cols[0], panel, picker);
                 map_view(&mut cols[1], panel);
+                alignment_plot(&mut cols[1], panel);
             });
         });
 }
@@ -323,12 +325,10 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
             .collect()
     };
     let label = |i: usize, j: usize| format!("A neuron {i} to B neuron {}", order[j]);
-    let cost_part = if m.cost.is_empty() {
-        String::new()
-    } else {
-        let mean = m.cost.iter().sum::<f64>() / m.cost.len() as f64;
-        format!(" · <T, C> {:.3} vs mean C {mean:.3}", m.plan.cost(&m.cost))
-    };
+    let cost_part = m
+        .transport_and_mean_cost()
+        .map(|(tc, mean)| format!(" · <T, C> {tc:.3} vs mean C {mean:.3}"))
+        .unwrap_or_default();
     ui.label(
         RichText::new(format!(
             "{}×{} · sharpness {:.3}{cost_part}",
@@ -374,4 +374,41 @@ fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {
             }
         });
     });
+}
+
+/// ⟨T, C⟩ ÷ mean C for every solved map of each run: 1 is no better than an uninformed plan,
+/// lower is a closer match. The shown map is marked.
+fn alignment_plot(ui: &mut Ui, panel: &FusionPanel) {
+    if panel.maps.iter().all(Vec::is_empty) {
+        return;
+    }
+    ui.add_space(6.0);
+    ui.label("alignment by map: <T, C> / mean C (lower is a closer match)");
+    let colors = [
+        Color32::from_rgb(235, 140, 60),
+        Color32::from_rgb(80, 170, 235),
+    ];
+    Plot::new("fusion-alignment")
+        .height(150.0)
+        .legend(Legend::default())
+        .x_axis_label("map")
+        .include_y(0.0)
+        .include_y(1.0)
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            for (run, (maps, name)) in panel.maps.iter().zip(["hard", "soft"]).enumerate() {
+                let points: Vec<[f64; 2]> = maps
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| {
+                        m.transport_and_mean_cost()
+                            .map(|(tc, mean)| [i as f64, tc / mean.max(1e-12)])
+                    })
+                    .collect();
+                plot.line(
+                    Line::new(name, PlotPoints::from(points)).color(colors[run % colors.len()]),
+                );
+            }
+            plot.vline(VLine::new("shown", panel.shown.map as f64).color(Color32::GRAY));
+        });
 }
