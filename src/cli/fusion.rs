@@ -117,7 +117,8 @@ pub fn run(args: FuseArgs) -> Result<()> {
                     "rows": m.plan.rows,
                     "cols": m.plan.cols,
                     "sharpness": m.sharpness(),
-                    "transport_cost": (!m.cost.is_empty()).then(|| m.plan.cost(&m.cost)),
+                    "transport_cost": m.transport_and_mean_cost().map(|c| c.0),
+                    "mean_cost": m.transport_and_mean_cost().map(|c| c.1),
                 })).collect::<Vec<_>>(),
             })
         })

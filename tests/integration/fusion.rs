@@ -222,29 +222,41 @@ mod vit {
         );
         let scenes = activation_scenes(64);
         let acts = (record(&a, &scenes).unwrap(), record(&b, &scenes).unwrap());
+        // Every policy must undo it: for a renaming, each branch's own map is the stream's.
+        let residuals = [
+            ResidualPolicy::Mean,
+            ResidualPolicy::Weighted,
+            ResidualPolicy::Skip,
+            ResidualPolicy::Branch,
+            ResidualPolicy::Shared,
+        ];
         for cost in [CostKind::Acts, CostKind::Weights] {
             for qk in [QkPolicy::Separate, QkPolicy::Joint] {
-                let opts = FuseOptions {
-                    cost,
-                    solver: Solver::Emd,
-                    qk,
-                    residual: ResidualPolicy::Mean,
-                    branch_map: BranchMap::Own,
-                };
-                let mut seen = 0;
-                let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, done, total| {
-                    seen = done;
-                    assert!(done <= total);
-                    Ok(())
-                })
-                .unwrap();
-                assert_eq!(seen, opts.map_count(4));
-                assert_eq!(fused.maps.len(), seen);
-                let diff = max_weight_diff(&fused.weights, &b);
-                assert!(
-                    diff < 1e-5,
-                    "{cost:?} {qk:?}: fused differs from B by {diff}"
-                );
+                for (residual, branch_map) in residuals
+                    .iter()
+                    .map(|&r| (r, BranchMap::Own))
+                    .chain([(ResidualPolicy::Mean, BranchMap::Stream)])
+                {
+                    let opts = FuseOptions {
+                        cost,
+                        solver: Solver::Emd,
+                        qk,
+                        residual,
+                        branch_map,
+                    };
+                    let mut seen = 0;
+                    let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, done, total| {
+                        seen = done;
+                        assert!(done <= total);
+                        Ok(())
+                    })
+                    .unwrap();
+                    assert_eq!(seen, opts.map_count(4));
+                    assert_eq!(fused.maps.len(), seen);
+                    let diff = max_weight_diff(&fused.weights, &b);
+                    let what = format!("{cost:?} {qk:?} {residual:?} {branch_map:?}");
+                    assert!(diff < 1e-5, "{what}: fused differs from B by {diff}");
+                }
             }
         }
     }
