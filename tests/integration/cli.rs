@@ -451,6 +451,15 @@ fn fuse_into_the_narrower_model_headless() {
     let w = alignscope::fusion::vit_weights::VitWeights::load(&out).unwrap();
     assert_eq!(w.shape.hidden_size, 48);
     assert_eq!(w.shape.intermediate_size, 96);
+    // The exported (soft) model scores the same in candle-transformers' own ViT.
+    use alignscope::eval::classifier::{eval_scenes, vit_eval};
+    let theirs = vit_eval(&out, &eval_scenes(600)).unwrap();
+    assert!(
+        (theirs.accuracy - rows[3].2).abs() < 0.005,
+        "{} vs {}",
+        theirs.accuracy,
+        rows[3].2
+    );
 }
 
 #[test]
