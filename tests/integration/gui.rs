@@ -11,19 +11,29 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 
 fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
-    let runs = runs.to_path_buf();
     // "Open file…" hands out this path, as a user picking the shipped model would.
-    let picked = vec![crate::common::shipped_model_path()];
-    Harness::builder()
-        .with_size(egui::vec2(1100.0, 760.0))
-        .build_eframe(move |cc| {
-            AlignApp::with_parts(
-                &cc.egui_ctx,
-                Settings::default(),
-                JobBoard::new(Some(runs)),
-                Box::new(QueuedPicker(picked)),
-            )
-        })
+    app_with(
+        runs,
+        egui::vec2(1100.0, 760.0),
+        vec![crate::common::shipped_model_path()],
+    )
+}
+
+/// The app at `size`, its file picker handing out `picked` from the end.
+fn app_with(
+    runs: &std::path::Path,
+    size: egui::Vec2,
+    picked: Vec<std::path::PathBuf>,
+) -> Harness<'static, AlignApp> {
+    let runs = runs.to_path_buf();
+    Harness::builder().with_size(size).build_eframe(move |cc| {
+        AlignApp::with_parts(
+            &cc.egui_ctx,
+            Settings::default(),
+            JobBoard::new(Some(runs)),
+            Box::new(QueuedPicker(picked)),
+        )
+    })
 }
 
 /// Types and sends `message`, then waits until the greedy answer (at most `max_tokens`) has
@@ -364,17 +374,7 @@ fn delta_page_slider_curves_and_failed_export() {
         zoo.join("tiny-base"),
         blocker.join("pruned"),
     ];
-    let runs_dir = runs.path().to_path_buf();
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_eframe(move |cc| {
-            AlignApp::with_parts(
-                &cc.egui_ctx,
-                Settings::default(),
-                JobBoard::new(Some(runs_dir)),
-                Box::new(QueuedPicker(picked)),
-            )
-        });
+    let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), picked);
     h.get_by_label("Delta").click();
     step_until(&mut h, "the first preview", |a| a.delta.preview.is_some());
     let first = h.state().delta.preview.clone().unwrap();
@@ -455,17 +455,7 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     std::fs::write(broken.join("config.json"), "{ not json").unwrap();
     // Picked last first: the export folder, then the two parents of a failing run.
     let picked = vec![broken.clone(), broken.clone(), export.clone()];
-    let runs_dir = runs.path().to_path_buf();
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_eframe(move |cc| {
-            AlignApp::with_parts(
-                &cc.egui_ctx,
-                Settings::default(),
-                JobBoard::new(Some(runs_dir)),
-                Box::new(QueuedPicker(picked)),
-            )
-        });
+    let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), picked);
     h.get_by_label("Fusion").click();
     h.step();
     assert!(h

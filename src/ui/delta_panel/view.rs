@@ -9,8 +9,8 @@ use crate::delta::stats::per_layer;
 use crate::delta::{MergeMethod, Method, TensorFilter};
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
+use crate::ui::widgets::outcome::{outcome_line, BAD};
 
-const BAD: Color32 = Color32::from_rgb(235, 110, 100);
 const PRESETS: [f64; 5] = [0.0, 0.5, 0.9, 0.99, 0.999];
 
 fn method_color(m: Method) -> Color32 {
@@ -210,15 +210,7 @@ fn status_row(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mu
             ui.spinner();
         }
     });
-    match &panel.export_status {
-        Some(Ok(msg)) => {
-            ui.label(msg);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(BAD, format!("export failed: {e}"));
-        }
-        None => {}
-    }
+    outcome_line(ui, &panel.export_status, "export failed");
 }
 
 fn curves_plot(ui: &mut Ui, panel: &DeltaPanel) {

@@ -9,8 +9,8 @@ use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, Resi
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
 use crate::ui::widgets::heatmap::Heatmap;
+use crate::ui::widgets::outcome::{outcome_line, BAD};
 
-const BAD: Color32 = Color32::from_rgb(235, 110, 100);
 const BEST: Color32 = Color32::from_rgb(120, 200, 120);
 const MAP_SIDE: f32 = 235.0;
 
@@ -40,29 +40,42 @@ pub fn ui(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard, picker: &mut d
         });
 }
 
-/// A labelled combo box over a few named values.
+/// A labelled combo box showing `selected`; true when the user picked another value.
+fn combo<T: PartialEq + Clone>(
+    ui: &mut Ui,
+    label: &str,
+    selected: String,
+    value: &mut T,
+    options: &[(T, String)],
+) -> bool {
+    let before = value.clone();
+    let text = ui.label(label);
+    ComboBox::from_id_salt(("fusion", label))
+        .selected_text(selected)
+        .show_ui(ui, |ui| {
+            for (v, name) in options {
+                ui.selectable_value(value, v.clone(), name);
+            }
+        })
+        .response
+        .labelled_by(text.id);
+    *value != before
+}
+
+/// [`combo`] over a few named values of an enum.
 fn choice<T: PartialEq + Copy>(
     ui: &mut Ui,
     label: &str,
     value: &mut T,
     options: &[(T, &str)],
 ) -> bool {
-    let before = *value;
-    let text = ui.label(label);
-    let current = options
+    let selected = options
         .iter()
         .find(|(v, _)| v == value)
-        .map_or("?", |(_, n)| *n);
-    ComboBox::from_id_salt(("fusion", label))
-        .selected_text(current)
-        .show_ui(ui, |ui| {
-            for (v, name) in options {
-                ui.selectable_value(value, *v, *name);
-            }
-        })
-        .response
-        .labelled_by(text.id);
-    *value != before
+        .map_or("?", |(_, n)| *n)
+        .to_string();
+    let owned: Vec<(T, String)> = options.iter().map(|&(v, n)| (v, n.to_string())).collect();
+    combo(ui, label, selected, value, &owned)
 }
 
 fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker) {
@@ -75,16 +88,8 @@ fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker
                 (p, l)
             })
             .collect();
-        let text = ui.label("models A + B");
-        ComboBox::from_id_salt("fusion-parents")
-            .selected_text(panel.parents.label())
-            .show_ui(ui, |ui| {
-                for (p, l) in pairs {
-                    ui.selectable_value(&mut panel.parents, p, l);
-                }
-            })
-            .response
-            .labelled_by(text.id);
+        let selected = panel.parents.label();
+        combo(ui, "models A + B", selected, &mut panel.parents, &pairs);
         if ui
             .button("Open folders…")
             .on_hover_text("Pick model A's folder, then model B's (ViT classifiers)")
@@ -243,20 +248,11 @@ fn export_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker)
     }
     ui.add_space(8.0);
     ui.horizontal(|ui| {
-        let current = choices
+        let selected = choices
             .iter()
             .find(|(k, _)| *k == panel.export_choice)
             .map_or_else(|| choices[0].1.clone(), |(_, l)| l.clone());
-        let text = ui.label("export");
-        ComboBox::from_id_salt("fusion-export")
-            .selected_text(current)
-            .show_ui(ui, |ui| {
-                for (k, l) in &choices {
-                    ui.selectable_value(&mut panel.export_choice, *k, l);
-                }
-            })
-            .response
-            .labelled_by(text.id);
+        combo(ui, "export", selected, &mut panel.export_choice, &choices);
         if ui
             .button("Export…")
             .on_hover_text("Write config.json and model.safetensors into a folder")
@@ -267,15 +263,7 @@ fn export_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker)
             }
         }
     });
-    match &panel.export_status {
-        Some(Ok(s)) => {
-            ui.label(s);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(BAD, format!("export failed: {e}"));
-        }
-        None => {}
-    }
+    outcome_line(ui, &panel.export_status, "export failed");
 }
 
 fn map_view(ui: &mut Ui, panel: &mut FusionPanel) {

@@ -2,5 +2,6 @@
 
 pub mod heatmap;
 pub mod model_picker;
+pub mod outcome;
 pub mod token_view;
 pub mod tree_view;
