@@ -51,7 +51,10 @@ impl ClassifierScore {
     }
 }
 
-fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<(T, serde_json::Value)> {
+/// `dir/config.json` as `T`, and as raw JSON; errors name the file.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+) -> Result<(T, serde_json::Value)> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read", path.display()))?;

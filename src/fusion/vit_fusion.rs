@@ -156,9 +156,9 @@ struct Walk<'a> {
 /// A layer of model A with its inputs aligned: `(Ŵ_A, b_A)`.
 type Aligned = (Mat, Vec<f32>);
 
-/// `Cᵀ·v` for a vector over the aligned model's neurons.
-fn carry(c: &Mat, v: &[f32]) -> Vec<f32> {
-    c.transpose().matmul(&Mat::new(v.len(), 1, v.to_vec())).data
+/// `Cᵀ·v` for a vector over the aligned model's neurons, given `Cᵀ`.
+fn carry(ct: &Mat, v: &[f32]) -> Vec<f32> {
+    ct.matmul(&column(v.to_vec())).data
 }
 
 fn column(v: Vec<f32>) -> Mat {
@@ -191,7 +191,7 @@ impl Walk<'_> {
     fn site_features(&self, site: Site) -> Result<(Mat, Mat)> {
         let get = |acts: &Activations| {
             acts.get(&site)
-                .map(|n| Mat::new(n.neurons, n.samples, n.data.clone()))
+                .map(|n| n.values.clone())
                 .with_context(|| format!("no activations at {site:?}"))
         };
         Ok((get(self.acts.0)?, get(self.acts.1)?))
@@ -210,8 +210,14 @@ impl Walk<'_> {
                     self.anchor_rows(module)?.unit_rows(),
                 ),
             };
-            fa = Some(fa.map_or(pa.clone(), |f| f.beside(&pa)));
-            fb = Some(fb.map_or(pb.clone(), |f| f.beside(&pb)));
+            fa = Some(match fa {
+                Some(f) => f.beside(&pa),
+                None => pa,
+            });
+            fb = Some(match fb {
+                Some(f) => f.beside(&pb),
+                None => pb,
+            });
         }
         Ok((fa.context("no features")?, fb.context("no features")?))
     }
@@ -246,10 +252,9 @@ impl Walk<'_> {
 
     /// Output alignment and averaging of one linear layer.
     fn outputs(&mut self, module: &str, map: &TransportMap, aligned: Aligned) -> Result<()> {
-        let c = map.outputs();
-        let w = c.transpose().matmul(&aligned.0);
-        self.mix(&format!("{module}.weight"), w.data)?;
-        self.mix(&format!("{module}.bias"), carry(&c, &aligned.1))
+        let ct = map.outputs().transpose();
+        self.mix(&format!("{module}.weight"), ct.matmul(&aligned.0).data)?;
+        self.mix(&format!("{module}.bias"), carry(&ct, &aligned.1))
     }
 
     /// One linear layer: inputs through `input`, outputs by its own map.
@@ -291,10 +296,10 @@ impl Walk<'_> {
     }
 
     fn norm(&mut self, module: &str, stream: &TransportMap) -> Result<()> {
-        let c = stream.outputs();
+        let ct = stream.outputs().transpose();
         for part in ["weight", "bias"] {
             let name = format!("{module}.{part}");
-            let v = carry(&c, &self.a.get(&name)?.data);
+            let v = carry(&ct, &self.a.get(&name)?.data);
             self.mix(&name, v)?;
         }
         Ok(())
@@ -351,7 +356,7 @@ impl Walk<'_> {
         };
         let map = self.solve("embeddings".into(), features)?;
         let c = map.outputs();
-        let cls_a = carry(&c, &cls(self.a)?);
+        let cls_a = carry(&c.transpose(), &cls(self.a)?);
         self.mix(&cls_name, cls_a)?;
         let pos_a = positions(self.a)?.matmul(&c);
         self.mix(&pos_name, pos_a.data)?;

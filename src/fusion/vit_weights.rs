@@ -7,6 +7,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::eval::classifier::read_config;
 use crate::train::vit::{TrainVit, VitShape};
 
 /// One stored tensor, row-major.
@@ -49,11 +50,8 @@ pub fn layer(l: usize, module: &str) -> String {
 
 impl VitWeights {
     pub fn load(dir: &Path) -> Result<Self> {
+        let (raw, _): (serde_json::Value, _) = read_config(dir)?;
         let config = dir.join("config.json");
-        let text = std::fs::read_to_string(&config)
-            .with_context(|| format!("{}: cannot read", config.display()))?;
-        let raw: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid JSON", config.display()))?;
         ensure!(
             raw["model_type"] == "vit",
             "{}: not a ViT (model_type {})",
