@@ -15,7 +15,10 @@ PAIRS = [("vit-a", "vit-b"), ("vit-a", "vit-narrow"), ("vit-b", "vit-narrow")]
 
 
 def fuse(a, b, *extra):
-    cmd = [BIN, "fuse", "--model-a", a, "--model-b", b, "--eval", "--json", *map(str, extra)]
+    extra = [str(e) for e in extra]
+    if "--finetune" not in extra:
+        extra += ["--finetune", "0"]
+    cmd = [BIN, "fuse", "--model-a", a, "--model-b", b, "--json", *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 

@@ -2,14 +2,19 @@
 //! Each method is a library module; the GUI (`ui`) and the CLI (`cli`) are thin front ends.
 
 pub mod assets;
+pub mod checkpoint;
 pub mod cli;
+pub mod counter_rng;
+pub mod data;
 pub mod delta;
 pub mod embed;
 pub mod eval;
+pub mod fs;
 pub mod fusion;
 pub mod gpu;
 pub mod jobs;
 pub mod lm;
+pub mod names;
 pub mod rain;
 pub mod train;
 pub mod ui;

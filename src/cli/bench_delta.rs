@@ -11,8 +11,8 @@ use clap::Args;
 use rayon::prelude::*;
 use safetensors::Dtype;
 
-use crate::delta::checkpoint::{CheckpointWriter, OutTensor};
-use crate::delta::rng::MaskKey;
+use crate::checkpoint::{CheckpointWriter, OutTensor};
+use crate::counter_rng::MaskKey;
 
 #[derive(Args, Debug)]
 pub struct DeltaBenchArgs {

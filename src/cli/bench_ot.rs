@@ -51,7 +51,7 @@ struct Pot {
 
 /// Euclidean distances between two clouds of random 16-d points, normalised by the maximum.
 fn problem(n: usize) -> Vec<f64> {
-    let key = crate::delta::rng::MaskKey::new(n as u64, "ot-bench");
+    let key = crate::counter_rng::MaskKey::new(n as u64, "ot-bench");
     let r = |i: usize| key.bits(i as u64) as f64 / u32::MAX as f64 - 0.5;
     let x: Vec<f64> = (0..n * 16).map(r).collect();
     let y: Vec<f64> = (0..n * 16).map(|i| r(n * 16 + i) + 0.1).collect();

@@ -1,12 +1,14 @@
-//! `alignscope fuse`: the Fusion lab headless.
+//! `alignscope fuse`: the Fusion lab headless, through the same job as the Fusion page
+//! (`fusion::tasks`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
-use crate::fusion::lab::{run as run_lab, LabEvent, LabOptions, Target};
+use super::{named, Front};
+use crate::fusion::lab::{LabOptions, Target};
+use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionUpdate};
 use crate::fusion::transport::Solver;
 use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 
@@ -29,120 +31,86 @@ pub struct FuseArgs {
     #[arg(long)]
     model_b: String,
     /// Neuron cost: activations over sample scenes, or weights.
-    #[arg(long, value_enum, default_value = "acts")]
+    #[arg(long, value_parser = named::<CostKind>(), default_value_t = LabOptions::default().cost)]
     cost: CostKind,
-    #[arg(long, value_enum, default_value = "sinkhorn")]
+    #[arg(long, value_enum, default_value = "both")]
     solver: SolverChoice,
     /// Sinkhorn regulariser on the max-normalised cost (default 0.08 for acts, 0.06 for weights).
     #[arg(long)]
     reg: Option<f64>,
-    #[arg(long, value_enum, default_value = "separate")]
+    #[arg(long, value_parser = named::<QkPolicy>(), default_value_t = LabOptions::default().qk)]
     qk: QkPolicy,
-    #[arg(long, value_enum, default_value = "mean")]
+    #[arg(long, value_parser = named::<ResidualPolicy>(),
+          default_value_t = LabOptions::default().residual)]
     residual: ResidualPolicy,
     /// Which map a branch's last layer (attention output, feed-forward output) takes.
-    #[arg(long, value_enum, default_value = "own")]
+    #[arg(long, value_parser = named::<BranchMap>(),
+          default_value_t = LabOptions::default().branch_map)]
     branch_map: BranchMap,
     /// Whose widths the fused model takes (the anchor).
-    #[arg(long, value_enum, default_value = "narrower")]
+    #[arg(long, value_parser = named::<Target>(), default_value_t = LabOptions::default().target)]
     target: Target,
     /// Scenes the activation cost is measured on.
-    #[arg(long, default_value_t = crate::fusion::activations::DEFAULT_SAMPLES)]
+    #[arg(long, default_value_t = LabOptions::default().samples)]
     samples: usize,
-    /// Fine-tune the fused models (and, for comparison, the anchor) this many steps.
-    #[arg(long, default_value_t = 0)]
+    /// Fine-tune the fused models (and, for comparison, the anchor) this many steps; 0: none.
+    #[arg(long, default_value_t = LabOptions::default().finetune_steps)]
     finetune: usize,
     /// Seed of the fine-tune's stream of training scenes.
-    #[arg(long, default_value_t = crate::fusion::lab::DEFAULT_FINETUNE_SEED)]
+    #[arg(long, default_value_t = LabOptions::default().finetune_seed)]
     seed: u64,
-    /// Write the fused model here (the fine-tuned one with --finetune; the last solver's with
+    /// Held-out scenes every model is scored on; 0: no scores.
+    #[arg(long, default_value_t = LabOptions::default().eval_scenes)]
+    eval_scenes: usize,
+    /// Write the fused model here (the fine-tuned one when fine-tuning; the last solver's with
     /// --solver both).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Score parents, vanilla average and fused models on held-out scenes.
-    #[arg(long)]
-    eval: bool,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: FuseArgs) -> Result<()> {
-    let (a, b) = (
-        super::resolve_model(&args.model_a)?,
-        super::resolve_model(&args.model_b)?,
-    );
     let reg = args.reg.unwrap_or(FuseOptions::default_reg(args.cost));
     anyhow::ensure!(reg > 0.0 && reg.is_finite(), "--reg must be positive");
-    let solvers = match args.solver {
+    let mut request = FuseRequest::new(&args.model_a, &args.model_b);
+    let o = &mut request.options;
+    o.solvers = match args.solver {
         SolverChoice::Emd => vec![Solver::Emd],
         SolverChoice::Sinkhorn => vec![Solver::Sinkhorn { reg }],
         SolverChoice::Both => vec![Solver::Emd, Solver::Sinkhorn { reg }],
     };
-    let mut opts = LabOptions::new(args.cost, solvers);
-    opts.qk = args.qk;
-    opts.residual = args.residual;
-    opts.branch_map = args.branch_map;
-    opts.target = args.target;
-    opts.samples = args.samples;
-    opts.finetune_steps = args.finetune;
-    opts.finetune_seed = args.seed;
-    if !args.eval {
-        opts.eval_scenes = 0;
-    }
-    let bar = super::progress_bar("loading");
-    let report = run_lab(&a, &b, &opts, &mut |event| {
-        match event {
-            LabEvent::Stage(s) => bar.set_message(s),
-            LabEvent::Map {
-                map, done, total, ..
-            } => bar.set_message(format!("map {done}/{total}: {}", map.name)),
-            LabEvent::Row(r) => bar.println(format!("{}: accuracy {:.3}", r.model, r.accuracy)),
-            LabEvent::Step(s) => bar.set_message(format!("fine-tune {}/{}", s.step, s.total)),
+    o.cost = args.cost;
+    o.qk = args.qk;
+    o.residual = args.residual;
+    o.branch_map = args.branch_map;
+    o.target = args.target;
+    o.samples = args.samples;
+    o.finetune_steps = args.finetune;
+    o.finetune_seed = args.seed;
+    o.eval_scenes = args.eval_scenes;
+    request.out = args.out;
+    let options = request.options.clone();
+    let front = Front::new("loading");
+    let json = args.json;
+    let outcome = front.wait(spawn_fuse(&front.board, request), |update, bar| {
+        if let (FusionUpdate::Row(r), false) = (update, json) {
+            bar.println(format!("{}: accuracy {:.3}", r.model, r.accuracy));
         }
-        Ok(())
     })?;
-    bar.finish_and_clear();
-    let last = report.runs.last().expect("at least one solver");
-    if let Some(out) = &args.out {
-        last.finetuned.as_ref().unwrap_or(&last.weights).save(out)?;
-    }
-    let maps: Vec<_> = report
-        .runs
-        .iter()
-        .map(|r| {
-            json!({
-                "solver": r.solver,
-                "maps": r.maps.iter().map(|m| json!({
-                    "name": m.name,
-                    "rows": m.plan.rows,
-                    "cols": m.plan.cols,
-                    "sharpness": m.sharpness(),
-                    "transport_cost": m.transport_and_mean_cost().map(|c| c.0),
-                    "mean_cost": m.transport_and_mean_cost().map(|c| c.1),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
-                "model_a": a, "model_b": b,
-                "widths": [report.widths.0, report.widths.1],
-                "anchor": if report.anchor_is_a { "A" } else { "B" },
-                "options": opts,
-                "rows": report.rows,
-                "runs": maps,
-                "out": args.out,
-            }))?
+            serde_json::to_string_pretty(&outcome.to_json(&options))?
         );
         return Ok(());
     }
+    let report = &outcome.report;
     println!(
         "A: {} (width {}), B: {} (width {}); fused into {}'s widths",
-        a.display(),
+        outcome.model_a.display(),
         report.widths.0,
-        b.display(),
+        outcome.model_b.display(),
         report.widths.1,
         if report.anchor_is_a { "A" } else { "B" }
     );
@@ -163,7 +131,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
             run.maps.len()
         );
     }
-    if let Some(out) = &args.out {
+    if let Some(out) = &outcome.out {
         println!("\nwrote {}", out.display());
     }
     Ok(())

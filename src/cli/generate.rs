@@ -1,3 +1,5 @@
+//! `alignscope generate`: the Generate lab headless, through `lm::tasks`.
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -17,16 +19,16 @@ pub struct GenerateArgs {
     /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
     #[arg(long)]
     model: Option<PathBuf>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = GenerationConfig::default().max_tokens)]
     max_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = SamplingParams::default().temperature)]
     temperature: f32,
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplingParams::default().top_k)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = SamplingParams::default().top_p)]
     top_p: f32,
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = SamplingParams::default().seed)]
     seed: u64,
     /// Feed the prompt as is, without the chat template.
     #[arg(long)]
@@ -37,7 +39,8 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let (board, bar, model) = super::load_model(args.model.clone())?;
+    let front = super::Front::new("loading");
+    let model = front.load_model(args.model.clone())?;
     let prompt_ids = if args.raw {
         model.tokenizer.encode_prompt(&args.prompt)?
     } else {
@@ -58,14 +61,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         prompt_ids,
         config,
     };
-    bar.set_message("generating");
-    let handle = spawn_generate(&board, model.clone(), None, request);
+    let handle = spawn_generate(&front.board, model.clone(), None, request);
     let mut stdout = std::io::stdout();
-    let mut count = 0;
-    let outcome = handle
-        .wait(|token| {
-            count += 1;
-            bar.set_message(format!("{count} tokens"));
+    let outcome = front
+        .wait(handle, |token, bar| {
             if !args.json {
                 bar.suspend(|| {
                     let _ = write!(stdout, "{}", token.text);
@@ -73,9 +72,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
                 });
             }
         })
-        .map_err(anyhow::Error::msg)
         .context("generation failed")?;
-    bar.finish_and_clear();
     let g = &outcome.generation;
     let t = &g.timings;
     if args.json {

@@ -15,6 +15,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::jobs::{JobBoard, JobHandle};
+use crate::names::Named;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "alignscope",
@@ -106,34 +109,97 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The job board of a CLI run (records under the default runs folder), a spinner, and the
-/// model at `path` (default: the shipped one), loaded as a job.
-pub(crate) fn load_model(
-    path: Option<PathBuf>,
-) -> anyhow::Result<(
-    crate::jobs::JobBoard,
-    indicatif::ProgressBar,
-    std::sync::Arc<crate::lm::LanguageModel>,
-)> {
-    let board = crate::jobs::JobBoard::new(Some(crate::jobs::record::default_runs_dir()));
-    let path = path.unwrap_or_else(crate::assets::default_model);
-    let bar = progress_bar(&format!("loading {}", path.display()));
-    let model = crate::lm::tasks::spawn_load(&board, path)
-        .wait(|_| {})
-        .map_err(anyhow::Error::msg)?
-        .0;
-    Ok((board, bar, model))
+/// clap's parser for an engine enum ([`Named`]): its names are the possible values, its
+/// variants' doc comments their help.
+pub(crate) fn named<T: Named>() -> NamedParser<T> {
+    NamedParser(std::marker::PhantomData)
 }
 
-/// A zoo name becomes its folder (built if needed); a path stays a path.
-pub(crate) fn resolve_model(model: &str) -> anyhow::Result<PathBuf> {
-    let p = PathBuf::from(model);
-    if p.exists() {
-        return Ok(p);
+#[derive(Clone)]
+pub(crate) struct NamedParser<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Named> clap::builder::TypedValueParser for NamedParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        crate::names::parse::<T>(&text).map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n")).with_cmd(cmd)
+        })
     }
-    match crate::zoo::specs::spec(model) {
-        Ok(spec) => crate::zoo::specs::ensure_built(spec.name, &mut |_| Ok(())),
-        Err(_) => anyhow::bail!("{model}: no such file or folder, and no zoo model of that name"),
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(T::all().iter().map(|v| {
+            clap::builder::PossibleValue::new(v.name()).help(v.help())
+        })))
+    }
+}
+
+/// The job board of a CLI run (run records under the default runs folder) and its spinner on
+/// stderr, which shows the running job's progress line.
+pub(crate) struct Front {
+    pub board: JobBoard,
+    pub bar: indicatif::ProgressBar,
+}
+
+impl Front {
+    pub fn new(message: &str) -> Self {
+        Self {
+            board: JobBoard::new(Some(crate::jobs::record::default_runs_dir())),
+            bar: progress_bar(message),
+        }
+    }
+
+    /// Waits for the job, handing its partial results to `on_partial`; the spinner follows
+    /// the job's progress. The spinner is cleared when the job ends.
+    pub fn wait<P, R>(
+        &self,
+        handle: JobHandle<P, R>,
+        mut on_partial: impl FnMut(P, &indicatif::ProgressBar),
+    ) -> anyhow::Result<R> {
+        loop {
+            for p in handle.drain() {
+                on_partial(p, &self.bar);
+            }
+            if let Some(result) = handle.take_result() {
+                // The result is stored after the last partial was sent.
+                for p in handle.drain() {
+                    on_partial(p, &self.bar);
+                }
+                self.bar.finish_and_clear();
+                return result.map_err(anyhow::Error::msg);
+            }
+            if let Some(job) = self.board.status(handle.id()) {
+                let percent = job
+                    .progress
+                    .map(|p| format!("{:.0}% ", p * 100.0))
+                    .unwrap_or_default();
+                if !job.message.is_empty() {
+                    self.bar.set_message(format!("{percent}{}", job.message));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The model at `path` (default: the shipped one), loaded as a job.
+    pub fn load_model(
+        &self,
+        path: Option<PathBuf>,
+    ) -> anyhow::Result<std::sync::Arc<crate::lm::LanguageModel>> {
+        let path = path.unwrap_or_else(crate::assets::default_model);
+        self.bar.set_message(format!("loading {}", path.display()));
+        let loaded = crate::lm::tasks::spawn_load(&self.board, path)
+            .wait(|_| {})
+            .map_err(anyhow::Error::msg)?;
+        Ok(loaded.0)
     }
 }
 
@@ -147,4 +213,22 @@ pub(crate) fn progress_bar(message: &str) -> indicatif::ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar.set_message(message.to_string());
     bar
+}
+
+/// `key: value` lines of a JSON object, nested keys joined with dots.
+pub(crate) fn print_flat(v: &serde_json::Value, prefix: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                print_flat(v, &key);
+            }
+        }
+        serde_json::Value::Array(a) if a.len() > 8 => println!("{prefix}: [{} values]", a.len()),
+        other => println!("{prefix}: {other}"),
+    }
 }

@@ -10,17 +10,16 @@ use crate::rain::{AnswerBy, Event, RainConfig, ScoreKind, Setting};
 /// The search parameters shared by `rain` and `rain-eval`.
 #[derive(Args, Debug)]
 pub struct RainOptions {
-    /// harmlessness, adversarial, truthfulness, sentiment or custom.
-    #[arg(long, default_value = "harmlessness")]
-    pub setting: String,
+    #[arg(long, value_parser = super::named::<Setting>(), default_value_t = Setting::default())]
+    pub setting: Setting,
     /// GGUF file or Hugging Face model folder (default: the shipped SmolLM2).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Answer cap (RAIN and, in rain-eval, vanilla).
-    #[arg(long, default_value_t = 48)]
-    max_tokens: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Answer cap (RAIN and, in rain-eval, vanilla); default: the setting's.
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
     /// Most simulations per committed step (the paper's T_max).
     #[arg(long)]
     t_max: Option<u32>,
@@ -44,20 +43,12 @@ pub struct RainOptions {
     template: Option<PathBuf>,
 }
 
-/// A setting by name, or an error listing the names.
-pub fn parse_setting(name: &str) -> anyhow::Result<Setting> {
-    Setting::parse(name).ok_or_else(|| {
-        let names: Vec<_> = Setting::ALL.iter().map(|s| s.name()).collect();
-        anyhow::anyhow!("unknown setting `{name}` (one of: {})", names.join(", "))
-    })
-}
-
 impl RainOptions {
     /// The setting's defaults with the options applied.
     pub fn config(&self) -> anyhow::Result<RainConfig> {
-        let mut config = RainConfig::for_setting(parse_setting(&self.setting)?);
-        config.max_tokens = self.max_tokens;
-        config.seed = self.seed;
+        let mut config = RainConfig::for_setting(self.setting);
+        config.max_tokens = self.max_tokens.unwrap_or(config.max_tokens);
+        config.seed = self.seed.unwrap_or(config.seed);
         config.t_max = self.t_max.unwrap_or(config.t_max);
         config.min_new_simulations = self.min_simulations.unwrap_or(config.min_new_simulations);
         config.similarity_update = !self.no_similarity;
@@ -90,21 +81,19 @@ pub struct RainArgs {
 pub fn run(args: RainArgs) -> anyhow::Result<()> {
     let config = args.options.config()?;
     let setting = config.setting;
-    let (board, bar, model) = super::load_model(args.options.model.clone())?;
+    let front = super::Front::new("loading");
+    let model = front.load_model(args.options.model.clone())?;
     let request = RainRequest {
         prompt: args.prompt.clone(),
         config: config.clone(),
         trace: args.trace.clone(),
         control: Default::default(),
     };
-    let handle = spawn_rain(&board, model, request);
+    let handle = spawn_rain(&front.board, model, request);
     let mut shown = 0;
     let mut stdout = std::io::stdout();
-    let outcome = handle
-        .wait(|event| match &event {
-            Event::Rewound { sim, rewinds } => {
-                bar.set_message(format!("simulation {sim}, {rewinds} rewinds"))
-            }
+    let outcome = front.wait(handle, |event, bar| {
+        match &event {
             Event::Committed { answer, .. } if !args.json => {
                 let new = answer.get(shown..).unwrap_or("");
                 bar.suspend(|| {
@@ -114,9 +103,8 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
                 shown = answer.len();
             }
             _ => {}
-        })
-        .map_err(anyhow::Error::msg)?;
-    bar.finish_and_clear();
+        }
+    })?;
     let per_token = outcome.seconds / outcome.answer_tokens.len().max(1) as f64;
     if args.json {
         println!(

@@ -1,18 +1,14 @@
 //! `rain-eval` and `self-eval-accuracy`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use crate::embed::SentenceEmbedder;
-use crate::jobs::{JobSpec, Report};
-use crate::rain::eval::{
-    rain_eval, read_labelled, self_eval_accuracy, EvalSummary, SettingAccuracy,
-};
-use crate::rain::AnswerBy;
+use crate::rain::eval::read_labelled;
+use crate::rain::task::{spawn_rain_eval, spawn_self_eval, RainEvalRequest};
+use crate::rain::{AnswerBy, Setting};
 
 #[derive(Args, Debug)]
 pub struct RainEvalArgs {
@@ -35,12 +31,6 @@ pub struct RainEvalArgs {
     out: PathBuf,
     #[arg(long)]
     json: bool,
-}
-
-impl Report for EvalSummary {
-    fn metrics(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
 }
 
 pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
@@ -67,50 +57,15 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("{}: empty suffix file", f.display()))?,
         (None, None) => String::new(),
     };
-    let (board, bar, model) = super::load_model(args.options.model.clone())?;
-    let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
-    let spec = JobSpec {
-        kind: "rain-eval".into(),
-        title: format!("RAIN eval: {} prompts", prompts.len()),
-        inputs: json!({ "prompts": args.prompts, "suffix": suffix, "config": config, "out": args.out }),
-        seed: Some(config.seed),
+    let front = super::Front::new("loading");
+    let model = front.load_model(args.options.model.clone())?;
+    let request = RainEvalRequest {
+        prompts,
+        suffix,
+        config,
+        out: args.out.clone(),
     };
-    let out_path = args.out.clone();
-    let total = prompts.len();
-    let handle = board.spawn(spec, move |ctx| {
-        let tmp = out_path.with_extension("jsonl.tmp");
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&tmp)
-                .with_context(|| format!("{}: cannot create", tmp.display()))?,
-        );
-        let mut written = Ok(());
-        let mut done = 0;
-        let rows = rain_eval(model, Some(&embedder), &config, &prompts, &suffix, |row| {
-            written = serde_json::to_writer(&mut out, row)
-                .map_err(anyhow::Error::from)
-                .and_then(|_| Ok(out.write_all(b"\n").and_then(|_| out.flush())?));
-            done += 1;
-            ctx.progress(
-                Some(done as f32 / total as f32),
-                format!("{done}/{total} prompts"),
-            );
-            ctx.send(row.clone());
-            written.is_ok() && !ctx.is_cancelled()
-        })?;
-        written?;
-        out.flush()?;
-        drop(out);
-        std::fs::rename(&tmp, &out_path)?;
-        Ok(EvalSummary::from_rows(&rows, &suffix))
-    });
-    let mut done = 0;
-    let run = handle
-        .wait(|_row| {
-            done += 1;
-            bar.set_message(format!("{done}/{total} prompts"));
-        })
-        .map_err(anyhow::Error::msg)?;
-    bar.finish_and_clear();
+    let run = front.wait(spawn_rain_eval(&front.board, model, request), |_, _| {})?;
     let s = &run;
     if args.json {
         println!("{}", json!({ "summary": s, "answers": args.out }));
@@ -155,8 +110,8 @@ pub struct SelfEvalArgs {
     #[arg(long)]
     labelled: PathBuf,
     /// Setting for examples that name none.
-    #[arg(long, default_value = "harmlessness")]
-    setting: String,
+    #[arg(long, value_parser = super::named::<Setting>(), default_value_t = Setting::default())]
+    setting: Setting,
     #[arg(long)]
     model: Option<PathBuf>,
     /// Read the judgement from the option words instead of the letters.
@@ -167,17 +122,16 @@ pub struct SelfEvalArgs {
 }
 
 pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
-    let default = super::rain::parse_setting(&args.setting)?;
     let examples = read_labelled(&args.labelled)?;
-    let (_board, bar, model) = super::load_model(args.model.clone())?;
-    bar.set_message(format!("judging {} examples", examples.len()));
+    let front = super::Front::new("loading");
+    let model = front.load_model(args.model.clone())?;
     let answer_by = if args.judge_words {
         AnswerBy::Words
     } else {
         AnswerBy::Letters
     };
-    let report: Vec<SettingAccuracy> = self_eval_accuracy(model, &examples, default, answer_by)?;
-    bar.finish_and_clear();
+    let handle = spawn_self_eval(&front.board, model, examples, args.setting, answer_by);
+    let report = front.wait(handle, |_, _| {})?.0;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -2,9 +2,10 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::zoo::specs::{score_entry, spec, EvalContext};
+use crate::checkpoint::stats::{per_layer, total, TensorStats};
+use crate::zoo::specs::spec;
+use crate::zoo::tasks::{spawn_build, spawn_rescore};
 use crate::zoo::{self, BuildEvent, Manifest, ModelEntry};
 
 #[derive(Subcommand, Debug)]
@@ -64,34 +65,12 @@ pub fn run(cmd: ZooCommand) -> Result<()> {
         }
         ZooCommand::Build { only } => {
             let started = std::time::Instant::now();
-            let mut bar: Option<ProgressBar> = None;
-            let manifest = zoo::build(&only, &mut |event| {
-                match event {
-                    BuildEvent::Started { name, steps } => {
-                        let b = ProgressBar::new(steps as u64);
-                        b.set_style(
-                            ProgressStyle::with_template(
-                                "{prefix:>18} {bar:30} {pos}/{len} {elapsed} {msg}",
-                            )
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                        );
-                        b.set_prefix(name);
-                        bar = Some(b);
-                    }
-                    BuildEvent::Step { report, .. } => {
-                        if let Some(b) = &bar {
-                            b.set_position(report.step as u64);
-                            b.set_message(format!("loss {:.3}", report.loss));
-                        }
-                    }
-                    BuildEvent::Evaluated { entry } => {
-                        if let Some(b) = bar.take() {
-                            b.finish_and_clear();
-                        }
-                        eprintln!("{}", row(&entry));
-                    }
+            let front = super::Front::new("building the zoo");
+            // The spinner shows each model's step and loss (the job's progress line).
+            let manifest = front.wait(spawn_build(&front.board, only), |event, spinner| {
+                if let BuildEvent::Evaluated { entry } = event {
+                    spinner.println(row(&entry));
                 }
-                Ok(())
             })?;
             eprintln!(
                 "built in {:.0} s; {} models, {:.0} s of training in all",
@@ -102,52 +81,33 @@ pub fn run(cmd: ZooCommand) -> Result<()> {
             Ok(())
         }
         ZooCommand::Eval { only, json, write } => {
-            let mut manifest = Manifest::load(&zoo::manifest_path())?;
-            let order: Vec<&str> = zoo::specs().iter().map(|s| s.name).collect();
-            let mut updated = Vec::new();
-            let mut ctx = EvalContext::new()?;
-            let mut out = Vec::new();
-            for recorded in manifest
-                .models
-                .iter()
-                .filter(|m| only.is_empty() || only.contains(&m.name))
-            {
-                let s = spec(&recorded.name)?;
-                if !s.path().join("model.safetensors").exists() {
-                    eprintln!(
-                        "{}: not built yet (alignscope zoo build --only {})",
-                        s.name, s.name
-                    );
-                    continue;
-                }
-                let fresh = score_entry(
-                    &s,
-                    &mut ctx,
-                    recorded.train_seconds,
-                    recorded.loss_curve.clone(),
-                )?;
+            let front = super::Front::new("scoring");
+            let done = front.wait(spawn_rescore(&front.board, only, write), |r, bar| {
                 if !json {
-                    println!("{}  (manifest {:.4})", row(&fresh), recorded.score);
+                    bar.println(format!("{}  (manifest {:.4})", row(&r.entry), r.manifest_score));
                 }
-                out.push(serde_json::json!({
-                    "name": fresh.name, "score": fresh.score, "manifest_score": recorded.score,
-                    "base_score": fresh.base_score, "eval_seconds": fresh.eval_seconds,
-                }));
-                updated.push(fresh);
-            }
-            if write {
-                for entry in updated {
-                    manifest.upsert(entry, &order);
-                }
-                manifest.save(&zoo::manifest_path())?;
+            })?;
+            for name in &done.not_built {
+                eprintln!("{name}: not built yet (alignscope zoo build --only {name})");
             }
             if json {
+                let out: Vec<_> = done
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "name": r.entry.name, "score": r.entry.score,
+                            "manifest_score": r.manifest_score, "base_score": r.entry.base_score,
+                            "eval_seconds": r.entry.eval_seconds,
+                        })
+                    })
+                    .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(())
         }
         ZooCommand::Scenes { out, count } => {
-            use crate::zoo::data::shapes::{scene, Split, IMAGE_SIZE};
+            use crate::data::shapes::{scene, Split, IMAGE_SIZE};
             const SCALE: usize = 4;
             const COLUMNS: usize = 6;
             let cell = IMAGE_SIZE * SCALE + 4;
@@ -177,33 +137,30 @@ pub fn run(cmd: ZooCommand) -> Result<()> {
         }
         ZooCommand::Deltas { name, json } => {
             let s = spec(&name)?;
-            let base = s.base.ok_or_else(|| {
-                anyhow::anyhow!("{name} has no base model: it was trained from scratch")
-            })?;
-            let prefix = if s.architecture() == "bert" {
-                "bert."
-            } else {
-                ""
-            };
-            let deltas = zoo::deltas::tensor_deltas(&spec(base)?.path(), &s.path(), prefix)?;
-            let layers = zoo::deltas::per_layer(&deltas);
+            let deltas = zoo::specs::deltas(&s)?;
+            let mut layers = per_layer(&deltas);
+            layers.push(total(&deltas));
+            let rel = |d: &TensorStats| d.rel_norm_before().unwrap_or(f64::NAN);
             if json {
                 let rows: Vec<_> = layers
-                    .values()
-                    .map(|d| serde_json::json!({"layer": d.name, "mean_abs": d.mean_abs(), "rel_norm": d.rel_norm()}))
+                    .iter()
+                    .map(|d| serde_json::json!({"layer": d.name, "mean_abs": d.mean_abs_before(), "rel_norm": rel(d)}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{name} − {base}\n{:<12} {:>12} {:>12}",
-                    "layer", "mean |δ|", "‖δ‖/‖θ‖"
+                    "{name} − {}\n{:<12} {:>12} {:>12}",
+                    s.base.unwrap_or_default(),
+                    "layer",
+                    "mean |δ|",
+                    "‖δ‖/‖θ‖"
                 );
-                for d in layers.values() {
+                for d in &layers {
                     println!(
                         "{:<12} {:>12.3e} {:>12.4}",
                         d.name,
-                        d.mean_abs(),
-                        d.rel_norm()
+                        d.mean_abs_before(),
+                        rel(d)
                     );
                 }
             }

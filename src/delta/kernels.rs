@@ -4,7 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::rng::{DropThreshold, MaskKey};
+use crate::checkpoint::stats::TensorStats;
+use crate::counter_rng::{DropThreshold, MaskKey};
 
 /// Elements per parallel work item: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 16;
@@ -111,7 +112,7 @@ impl Codec for Bf16Bits {
     }
 }
 
-/// Sums over a tensor's δ before and after pruning (what [`super::stats::TensorStats`] reports).
+/// Sums over a tensor's δ before and after pruning (what [`TensorStats`] reports).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeltaSums {
     pub kept: usize,
@@ -122,6 +123,19 @@ pub struct DeltaSums {
 }
 
 impl DeltaSums {
+    pub fn into_stats(self, name: &str, numel: usize) -> TensorStats {
+        TensorStats {
+            name: name.to_string(),
+            numel,
+            kept: self.kept,
+            abs_before: self.abs_before,
+            sq_before: self.sq_before,
+            abs_after: self.abs_after,
+            sq_after: self.sq_after,
+            ..Default::default()
+        }
+    }
+
     fn add(mut self, o: DeltaSums) -> DeltaSums {
         self.kept += o.kept;
         self.abs_before += o.abs_before;
@@ -199,7 +213,7 @@ pub fn drop_and_rescale_words<C: Codec>(
                 &finetuned[start..start + o.len()],
             );
             // A chunk never straddles a multiple of 2³² (CHUNK divides it).
-            let hi_mix = super::rng::high_word_mix((start as u64 >> 32) as u32);
+            let hi_mix = crate::counter_rng::high_word_mix((start as u64 >> 32) as u32);
             let lo0 = start as u32;
             let mut acc = Lanes::default();
             let tail = o.len() - o.len() % LANES;

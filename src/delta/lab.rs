@@ -13,15 +13,15 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::checkpoint::Checkpoint;
+use crate::checkpoint::Checkpoint;
 use super::darex::{analytical_q_all, search_q, QSearch, ETA_GRID};
 use super::prune::{prune_checkpoint, Engine, InputStats, Method, Output, PruneSpec, RunSummary};
 use crate::eval::classifier::{bert_eval, BertClassifier};
 use crate::eval::decoder::exact_match_eval;
 use crate::lm::LanguageModel;
 use crate::train::llama::TrainLlama;
-use crate::zoo::data::classify::class_data;
-use crate::zoo::data::{Example, TextTask};
+use crate::data::classify::class_data;
+use crate::data::{Example, TextTask};
 use crate::zoo::specs::{EvalContext, Recipe, ZooSpec};
 
 /// Zoo fine-tunes whose base is in the zoo too (decoders and MiniLM classifiers).
@@ -44,15 +44,17 @@ pub enum QChoice {
     Analytical,
 }
 
-impl QChoice {
+impl std::str::FromStr for QChoice {
+    type Err = anyhow::Error;
+
     /// `0.3`, `auto` (validation), `unsupervised` or `analytical`.
-    pub fn parse(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> Result<Self> {
         Ok(match s {
             "auto" | "validation" => QChoice::Validation,
             "unsupervised" => QChoice::Unsupervised,
             "analytical" => QChoice::Analytical,
             _ => QChoice::Fixed(s.parse::<f64>().with_context(|| {
-                format!("--q {s:?}: a number in (0, 1], auto, unsupervised or analytical")
+                format!("q {s:?}: a number in (0, 1], auto, unsupervised or analytical")
             })?),
         })
     }
@@ -452,9 +454,6 @@ impl ZooProbe {
     }
 }
 
-/// The drop rates of the published comparisons.
-pub const EVIDENCE_RATES: [f64; 5] = [0.0, 0.5, 0.9, 0.99, 0.999];
-
 /// Metric against drop rate for each method, a point at a time (`on_point` may cancel).
 pub fn sweep(
     probe: &mut ZooProbe,
@@ -529,50 +528,4 @@ impl ZooMerge {
             ignored: Vec::new(),
         })
     }
-
-    /// The tasks of the merged models, in order.
-    pub fn tasks(&self) -> Result<Vec<TextTask>> {
-        let mut tasks = Vec::new();
-        for m in &self.models {
-            let Recipe::Decoder(r) = crate::zoo::specs::spec(m)?.recipe else {
-                bail!("{m}: merges are scored on decoder tasks");
-            };
-            for t in r.tasks {
-                if !tasks.contains(&t) {
-                    tasks.push(t);
-                }
-            }
-        }
-        Ok(tasks)
-    }
-
-    pub fn write(&self, out: &Path, progress: &mut super::prune::Progress) -> Result<RunSummary> {
-        self.config()?.run(out, progress)
-    }
-
-    /// Merges into a scratch folder and scores every task of the merged models.
-    pub fn score(&self) -> Result<Vec<(TextTask, f64)>> {
-        let scratch = ScratchDir::new()?;
-        let dir = scratch.path().join("merged");
-        self.write(&dir, &mut |_, _, _| Ok(()))?;
-        decoder_task_scores(&dir, &self.tasks()?)
-    }
-}
-
-/// Prunes any pair of folders into a scratch folder for its statistics (no task metric).
-pub fn preview_folders(
-    base: &Path,
-    finetuned: &Path,
-    spec: &PruneSpec,
-    engine: &Engine,
-) -> Result<RunSummary> {
-    let scratch = ScratchDir::new()?;
-    prune_checkpoint(
-        &Checkpoint::open(base)?,
-        &Checkpoint::open(finetuned)?,
-        spec,
-        engine,
-        &Output::new(&scratch.path().join("model")),
-        &mut |_, _, _| Ok(()),
-    )
 }

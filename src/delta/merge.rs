@@ -10,44 +10,25 @@ use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpoint;
+use crate::checkpoint::Checkpoint;
 use super::pairing::{Pairing, TensorPair};
 use super::prune::{stream_out, Engine, Output, Produced, Progress, RunSummary};
-use super::rng::{drop_threshold, MaskKey};
-use super::stats::TensorStats;
+use crate::counter_rng::{drop_threshold, MaskKey};
+use crate::checkpoint::stats::TensorStats;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[clap(rename_all = "snake_case")]
-pub enum MergeMethod {
-    TaskArithmetic,
-    Ties,
-    DareLinear,
-    DareTies,
+crate::named_enum! {
+    "merge method";
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MergeMethod {
+        TaskArithmetic = "task_arithmetic",
+        Ties = "ties",
+        DareLinear = "dare_linear",
+        DareTies = "dare_ties",
+    }
 }
 
 impl MergeMethod {
-    pub const ALL: [MergeMethod; 4] = [
-        MergeMethod::TaskArithmetic,
-        MergeMethod::Ties,
-        MergeMethod::DareLinear,
-        MergeMethod::DareTies,
-    ];
-
-    /// mergekit's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            MergeMethod::TaskArithmetic => "task_arithmetic",
-            MergeMethod::Ties => "ties",
-            MergeMethod::DareLinear => "dare_linear",
-            MergeMethod::DareTies => "dare_ties",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == s)
-    }
-
     fn sign_election(self) -> bool {
         matches!(self, MergeMethod::Ties | MergeMethod::DareTies)
     }

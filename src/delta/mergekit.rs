@@ -99,14 +99,10 @@ impl MergeConfig {
     /// Relative model paths are taken from `dir` (the config's folder), as a user expects.
     pub fn parse(text: &str, dir: &Path) -> Result<Self> {
         let raw: RawConfig = serde_norway::from_str(text)?;
-        let method = MergeMethod::parse(&raw.merge_method).with_context(|| {
-            let names: Vec<&str> = MergeMethod::ALL.iter().map(|m| m.name()).collect();
-            format!(
-                "merge_method {:?} is not one of {}",
-                raw.merge_method,
-                names.join(", ")
-            )
-        })?;
+        let method: MergeMethod = raw
+            .merge_method
+            .parse()
+            .with_context(|| format!("merge_method {:?} is not supported", raw.merge_method))?;
         let resolve = |p: &str| {
             let p = PathBuf::from(p);
             if p.is_absolute() {
@@ -187,11 +183,11 @@ impl MergeConfig {
         out: &Path,
         progress: &mut super::prune::Progress,
     ) -> Result<super::RunSummary> {
-        let base = super::Checkpoint::open(&self.base_model)?;
+        let base = crate::checkpoint::Checkpoint::open(&self.base_model)?;
         let models = self
             .models
             .iter()
-            .map(|m| super::Checkpoint::open(m))
+            .map(|m| crate::checkpoint::Checkpoint::open(m))
             .collect::<Result<Vec<_>>>()?;
         let output = super::Output {
             dtype: self.dtype,

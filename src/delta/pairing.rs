@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::checkpoint::{Checkpoint, TensorInfo};
+use crate::checkpoint::{Checkpoint, TensorInfo};
 
 pub struct TensorPair<'a> {
     pub finetuned: &'a TensorInfo,

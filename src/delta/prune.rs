@@ -12,61 +12,49 @@ use serde::{Deserialize, Serialize};
 
 use safetensors::Dtype;
 
-use super::checkpoint::{decode_f32, encode, Checkpoint, CheckpointWriter, OutTensor, TensorInfo};
+use crate::checkpoint::{decode_f32, encode, Checkpoint, CheckpointWriter, OutTensor, TensorInfo};
 use super::kernels;
 use super::pairing::{Pairing, TensorPair};
-use super::rng::{drop_threshold, MaskKey};
-use super::stats::{Histogram, TensorStats};
+use crate::counter_rng::{drop_threshold, MaskKey};
+use crate::checkpoint::stats::{layer_of, Histogram, TensorStats};
 use crate::gpu::DeltaGpu;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Method {
-    /// Random drop with rate p, survivors rescaled by 1/(1−p) (Yu et al.).
-    Dare,
-    /// Random drop, no rescale (the DARE ablation).
-    DropOnly,
-    /// Random drop, survivors rescaled by 1/q with q ≥ 1−p (Deng et al.).
-    DarexQ,
-    /// Keep the largest |δ| of each tensor.
-    Magnitude,
-    /// Keep the largest |δ_ij|·‖x_j‖ of each output row (Wanda-style; needs calibration inputs).
-    ActivationAware,
+crate::named_enum! {
+    "method";
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Method {
+        /// Random drop with rate p, survivors rescaled by 1/(1−p) (Yu et al.).
+        Dare = "dare",
+        /// Random drop, no rescale (the DARE ablation).
+        DropOnly = "drop-only",
+        /// Random drop, survivors rescaled by 1/q with q ≥ 1−p (Deng et al.).
+        DarexQ = "darex-q",
+        /// Keep the largest |δ| of each tensor.
+        Magnitude = "magnitude",
+        /// Keep the largest |δ_ij|·‖x_j‖ of each output row (Wanda-style; needs calibration inputs).
+        ActivationAware = "activation-aware",
+    }
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
-        Method::Dare,
-        Method::DropOnly,
-        Method::DarexQ,
-        Method::Magnitude,
-        Method::ActivationAware,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Dare => "dare",
-            Method::DropOnly => "drop-only",
-            Method::DarexQ => "darex-q",
-            Method::Magnitude => "magnitude",
-            Method::ActivationAware => "activation-aware",
-        }
-    }
-
     pub fn is_random(self) -> bool {
         matches!(self, Method::Dare | Method::DropOnly | Method::DarexQ)
     }
 }
 
-/// Which tensors are pruned; the others keep their fine-tuned values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum TensorFilter {
-    /// Every tensor the base has (MergeLM's encoder setting; heads absent from the base are kept).
-    All,
-    /// Only the matrices of attention and MLP blocks (DAREx's decoder setting): embeddings,
-    /// norms, biases and heads keep their fine-tuned values.
-    AttentionMlp,
+crate::named_enum! {
+    "tensor filter";
+    /// Which tensors are pruned; the others keep their fine-tuned values.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum TensorFilter {
+        /// Every tensor the base has (MergeLM's encoder setting; heads absent from the base are kept).
+        All = "all",
+        /// Only the matrices of attention and MLP blocks (DAREx's decoder setting): embeddings,
+        /// norms, biases and heads keep their fine-tuned values.
+        AttentionMlp = "attention-mlp",
+    }
 }
 
 impl TensorFilter {
@@ -74,7 +62,7 @@ impl TensorFilter {
         match self {
             TensorFilter::All => true,
             TensorFilter::AttentionMlp => {
-                shape.len() == 2 && crate::zoo::deltas::layer_of(name).starts_with("layer")
+                shape.len() == 2 && layer_of(name).starts_with("layer")
             }
         }
     }
@@ -398,7 +386,7 @@ pub fn prune_checkpoint(
                     base.release(b);
                     summary
                         .tensors
-                        .push(TensorStats::from_sums(&ft.name, ft.numel(), sums));
+                        .push(sums.into_stats(&ft.name, ft.numel()));
                     return Ok(bytes);
                 }
                 unfused(b, ft, summary)
@@ -450,7 +438,7 @@ pub(super) fn stream_out<'a>(
         device: engine.gpu.map_or("cpu".into(), |g| g.describe()),
         ..Default::default()
     };
-    crate::zoo::write_folder(output.dir, |dir| {
+    crate::fs::write_folder(output.dir, |dir| {
         for f in template.side_files()? {
             let to = dir.join(f.file_name().expect("a file"));
             std::fs::copy(&f, &to).with_context(|| format!("{}: cannot copy", f.display()))?;
@@ -504,7 +492,7 @@ fn refuse_overwriting_inputs(out: &Path, inputs: &[&Path]) -> Result<()> {
     for input in inputs {
         if canon(out) == canon(input) {
             bail!(
-                "{}: the output folder is one of the inputs; choose another --out",
+                "{}: the output folder is one of the inputs; choose another output folder",
                 out.display()
             );
         }

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::metrics::{accuracy, argmax, expected_calibration_error, softmax};
 use crate::embed::{cosine, SentenceEmbedder};
-use crate::zoo::data::classify::ClassData;
-use crate::zoo::data::shapes::{scene, Scene, Split};
+use crate::data::classify::ClassData;
+use crate::data::shapes::{scene, Scene, Split};
 
 pub const ECE_BINS: usize = 10;
 const BATCH: usize = 100;
@@ -88,7 +88,7 @@ pub fn eval_scenes(n: usize) -> Vec<Scene> {
 
 /// Pixels of scenes as the ViT input: `[n, 3, size, size]`, scaled to −1..1.
 pub fn scene_tensor(scenes: &[&Scene]) -> candle_core::Result<Tensor> {
-    let size = crate::zoo::data::shapes::IMAGE_SIZE;
+    let size = crate::data::shapes::IMAGE_SIZE;
     let data: Vec<f32> = scenes
         .iter()
         .flat_map(|s| s.pixels.iter().map(|p| p * 2.0 - 1.0))
@@ -155,7 +155,7 @@ impl BertClassifier {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(anyhow::Error::msg)?;
-        let (ids, mask) = crate::zoo::minilm::id_mask(&enc)?;
+        let (ids, mask) = crate::train::bert::id_mask(&enc)?;
         Ok(self
             .encoder
             .forward(&ids, &ids.zeros_like()?, Some(&mask))?)

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::metrics::{argmax, exact_match, log_prob, perplexity};
 use crate::lm::{LanguageModel, Session};
-use crate::zoo::data::Example;
+use crate::data::Example;
 
 /// Sessions fed together per batch.
 const BATCH: usize = 100;

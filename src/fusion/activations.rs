@@ -10,7 +10,7 @@ use super::transport::Mat;
 use super::vit_weights::VitWeights;
 use crate::eval::classifier::scene_tensor;
 use crate::train::vit::Site;
-use crate::zoo::data::shapes::{scene, Scene, Split};
+use crate::data::shapes::{scene, Scene, Split};
 
 /// Scenes seen by the activation cost (the paper uses about 200 validation samples).
 pub const DEFAULT_SAMPLES: usize = 200;

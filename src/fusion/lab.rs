@@ -24,15 +24,20 @@ const FINETUNE_BATCH: usize = 64;
 const FINETUNE_LR: f64 = 2e-4;
 /// Fine-tune seeds pick scene streams at seed · 10⁷; the zoo's ViTs used seeds 9–11.
 pub const DEFAULT_FINETUNE_SEED: u64 = 20;
+/// Enough for the fused models to recover (see docs/fusion.md), short enough to watch.
+pub const DEFAULT_FINETUNE_STEPS: usize = 200;
 
-/// Which parent fixes the fused model's widths (the OT anchor).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    A,
-    B,
-    /// The narrower parent (B when the widths agree).
-    Narrower,
+crate::named_enum! {
+    "target";
+    /// Which parent fixes the fused model's widths (the OT anchor).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Target {
+        A = "a",
+        B = "b",
+        /// The narrower parent (B when the widths agree).
+        Narrower = "narrower",
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,19 +58,32 @@ pub struct LabOptions {
 }
 
 impl LabOptions {
-    pub fn new(cost: CostKind, solvers: Vec<Solver>) -> Self {
+    /// Both solvers (Sinkhorn at the cost's default ε), the paper's policies, 200 fine-tune
+    /// steps after fusion and the zoo's held-out scenes.
+    pub fn new(cost: CostKind) -> Self {
         Self {
             cost,
             qk: QkPolicy::Separate,
             residual: ResidualPolicy::Mean,
             branch_map: BranchMap::Own,
-            solvers,
+            solvers: vec![
+                Solver::Emd,
+                Solver::Sinkhorn {
+                    reg: FuseOptions::default_reg(cost),
+                },
+            ],
             target: Target::Narrower,
             samples: DEFAULT_SAMPLES,
             eval_scenes: EVAL_SCENES,
-            finetune_steps: 0,
+            finetune_steps: DEFAULT_FINETUNE_STEPS,
             finetune_seed: DEFAULT_FINETUNE_SEED,
         }
+    }
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        Self::new(CostKind::Acts)
     }
 }
 

@@ -8,3 +8,4 @@ pub mod ot;
 pub mod transport;
 pub mod vit_fusion;
 pub mod vit_weights;
+pub mod tasks;

@@ -152,7 +152,7 @@ impl VitWeights {
     pub fn save(&self, out: &Path) -> Result<()> {
         let tensors: std::collections::HashMap<_, _> = self.tensors()?.into_iter().collect();
         let config = self.shape.hf_config(&self.labels);
-        crate::zoo::write_folder(out, |dir| {
+        crate::fs::write_folder(out, |dir| {
             candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
             std::fs::write(
                 dir.join("config.json"),

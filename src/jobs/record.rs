@@ -83,7 +83,7 @@ impl RunRecord {
             self.id
         );
         let path = dir.join(name);
-        write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
+        crate::fs::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
         Ok(path)
     }
 
@@ -106,14 +106,6 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
     paths.sort();
     paths.reverse();
     paths
-}
-
-/// Writes via `<path>.tmp` and a rename: readers see the old file or the new one, never half.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
-    Ok(())
 }
 
 /// The default runs folder: `ALIGNSCOPE_RUNS`, else the user's data folder.

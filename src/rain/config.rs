@@ -4,40 +4,32 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Setting {
-    #[default]
-    Harmlessness,
-    Adversarial,
-    Truthfulness,
-    Sentiment,
-    Custom,
+crate::named_enum! {
+    "setting";
+    /// What the self-evaluation judges (each has its template in `assets/rain`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Setting {
+        /// HH: is the answer harmful?
+        Harmlessness = "harmlessness",
+        /// AdvBench with adversarial suffixes: harm, judged as in HH.
+        Adversarial = "adversarial",
+        /// TruthfulQA: is the answer true?
+        Truthfulness = "truthfulness",
+        /// Is the text's sentiment positive?
+        Sentiment = "sentiment",
+        /// A template of your own.
+        Custom = "custom",
+    }
+}
+
+impl Default for Setting {
+    fn default() -> Self {
+        Setting::Harmlessness
+    }
 }
 
 impl Setting {
-    pub const ALL: [Setting; 5] = [
-        Setting::Harmlessness,
-        Setting::Adversarial,
-        Setting::Truthfulness,
-        Setting::Sentiment,
-        Setting::Custom,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Setting::Harmlessness => "harmlessness",
-            Setting::Adversarial => "adversarial",
-            Setting::Truthfulness => "truthfulness",
-            Setting::Sentiment => "sentiment",
-            Setting::Custom => "custom",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
     /// The judgement template shipped for this setting (adversarial judges harm too).
     pub fn template_path(self) -> PathBuf {
         let file = match self {
@@ -140,7 +132,7 @@ impl RainConfig {
             score: ScoreKind::Binary,
             answer_by: Default::default(),
             rollout_max_tokens: 32,
-            max_tokens: 64,
+            max_tokens: 48,
             seed: 42,
             template: None,
         }

@@ -302,7 +302,7 @@ pub fn self_eval_accuracy(
     let mut out = Vec::new();
     for (name, items) in groups {
         let setting =
-            Setting::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown setting `{name}`"))?;
+            name.parse::<Setting>()?;
         let template = JudgeTemplate::load(&setting.template_path())?;
         let mut judge = Judge::new(model.clone(), template, answer_by)?;
         let (mut bin, mut soft, mut undecided) = (0usize, 0usize, 0usize);

@@ -1,14 +1,20 @@
-//! RAIN as a background job, shared by the CLI and (later) the RAIN panel.
+//! RAIN's long operations as jobs, shared by the RAIN page and the CLI: a search, an
+//! evaluation over a prompt set, and self-evaluation accuracy.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::Write;
+
+use serde::Serialize;
 use serde_json::json;
 
+use super::eval::{rain_eval, self_eval_accuracy, EvalRow, EvalSummary, Labelled, SettingAccuracy};
 use super::events::{Event, TraceWriter};
-use super::{run_rain, RainConfig, RainOutcome};
+use super::{run_rain, AnswerBy, RainConfig, RainOutcome, Setting};
+use crate::fs::StagedFile;
 use crate::embed::SentenceEmbedder;
 use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
 use crate::lm::LanguageModel;
@@ -133,8 +139,8 @@ pub fn spawn_rain(
                         trace_error.get_or_insert(e);
                     }
                 }
-                if let Event::Rewound { sim, .. } = event {
-                    ctx.progress(None, format!("simulation {sim}"));
+                if let Event::Rewound { sim, rewinds } = event {
+                    ctx.progress(None, format!("simulation {sim}, {rewinds} rewinds"));
                 }
                 ctx.send(event.clone());
                 match event {
@@ -152,5 +158,108 @@ pub fn spawn_rain(
             anyhow::bail!("writing the trace failed: {e}");
         }
         Ok(outcome)
+    })
+}
+
+/// Vanilla against RAIN over a prompt set.
+#[derive(Debug, Clone, Serialize)]
+pub struct RainEvalRequest {
+    pub prompts: Vec<String>,
+    /// Appended to every prompt (an adversarial suffix, or empty).
+    pub suffix: String,
+    pub config: RainConfig,
+    /// Every answer as JSON Lines, written through a temporary file.
+    pub out: PathBuf,
+}
+
+impl Report for EvalSummary {
+    fn metrics(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+/// Every evaluated prompt arrives as a partial result.
+pub fn spawn_rain_eval(
+    board: &JobBoard,
+    model: Arc<LanguageModel>,
+    request: RainEvalRequest,
+) -> JobHandle<EvalRow, EvalSummary> {
+    let spec = JobSpec {
+        kind: "rain-eval".into(),
+        title: format!("RAIN eval: {} prompts", request.prompts.len()),
+        inputs: json!({
+            "model": model.info.path,
+            "prompts": request.prompts.len(),
+            "suffix": request.suffix,
+            "config": request.config,
+            "out": request.out,
+        }),
+        seed: Some(request.config.seed),
+    };
+    board.spawn(spec, move |ctx| {
+        ctx.progress(None, "loading the sentence-embedding model");
+        let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
+        let mut out = StagedFile::create(&request.out)?;
+        let mut written = Ok(());
+        let (mut done, total) = (0, request.prompts.len());
+        let rows = rain_eval(
+            model,
+            Some(&embedder),
+            &request.config,
+            &request.prompts,
+            &request.suffix,
+            |row| {
+                written = serde_json::to_writer(&mut out, row)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| Ok(out.write_all(b"\n")?));
+                done += 1;
+                ctx.progress(
+                    Some(done as f32 / total as f32),
+                    format!("{done}/{total} prompts"),
+                );
+                ctx.send(row.clone());
+                written.is_ok() && !ctx.is_cancelled()
+            },
+        )?;
+        written?;
+        out.commit()?;
+        Ok(EvalSummary::from_rows(&rows, &request.suffix))
+    })
+}
+
+/// Self-evaluation accuracy per setting.
+pub struct SelfEvalReport(pub Vec<SettingAccuracy>);
+
+impl Report for SelfEvalReport {
+    fn metrics(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or_default()
+    }
+}
+
+/// How often the model's self-evaluation agrees with the labels of `examples` (those that
+/// name no setting are judged under `default`).
+pub fn spawn_self_eval(
+    board: &JobBoard,
+    model: Arc<LanguageModel>,
+    examples: Vec<Labelled>,
+    default: Setting,
+    answer_by: AnswerBy,
+) -> JobHandle<(), SelfEvalReport> {
+    let spec = JobSpec {
+        kind: "self-eval-accuracy".into(),
+        title: format!("self-evaluation on {} examples", examples.len()),
+        inputs: json!({
+            "model": model.info.path,
+            "examples": examples.len(),
+            "setting": default,
+            "answer_by": answer_by,
+        }),
+        seed: None,
+    };
+    board.spawn(spec, move |ctx| {
+        ctx.progress(None, format!("judging {} examples", examples.len()));
+        Ok(SelfEvalReport(self_eval_accuracy(
+            model, &examples, default, answer_by,
+        )?))
     })
 }

@@ -3,7 +3,8 @@
 //! `bert.pooler.dense.weight`, `classifier.weight`): the encoder is candle-transformers'
 //! `BertModel` under `bert.`, the head is pooler (tanh on the first token) then a linear layer.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
+use tokenizers::Encoding;
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -120,4 +121,22 @@ impl TrainBertClassifier {
         self.classifier
             .forward(&self.pooler.forward(&first)?.tanh()?)
     }
+}
+
+/// Token ids and attention mask `[batch, time]` (u32) of padded encodings.
+pub fn id_mask(enc: &[Encoding]) -> Result<(Tensor, Tensor)> {
+    let t = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1);
+    let ids: Vec<u32> = enc
+        .iter()
+        .flat_map(|e| e.get_ids().iter().copied())
+        .collect();
+    let mask: Vec<u32> = enc
+        .iter()
+        .flat_map(|e| e.get_attention_mask().iter().copied())
+        .collect();
+    let dev = Device::Cpu;
+    Ok((
+        Tensor::from_vec(ids, (enc.len(), t), &dev)?,
+        Tensor::from_vec(mask, (enc.len(), t), &dev)?,
+    ))
 }

@@ -1,6 +1,6 @@
 //! Training with candle autograd: differentiable llama, ViT and BERT-classifier forward passes
 //! that carry Hugging Face tensor names, Adam/AdamW/AdamR, and the step loop with progress
-//! reports. The model zoo (`crate::zoo`) is built with it.
+//! reports. The model zoo is built with it.
 
 pub mod bert;
 pub mod llama;

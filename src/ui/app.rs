@@ -1,29 +1,19 @@
-//! The eframe application: navigation, the current page, a status bar with running jobs.
+//! The eframe application: the list of pages with their navigation, the page shown under its
+//! heading, a status bar with running jobs, and persistence.
 
 use egui::{RichText, Ui};
 
-use super::delta_panel::{self, DeltaPanel};
 use super::file_picker::{FilePicker, SystemPicker};
-use super::fusion_panel::{self, FusionPanel};
-use super::generate::{self, GeneratePanel};
-use super::jobs_panel::{self, JobsPanel};
+use super::lab::{self, Lab, LabCtx};
 use super::model_slot::ModelSlot;
-use super::rain_panel::{self, RainPanel};
-use super::settings::{Page, Settings};
-use super::zoo_panel::{self, ZooPanel};
-use super::LabCtx;
+use super::settings::Settings;
 use crate::jobs::{record::default_runs_dir, JobBoard};
 
 pub struct AlignApp {
     pub settings: Settings,
     pub board: JobBoard,
     pub model: ModelSlot,
-    pub generate: GeneratePanel,
-    pub rain: RainPanel,
-    pub zoo: ZooPanel,
-    pub delta: DeltaPanel,
-    pub fusion: FusionPanel,
-    pub jobs: JobsPanel,
+    labs: Vec<Box<dyn Lab>>,
     picker: Box<dyn FilePicker>,
 }
 
@@ -54,16 +44,17 @@ impl AlignApp {
         board.set_notify(move || {
             repaint.request_repaint_after(std::time::Duration::from_millis(100))
         });
+        let mut labs = lab::all();
+        for lab in &mut labs {
+            if let Some(saved) = settings.labs.get(lab.id()) {
+                lab.restore(saved.clone());
+            }
+        }
         let mut app = Self {
             settings,
             board,
             model: ModelSlot::default(),
-            generate: GeneratePanel::default(),
-            rain: RainPanel::default(),
-            zoo: ZooPanel::default(),
-            delta: DeltaPanel::default(),
-            fusion: FusionPanel::default(),
-            jobs: JobsPanel::default(),
+            labs,
             picker,
         };
         let start = app
@@ -76,24 +67,53 @@ impl AlignApp {
         app
     }
 
+    /// The pages, in navigation order.
+    pub fn labs(&self) -> impl Iterator<Item = &dyn Lab> {
+        self.labs.iter().map(|l| l.as_ref())
+    }
+
+    /// The page of type `T`.
+    pub fn lab<T: Lab>(&self) -> Option<&T> {
+        self.labs
+            .iter()
+            .find_map(|l| (l.as_ref() as &dyn std::any::Any).downcast_ref::<T>())
+    }
+
+    pub fn lab_mut<T: Lab>(&mut self) -> Option<&mut T> {
+        self.labs
+            .iter_mut()
+            .find_map(|l| (l.as_mut() as &mut dyn std::any::Any).downcast_mut::<T>())
+    }
+
+    /// The index of the page shown (the first when the setting names none).
+    fn current(&self) -> usize {
+        self.labs
+            .iter()
+            .position(|l| l.id() == self.settings.page)
+            .unwrap_or(0)
+    }
+
     fn nav(&mut self, ui: &mut Ui) {
         ui.add_space(4.0);
         ui.label(RichText::new("alignscope").heading().strong());
         ui.separator();
         ui.label(RichText::new("Labs").weak());
-        ui.selectable_value(&mut self.settings.page, Page::Generate, "Generate");
-        ui.selectable_value(&mut self.settings.page, Page::Rain, "RAIN");
-        ui.selectable_value(&mut self.settings.page, Page::Zoo, "Model zoo");
-        ui.selectable_value(&mut self.settings.page, Page::Delta, "Delta");
-        ui.selectable_value(&mut self.settings.page, Page::Fusion, "Fusion");
-        ui.separator();
-        let running = self.board.running();
-        let jobs = if running > 0 {
-            format!("Jobs ({running} running)")
-        } else {
-            "Jobs".to_string()
-        };
-        ui.selectable_value(&mut self.settings.page, Page::Jobs, jobs);
+        let current = self.current();
+        let mut chosen = None;
+        for (i, lab) in self.labs.iter().enumerate() {
+            if !lab.is_lab() && self.labs[..i].iter().all(|l| l.is_lab()) {
+                ui.separator();
+            }
+            let entry = ui
+                .selectable_label(i == current, lab.nav_label(&self.board))
+                .on_hover_text(lab.description());
+            if entry.clicked() {
+                chosen = Some(lab.id());
+            }
+        }
+        if let Some(id) = chosen {
+            self.settings.page = id.to_string();
+        }
     }
 
     fn status_bar(&mut self, ui: &mut Ui) {
@@ -154,11 +174,15 @@ impl eframe::App for AlignApp {
         if let Some(path) = self.model.poll() {
             self.settings.remember_model(path);
         }
-        self.generate.poll();
-        self.rain.poll();
-        self.zoo.poll();
-        self.delta.poll(&self.board);
-        self.fusion.poll();
+        let mut lab_ctx = LabCtx {
+            settings: &mut self.settings,
+            model: &mut self.model,
+            board: &self.board,
+            picker: self.picker.as_mut(),
+        };
+        for lab in &mut self.labs {
+            lab.poll(&mut lab_ctx);
+        }
         self.take_dropped(ctx);
         ctx.set_theme(if self.settings.dark {
             egui::Theme::Dark
@@ -173,30 +197,28 @@ impl eframe::App for AlignApp {
             .resizable(false)
             .exact_size(150.0)
             .show(ui, |ui| self.nav(ui));
-        egui::CentralPanel::default().show(ui, |ui| match self.settings.page {
-            Page::Generate | Page::Rain => {
-                let mut ctx = LabCtx {
-                    settings: &mut self.settings,
-                    model: &mut self.model,
-                    board: &self.board,
-                    picker: self.picker.as_mut(),
-                };
-                if ctx.settings.page == Page::Generate {
-                    generate::ui(ui, &mut self.generate, &mut ctx)
-                } else {
-                    rain_panel::ui(ui, &mut self.rain, &mut ctx)
-                }
-            }
-            Page::Zoo => zoo_panel::ui(ui, &mut self.zoo, &self.board),
-            Page::Delta => delta_panel::ui(ui, &mut self.delta, &self.board, self.picker.as_mut()),
-            Page::Fusion => {
-                fusion_panel::ui(ui, &mut self.fusion, &self.board, self.picker.as_mut())
-            }
-            Page::Jobs => jobs_panel::ui(ui, &mut self.jobs, &self.board),
+        let current = self.current();
+        let lab = &mut self.labs[current];
+        let mut ctx = LabCtx {
+            settings: &mut self.settings,
+            model: &mut self.model,
+            board: &self.board,
+            picker: self.picker.as_mut(),
+        };
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.heading(lab.title());
+            ui.label(RichText::new(lab.description()).weak());
+            ui.add_space(2.0);
+            lab.ui(ui, &mut ctx);
         });
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        for lab in &self.labs {
+            if let Some(state) = lab.save() {
+                self.settings.labs.insert(lab.id().to_string(), state);
+            }
+        }
         eframe::set_value(storage, eframe::APP_KEY, &self.settings);
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use egui::{RichText, ScrollArea, Ui};
 
+use super::{Lab, LabCtx};
 use crate::jobs::{record, JobBoard, JobState, RunRecord};
 
 #[derive(Default)]
@@ -20,8 +21,36 @@ impl JobsPanel {
     }
 }
 
-pub fn ui(ui: &mut Ui, panel: &mut JobsPanel, board: &JobBoard) {
-    ui.heading("Jobs");
+impl Lab for JobsPanel {
+    fn id(&self) -> &'static str {
+        "jobs"
+    }
+    fn name(&self) -> &'static str {
+        "Jobs"
+    }
+    fn title(&self) -> &'static str {
+        "Jobs and run records"
+    }
+    fn description(&self) -> &'static str {
+        "Everything slow runs as a job: progress, cancel, logs. Each finished job leaves a run \
+         record (inputs, seed, metrics, timings) on disk; click Record to reopen one."
+    }
+    fn is_lab(&self) -> bool {
+        false
+    }
+    fn nav_label(&self, board: &JobBoard) -> String {
+        match board.running() {
+            0 => "Jobs".to_string(),
+            n => format!("Jobs ({n} running)"),
+        }
+    }
+    fn poll(&mut self, _ctx: &mut LabCtx) {}
+    fn ui(&mut self, ui: &mut Ui, ctx: &mut LabCtx) {
+        draw(ui, self, ctx.board);
+    }
+}
+
+fn draw(ui: &mut Ui, panel: &mut JobsPanel, board: &JobBoard) {
     let jobs = board.snapshot();
     if jobs.is_empty() {
         ui.label("No jobs yet.");

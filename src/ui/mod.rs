@@ -1,14 +1,13 @@
 //! The desktop app (eframe/egui, wgpu renderer). Panels only draw and forward clicks to the
 //! engine modules; anything slow runs as a job.
 
-use crate::jobs;
-
 pub mod app;
 pub mod delta_panel;
 pub mod file_picker;
 pub mod fusion_panel;
 pub mod generate;
 pub mod jobs_panel;
+pub mod lab;
 pub mod model_slot;
 pub mod rain_panel;
 pub mod settings;
@@ -16,14 +15,7 @@ pub mod widgets;
 pub mod zoo_panel;
 
 pub use app::AlignApp;
-
-/// What every lab panel may use besides its own state.
-pub struct LabCtx<'a> {
-    pub settings: &'a mut settings::Settings,
-    pub model: &'a mut model_slot::ModelSlot,
-    pub board: &'a jobs::JobBoard,
-    pub picker: &'a mut dyn file_picker::FilePicker,
-}
+pub use lab::{Lab, LabCtx};
 
 pub fn run_app() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {

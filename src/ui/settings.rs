@@ -1,28 +1,18 @@
 //! What the app remembers between starts (eframe persistence).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::lm::GenerationConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Page {
-    #[default]
-    Generate,
-    Rain,
-    Zoo,
-    Delta,
-    Fusion,
-    Jobs,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub dark: bool,
-    pub page: Page,
-    pub nav_open: bool,
+    /// The page shown ([`crate::ui::Lab::id`]); an unknown id shows the first page.
+    pub page: String,
     /// Most recent first.
     pub recent_models: Vec<PathBuf>,
     /// The model opened at start (the shipped one if unset or missing).
@@ -30,18 +20,20 @@ pub struct Settings {
     pub generation: GenerationConfig,
     /// Feed the message as is, without the chat template.
     pub raw_prompt: bool,
+    /// What each page keeps between starts, by page id.
+    pub labs: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             dark: true,
-            page: Page::Generate,
-            nav_open: true,
+            page: String::new(),
             recent_models: Vec::new(),
             model: None,
             generation: GenerationConfig::default(),
             raw_prompt: false,
+            labs: BTreeMap::new(),
         }
     }
 }

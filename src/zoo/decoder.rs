@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::byte_tokenizer::{self, BOS, EOS, PAD, VOCAB_SIZE};
-use super::data::{TextTask, TextTasks};
+use crate::data::{TextTask, TextTasks};
 use crate::train::llama::{LlamaShape, TrainLlama};
 use crate::train::nn::masked_cross_entropy;
 use crate::train::{train_loop, Pull, Schedule, StepReport};

@@ -55,10 +55,7 @@ impl Manifest {
 
     /// Writes through a temporary file so a failed write leaves the old manifest.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+        crate::fs::write_atomic(path, (serde_json::to_string_pretty(self)? + "\n").as_bytes())
     }
 
     pub fn get(&self, name: &str) -> Option<&ModelEntry> {

@@ -10,10 +10,10 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tokenizers::{Encoding, PaddingParams, Tokenizer};
+use tokenizers::{PaddingParams, Tokenizer};
 
-use super::data::classify::{ClassData, ClassTask};
-use crate::train::bert::{BertShape, TrainBertClassifier};
+use crate::data::classify::{ClassData, ClassTask};
+use crate::train::bert::{id_mask, BertShape, TrainBertClassifier};
 use crate::train::vit::classification_loss;
 use crate::train::{train_loop, Pull, Schedule, StepReport};
 
@@ -25,24 +25,6 @@ pub struct MinilmRecipe {
     pub peak_lr: f64,
     pub pull: Pull,
     pub seed: u64,
-}
-
-/// Token ids and attention mask `[batch, time]` (u32) of padded encodings.
-pub fn id_mask(enc: &[Encoding]) -> candle_core::Result<(Tensor, Tensor)> {
-    let t = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1);
-    let ids: Vec<u32> = enc
-        .iter()
-        .flat_map(|e| e.get_ids().iter().copied())
-        .collect();
-    let mask: Vec<u32> = enc
-        .iter()
-        .flat_map(|e| e.get_attention_mask().iter().copied())
-        .collect();
-    let dev = Device::Cpu;
-    Ok((
-        Tensor::from_vec(ids, (enc.len(), t), &dev)?,
-        Tensor::from_vec(mask, (enc.len(), t), &dev)?,
-    ))
 }
 
 pub fn train(

@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::data::classify::{class_data, ClassTask};
-use super::data::{Sources, TextTask, TextTasks};
 use super::decoder::{self, DecoderRecipe};
 use super::manifest::{Manifest, ModelEntry};
 use super::minilm::{self, MinilmRecipe};
 use super::vision::{self, VitRecipe};
+use crate::checkpoint::stats::{tensor_deltas, total, TensorStats};
+use crate::data::classify::{class_data, ClassTask};
+use crate::data::{Sources, TextTask, TextTasks};
 use crate::eval::classifier::{bert_eval, eval_scenes, retrieval_eval, vit_eval, zero_shot_eval};
 use crate::eval::decoder::{exact_match_eval, perplexity_eval};
 use crate::lm::LanguageModel;
@@ -393,6 +394,28 @@ pub enum BuildEvent {
     Evaluated { entry: Box<ModelEntry> },
 }
 
+impl BuildEvent {
+    /// The event as a job's progress line: fraction of the model's steps and what is going on.
+    pub fn progress(&self) -> (Option<f32>, String) {
+        match self {
+            BuildEvent::Started { name, steps } => {
+                (Some(0.0), format!("training {name} ({steps} steps)"))
+            }
+            BuildEvent::Step { name, report } => (
+                Some(report.step as f32 / report.total.max(1) as f32),
+                format!(
+                    "training {name}: step {}/{} loss {:.3}",
+                    report.step, report.total, report.loss
+                ),
+            ),
+            BuildEvent::Evaluated { entry } => (
+                Some(1.0),
+                format!("{}: {} {:.3}", entry.name, entry.metric, entry.score),
+            ),
+        }
+    }
+}
+
 fn curve(losses: &[f32]) -> Vec<f32> {
     let every = losses.len().div_ceil(CURVE_POINTS).max(1);
     losses
@@ -466,6 +489,20 @@ pub fn build_one(
     Ok(entry)
 }
 
+/// δ of a zoo fine-tune against its zoo base, per tensor.
+pub fn deltas(s: &ZooSpec) -> Result<Vec<TensorStats>> {
+    let base = s.base.with_context(|| {
+        format!("{} has no base model: it was trained from scratch", s.name)
+    })?;
+    // The classifiers hold the bare encoder under `bert.`.
+    let prefix = if matches!(s.recipe, Recipe::Minilm(_)) {
+        "bert."
+    } else {
+        ""
+    };
+    tensor_deltas(&spec(base)?.path(), &s.path(), prefix)
+}
+
 /// Evaluates the model of `spec` where it lies and fills its manifest entry.
 pub fn score_entry(
     spec: &ZooSpec,
@@ -477,20 +514,13 @@ pub fn score_entry(
     let started = Instant::now();
     let mut scores = evaluate(spec, &dir, ctx)?;
     let eval_seconds = started.elapsed().as_secs_f64();
-    if let Some(base) = spec.base {
-        let prefix = if matches!(spec.recipe, Recipe::Minilm(_)) {
-            "bert."
-        } else {
-            ""
-        };
-        let deltas = super::deltas::tensor_deltas(&super::specs::spec(base)?.path(), &dir, prefix)?;
-        if let Some(all) = super::deltas::per_layer(&deltas).get("all") {
-            scores
-                .details
-                .insert("delta/mean_abs".into(), all.mean_abs());
-            scores
-                .details
-                .insert("delta/rel_norm".into(), all.rel_norm());
+    if spec.base.is_some() {
+        let all = total(&deltas(spec)?);
+        scores
+            .details
+            .insert("delta/mean_abs".into(), all.mean_abs_before());
+        if let Some(r) = all.rel_norm_before() {
+            scores.details.insert("delta/rel_norm".into(), r);
         }
     }
     Ok(ModelEntry {
@@ -549,4 +579,20 @@ pub fn ensure_built(name: &str, on: &mut dyn FnMut(BuildEvent) -> Result<()>) ->
         build(&[name.to_string()], on)?;
     }
     Ok(dir)
+}
+
+/// A zoo model's name becomes its folder (built first if needed, reporting to `on`); an
+/// existing path stays a path.
+pub fn resolve(
+    name_or_path: &str,
+    on: &mut dyn FnMut(BuildEvent) -> Result<()>,
+) -> Result<PathBuf> {
+    let p = PathBuf::from(name_or_path);
+    if p.exists() {
+        return Ok(p);
+    }
+    match spec(name_or_path) {
+        Ok(s) => ensure_built(s.name, on),
+        Err(_) => bail!("{name_or_path}: no such file or folder, and no zoo model of that name"),
+    }
 }

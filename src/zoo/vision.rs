@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::data::shapes::{label_names, scene, Scene, Split};
+use crate::data::shapes::{label_names, scene, Scene, Split};
 use crate::eval::classifier::scene_tensor;
 use crate::train::vit::{classification_loss, TrainVit, VitShape};
 use crate::train::{train_loop, Pull, Schedule, StepReport};
@@ -24,7 +24,7 @@ pub struct VitRecipe {
 
 pub fn shape(hidden: usize) -> VitShape {
     VitShape {
-        image_size: super::data::shapes::IMAGE_SIZE,
+        image_size: crate::data::shapes::IMAGE_SIZE,
         patch_size: 8,
         channels: 3,
         hidden_size: hidden,

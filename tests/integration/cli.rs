@@ -60,22 +60,6 @@ fn help_lists_what_works() {
 }
 
 #[test]
-fn bench_tree_draws_a_large_tree() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = alignscope(dir.path())
-        .args(["bench", "tree", "--nodes", "300", "--frames", "2"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("search tree of 301 nodes"), "{text}");
-    assert!(
-        text.contains("| whole tree in view |") && text.contains("| default zoom |"),
-        "{text}"
-    );
-}
-
-#[test]
 fn generate_json_greedy() {
     let dir = tempfile::tempdir().unwrap();
     let run = || {
@@ -321,7 +305,8 @@ fn zoo_list_and_eval_match_the_manifest() {
 }
 
 /// `prune` on a zoo pair writes a checkpoint our runtime loads and reports the task score;
-/// `merge` reads a mergekit config; a run with nothing to do says what is missing.
+/// `merge` reads a mergekit config; without an output or a score, `prune` reports its
+/// statistics; every run leaves a run record.
 #[test]
 fn prune_and_merge_headless() {
     let runs = tempfile::tempdir().unwrap();
@@ -379,7 +364,8 @@ fn prune_and_merge_headless() {
     assert_eq!(scores.len(), 2, "{report}");
     assert!(merged.join("model.safetensors").is_file());
 
-    let err = failure_stderr(alignscope(runs.path()).args([
+    // Neither --out nor --eval: the statistics of the run, nothing written.
+    let report = json_output(alignscope(runs.path()).args([
         "prune",
         "--base",
         "tiny-base",
@@ -387,8 +373,34 @@ fn prune_and_merge_headless() {
         "tiny-add",
         "--drop-rate",
         "0.5",
+        "--json",
     ]));
-    assert!(err.contains("nothing to do"), "{err}");
+    let kept = report["kept_fraction"].as_f64().unwrap();
+    assert!((kept - 0.5).abs() < 0.05, "{report}");
+    assert!(report.get("score").is_none() && report.get("out").is_none());
+
+    // Every run left a record naming its inputs and results.
+    let records = run_records(runs.path());
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "prune").count(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"merge"), "{kinds:?}");
+    let scored = records
+        .iter()
+        .find(|r| r["kind"] == "prune" && r["inputs"]["eval"] == true)
+        .unwrap();
+    assert_eq!(scored["state"], "done");
+    assert_eq!(scored["inputs"]["spec"]["drop_rate"], 0.3);
+    assert!(scored["metrics"]["score"].as_f64().unwrap() > 0.5);
+    let merge = records.iter().find(|r| r["kind"] == "merge").unwrap();
+    assert_eq!(merge["metrics"].as_object().unwrap().len(), 2, "{merge}");
+}
+
+/// The run records written under `dir`, as JSON.
+fn run_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    alignscope::jobs::record::list(dir)
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect()
 }
 
 #[test]
@@ -405,7 +417,8 @@ fn fuse_into_the_narrower_model_headless() {
         "both",
         "--samples",
         "64",
-        "--eval",
+        "--finetune",
+        "0",
         "--json",
         "--out",
         out.to_str().unwrap(),
@@ -448,6 +461,13 @@ fn fuse_into_the_narrower_model_headless() {
             (Some(64), Some(48))
         );
     }
+    let record = run_records(dir.path())
+        .into_iter()
+        .find(|r| r["kind"] == "fusion")
+        .expect("a run record of the fusion");
+    assert_eq!(record["state"], "done");
+    assert_eq!(record["inputs"]["model_a"], "vit-a");
+    assert_eq!(record["metrics"].as_array().unwrap().len(), 4);
     let w = alignscope::fusion::vit_weights::VitWeights::load(&out).unwrap();
     assert_eq!(w.shape.hidden_size, 48);
     assert_eq!(w.shape.intermediate_size, 96);

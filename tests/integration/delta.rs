@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use alignscope::delta::checkpoint::decode_f32;
+use alignscope::checkpoint::decode_f32;
 use alignscope::delta::merge::merge_tensor;
 use alignscope::delta::prune::prune_tensor;
+use alignscope::checkpoint::Checkpoint;
 use alignscope::delta::{
-    merge_checkpoints, prune_checkpoint, Checkpoint, Engine, MergeConfig, MergeInput, MergeMethod,
+    merge_checkpoints, prune_checkpoint, Engine, MergeConfig, MergeInput, MergeMethod,
     MergeSpec, Method, Output, PruneSpec, TensorFilter,
 };
 use candle_core::{DType, Device, Tensor};
@@ -136,7 +137,7 @@ fn dare_on_sharded_checkpoints_keeps_or_rescales_every_entry_in_every_dtype() {
                 // Written back in the checkpoint's dtype: compare after the same rounding.
                 let round = |x: f32| {
                     decode_f32(
-                        &alignscope::delta::checkpoint::encode(&[x], t.dtype).unwrap(),
+                        &alignscope::checkpoint::encode(&[x], t.dtype).unwrap(),
                         t.dtype,
                     )
                     .unwrap()[0]

@@ -4,11 +4,53 @@
 use std::time::{Duration, Instant};
 
 use alignscope::jobs::{JobBoard, JobState};
+use alignscope::ui::delta_panel::DeltaPanel;
 use alignscope::ui::file_picker::QueuedPicker;
+use alignscope::ui::fusion_panel::FusionPanel;
+use alignscope::ui::generate::GeneratePanel;
+use alignscope::ui::rain_panel::RainPanel;
 use alignscope::ui::settings::Settings;
+use alignscope::ui::widgets::token_view::chip_text;
+use alignscope::ui::zoo_panel::ZooPanel;
 use alignscope::ui::AlignApp;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
+
+fn generate(a: &AlignApp) -> &GeneratePanel {
+    a.lab().expect("GeneratePanel is in the lab list")
+}
+
+fn generate_mut(a: &mut AlignApp) -> &mut GeneratePanel {
+    a.lab_mut().expect("GeneratePanel is in the lab list")
+}
+
+fn rain(a: &AlignApp) -> &RainPanel {
+    a.lab().expect("RainPanel is in the lab list")
+}
+
+fn rain_mut(a: &mut AlignApp) -> &mut RainPanel {
+    a.lab_mut().expect("RainPanel is in the lab list")
+}
+
+fn zoo(a: &AlignApp) -> &ZooPanel {
+    a.lab().expect("ZooPanel is in the lab list")
+}
+
+fn delta(a: &AlignApp) -> &DeltaPanel {
+    a.lab().expect("DeltaPanel is in the lab list")
+}
+
+fn delta_mut(a: &mut AlignApp) -> &mut DeltaPanel {
+    a.lab_mut().expect("DeltaPanel is in the lab list")
+}
+
+fn fusion(a: &AlignApp) -> &FusionPanel {
+    a.lab().expect("FusionPanel is in the lab list")
+}
+
+fn fusion_mut(a: &mut AlignApp) -> &mut FusionPanel {
+    a.lab_mut().expect("FusionPanel is in the lab list")
+}
 
 fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
     // "Open file…" hands out this path, as a user picking the shipped model would.
@@ -46,8 +88,8 @@ fn ask_greedy(h: &mut Harness<'static, AlignApp>, max_tokens: usize, message: &s
     h.step();
     h.get_by_label("Send").click();
     step_until(h, "the answer to stream in", |a| {
-        !a.generate.is_generating()
-            && a.generate
+        !generate(a).is_generating()
+            && generate(a)
                 .loom
                 .active()
                 .turns
@@ -81,13 +123,13 @@ fn chat_stream_cancel_and_failure() {
 
     // Greedy and short, so the answer is deterministic and quick.
     ask_greedy(&mut h, 10, "What is the capital of France?");
-    let answer = h.state().generate.loom.active().turns[1].clone();
+    let answer = generate(h.state()).loom.active().turns[1].clone();
     assert_eq!(answer.tokens.len(), 10);
     assert!(h
         .query_by_label_contains("You: What is the capital of France?")
         .is_some());
     // Every token is on screen as its own chip.
-    let first = answer.tokens[0].text.replace('\n', "\\n");
+    let first = chip_text(&answer.tokens[0].text);
     assert!(
         h.query_by_label(&first).is_some(),
         "token {first:?} not shown"
@@ -104,14 +146,13 @@ fn chat_stream_cancel_and_failure() {
             a.model.model.clone().unwrap(),
             a.settings.clone(),
         );
-        a.generate
-            .branch(&board, &model, &settings, turn, token, &alt);
+        generate_mut(a).branch(&board, &model, &settings, turn, token, &alt);
     }
     step_until(&mut h, "the branch to finish", |a| {
-        !a.generate.is_generating()
+        !generate(a).is_generating()
     });
-    let branch = h.state().generate.loom.active().turns[1].clone();
-    assert_eq!(h.state().generate.loom.branches.len(), 2);
+    let branch = generate(h.state()).loom.active().turns[1].clone();
+    assert_eq!(generate(h.state()).loom.branches.len(), 2);
     assert_eq!(branch.tokens[..2], answer.tokens[..2]);
     assert_eq!(branch.tokens[2].id, alt.id);
     assert!(h.query_by_label("Branch").is_some());
@@ -127,8 +168,8 @@ fn chat_stream_cancel_and_failure() {
     h.step();
     h.get_by_label("Send").click();
     step_until(&mut h, "the story to start", |a| {
-        a.generate.is_generating()
-            && a.generate
+        generate(a).is_generating()
+            && generate(a)
                 .loom
                 .active()
                 .turns
@@ -137,11 +178,9 @@ fn chat_stream_cancel_and_failure() {
     });
     h.get_by_label("Stop").click();
     step_until(&mut h, "the generation to stop", |a| {
-        !a.generate.is_generating()
+        !generate(a).is_generating()
     });
-    let story = h
-        .state()
-        .generate
+    let story = generate(h.state())
         .loom
         .active()
         .turns
@@ -200,7 +239,7 @@ fn generate_lab_snapshot() {
     });
     ask_greedy(&mut h, 40, "Give me three tips for staying healthy.");
     // Timings change from run to run; the picture is about the tokens.
-    h.state_mut().generate.last_timings = None;
+    generate_mut(h.state_mut()).last_timings = None;
     h.get_by_label("Model info").click();
     h.run_steps(3);
     h.snapshot("generate_lab");
@@ -218,7 +257,7 @@ fn rain_lab_steps_inspects_and_replays() {
     h.get_by_label("RAIN").click();
     h.step();
     {
-        let c = &mut h.state_mut().rain.config;
+        let c = &mut rain_mut(h.state_mut()).config;
         (
             c.t_max,
             c.min_new_simulations,
@@ -228,28 +267,28 @@ fn rain_lab_steps_inspects_and_replays() {
     }
     h.get_by_label("Step").click();
     step_until(&mut h, "one simulation", |a| {
-        a.rain.replay.simulations == 1 && a.rain.replay.rewinds == 1
+        rain(a).replay.simulations == 1 && rain(a).replay.rewinds == 1
     });
     // Paused after one simulation: nothing more happens until the next step.
     for _ in 0..10 {
         h.step();
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
-    assert_eq!(h.state().rain.replay.rewinds, 1);
-    assert!(h.state().rain.is_paused());
+    assert_eq!(rain(h.state()).replay.rewinds, 1);
+    assert!(rain(h.state()).is_paused());
     h.get_by_label("Step").click();
     step_until(&mut h, "a second simulation", |a| {
-        a.rain.replay.rewinds == 2
+        rain(a).replay.rewinds == 2
     });
     assert!(h
         .query_by_label_contains("simulations 2 · rewinds 2")
         .is_some());
 
     // Inspect a root child.
-    let child = h.state().rain.replay.tree.node(0).children[0];
-    h.state_mut().rain.view.selected = Some(child);
+    let child = rain(h.state()).replay.tree.node(0).children[0];
+    rain_mut(h.state_mut()).view.selected = Some(child);
     h.step();
-    let text = h.state().rain.replay.tree.node(child).text.clone();
+    let text = rain(h.state()).replay.tree.node(child).text.clone();
     assert!(h.query_by_label("fn (real visits)").is_some());
     assert!(
         h.query_by_label(&format!("{text:?}")).is_some(),
@@ -259,22 +298,22 @@ fn rain_lab_steps_inspects_and_replays() {
     // Run to the end.
     h.get_by_label("Resume").click();
     step_until(&mut h, "the search to finish", |a| {
-        !a.rain.is_running() && a.rain.outcome.is_some()
+        !rain(a).is_running() && rain(a).outcome.is_some()
     });
-    let finished = h.state().rain.replay.clone();
+    let finished = rain(h.state()).replay.clone();
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
 
     // Click the current root on the canvas: the inspector shows it.
     let root = finished.tree.root;
     h.run_steps(2);
-    let pos = h.state().rain.view.screen_pos(root).unwrap();
+    let pos = rain(h.state()).view.screen_pos(root).unwrap();
     h.hover_at(pos);
     h.step();
     h.drag_at(pos);
     h.step();
     h.drop_at(pos);
     h.run_steps(2);
-    assert_eq!(h.state().rain.view.selected, Some(root));
+    assert_eq!(rain(h.state()).view.selected, Some(root));
     assert!(
         h.query_by_label(&root.to_string()).is_some(),
         "the inspector shows node {root}"
@@ -282,26 +321,26 @@ fn rain_lab_steps_inspects_and_replays() {
     assert!(h.query_by_label_contains("Vanilla answer").is_some());
 
     // Reopen the trace it wrote and scrub back to the middle.
-    let trace = h.state().rain.last_trace.clone().unwrap();
+    let trace = rain(h.state()).last_trace.clone().unwrap();
     h.get_by_label("Trace").click();
     h.get_by_label("Trace").type_text(&trace.to_string_lossy());
     h.step();
     h.get_by_label("Open trace").click();
     h.step();
-    let r = &h.state().rain;
+    let r = rain(h.state());
     assert_eq!(r.replay.simulations, finished.simulations);
     assert_eq!(r.replay.tree.nodes.len(), finished.tree.nodes.len());
     let half = r.events.len() / 2;
-    h.state_mut().rain.set_scrub(Some(half));
+    rain_mut(h.state_mut()).set_scrub(Some(half));
     h.step();
-    assert!(h.state().rain.replay.simulations < finished.simulations);
+    assert!(rain(h.state()).replay.simulations < finished.simulations);
     h.get_by_label("Latest").click();
     h.step();
-    assert_eq!(h.state().rain.replay.simulations, finished.simulations);
+    assert_eq!(rain(h.state()).replay.simulations, finished.simulations);
     // The picture: the replayed tree with a node inspected (temporary paths left out).
-    h.state_mut().rain.view.selected = Some(child);
-    h.state_mut().rain.last_trace = None;
-    h.state_mut().rain.trace_input.clear();
+    rain_mut(h.state_mut()).view.selected = Some(child);
+    rain_mut(h.state_mut()).last_trace = None;
+    rain_mut(h.state_mut()).trace_input.clear();
     h.run_steps(2);
     h.snapshot("rain_lab");
 }
@@ -343,13 +382,13 @@ fn zoo_page_lists_models_and_cancels_a_rebuild() {
     let before = std::fs::read(&weights).unwrap();
     h.get_by_label("Rebuild").click();
     step_until(&mut h, "training to start", |a| {
-        a.zoo.live.as_ref().is_some_and(|l| l.step >= 1)
+        zoo(a).live.as_ref().is_some_and(|l| l.step >= 1)
     });
     assert!(h
         .query_by_label_contains("training tiny-add: step")
         .is_some());
     h.get_by_label("Cancel").click();
-    step_until(&mut h, "the build to stop", |a| !a.zoo.is_building());
+    step_until(&mut h, "the build to stop", |a| !zoo(a).is_building());
     assert!(h.query_by_label_contains("build cancelled").is_some());
     assert_eq!(
         std::fs::read(&weights).unwrap(),
@@ -376,8 +415,8 @@ fn delta_page_slider_curves_and_failed_export() {
     ];
     let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), picked);
     h.get_by_label("Delta").click();
-    step_until(&mut h, "the first preview", |a| a.delta.preview.is_some());
-    let first = h.state().delta.preview.clone().unwrap();
+    step_until(&mut h, "the first preview", |a| delta(a).preview.is_some());
+    let first = delta(h.state()).preview.clone().unwrap();
     assert_eq!(first.spec.drop_rate, 0.9);
     assert!(first.score.is_some(), "a zoo fine-tune is scored");
     assert!(h.query_by_label("Per-layer statistics").is_some());
@@ -385,13 +424,13 @@ fn delta_page_slider_curves_and_failed_export() {
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "drop rate")
         .set_value_accesskit(2.0);
     step_until(&mut h, "the preview at p = 0.99", |a| {
-        a.delta
+        delta(a)
             .preview
             .as_ref()
             .is_some_and(|p| p.spec.drop_rate == 0.99)
     });
-    let second = h.state().delta.preview.clone().unwrap();
-    let kept = |p: &alignscope::ui::delta_panel::Preview| p.summary.kept_fraction();
+    let second = delta(h.state()).preview.clone().unwrap();
+    let kept = |p: &alignscope::delta::tasks::PruneOutcome| p.summary.kept_fraction();
     assert!(
         kept(&first) > 5.0 * kept(&second),
         "kept {} then {}",
@@ -403,14 +442,14 @@ fn delta_page_slider_curves_and_failed_export() {
     assert_ne!(after1.counts, after2.counts, "the after-histogram moved");
     assert!(h.query_by_label_contains("p=0.99 kept").is_some());
 
-    step_until(&mut h, "three curve points", |a| a.delta.curves.len() >= 3);
+    step_until(&mut h, "three curve points", |a| delta(a).curves.len() >= 3);
     assert!(h.query_by_label("task metric vs drop rate").is_some());
 
     h.get_by_label("Export pruned checkpoint…").click();
     step_until(&mut h, "the export to fail", |a| {
-        a.delta.export_status.is_some()
+        delta(a).export_status.is_some()
     });
-    let status = h.state().delta.export_status.clone();
+    let status = delta(h.state()).export_status.clone();
     assert!(matches!(status, Some(Err(_))), "{status:?}");
     assert!(h.query_by_label_contains("export failed").is_some());
     assert!(
@@ -420,24 +459,24 @@ fn delta_page_slider_curves_and_failed_export() {
 
     // The whole curve (3 methods × 9 rates), for a snapshot that does not depend on timing.
     let deadline = Instant::now() + Duration::from_secs(600);
-    while h.state().delta.is_sweeping() {
+    while delta(h.state()).is_sweeping() {
         assert!(Instant::now() < deadline, "the sweep did not finish");
         h.step();
         std::thread::sleep(Duration::from_millis(50));
     }
     h.run_steps(2);
-    assert_eq!(h.state().delta.curves.len(), 27);
+    assert_eq!(delta(h.state()).curves.len(), 27);
     // The error names a temporary path that changes every run.
-    h.state_mut().delta.export_status = None;
+    delta_mut(h.state_mut()).export_status = None;
     h.run_steps(2);
     h.snapshot("delta_lab");
 
     // Any two folders: statistics without a task score, and no curves.
     h.get_by_label("Open folders…").click();
     step_until(&mut h, "the folder preview", |a| {
-        a.delta.preview.as_ref().is_some_and(|p| p.score.is_none())
+        delta(a).preview.as_ref().is_some_and(|p| p.score.is_none())
     });
-    assert!(h.state().delta.curves.is_empty());
+    assert!(delta(h.state()).curves.is_empty());
     assert!(h
         .query_by_label("Curves need a zoo fine-tune (its task).")
         .is_some());
@@ -463,19 +502,17 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
         .is_some());
     {
         // Fewer scenes and steps than the defaults, to keep the test short.
-        let o = &mut h.state_mut().fusion.options;
+        let o = &mut fusion_mut(h.state_mut()).options;
         o.samples = 64;
         o.eval_scenes = 200;
         o.finetune_steps = 10;
     }
     h.get_by_label("Run fusion").click();
     step_until(&mut h, "the fusion to finish", |a| {
-        !a.fusion.is_running() && (a.fusion.report.is_some() || a.fusion.error.is_some())
+        !fusion(a).is_running() && (fusion(a).report.is_some() || fusion(a).error.is_some())
     });
-    assert_eq!(h.state().fusion.error, None);
-    let rows: Vec<String> = h
-        .state()
-        .fusion
+    assert_eq!(fusion(h.state()).error, None);
+    let rows: Vec<String> = fusion(h.state())
         .rows
         .iter()
         .map(|r| r.model.clone())
@@ -504,11 +541,11 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     h.get_by_label("next >").click();
     h.step();
     h.get_by_label("Transport map: layer 0 · query (64×64)");
-    let hard_sharpness = h.state().fusion.maps[0][1].sharpness();
+    let hard_sharpness = fusion(h.state()).maps[0][1].sharpness();
     h.get_by_label("soft (Sinkhorn)").click();
     h.step();
     h.get_by_label("Transport map: layer 0 · query (64×64)");
-    assert!(h.state().fusion.maps[1][1].sharpness() < hard_sharpness);
+    assert!(fusion(h.state()).maps[1][1].sharpness() < hard_sharpness);
     h.get_by_label("hard (exact)").click();
     h.step();
     h.snapshot("fusion_lab");
@@ -526,9 +563,64 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     h.step();
     h.get_by_label("Run fusion").click();
     step_until(&mut h, "the failing run", |a| {
-        !a.fusion.is_running() && a.fusion.error.is_some()
+        !fusion(a).is_running() && fusion(a).error.is_some()
     });
-    let error = h.state().fusion.error.clone().unwrap();
+    let error = fusion(h.state()).error.clone().unwrap();
     assert!(error.contains("config.json"), "{error}");
     assert!(h.query_by_label_contains("fusion failed").is_some());
+}
+
+/// Every page in the app's list, opened from the navigation: its heading and description are
+/// shown, the jobs it starts on opening finish without error, and the page matches its
+/// snapshot `lab_<id>.png`. A new lab is covered by being in the list.
+#[test]
+fn every_lab_opens_from_the_list() {
+    // No run records: the Jobs page would list their (time-stamped) files.
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_eframe(|cc| {
+            AlignApp::with_parts(
+                &cc.egui_ctx,
+                Settings::default(),
+                JobBoard::new(None),
+                Box::new(QueuedPicker(Vec::new())),
+            )
+        });
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
+    let labs: Vec<[&'static str; 4]> = h
+        .state()
+        .labs()
+        .map(|l| [l.id(), l.name(), l.title(), l.description()])
+        .collect();
+    assert!(labs.len() >= 6, "{} pages", labs.len());
+    for [id, name, title, description] in labs {
+        h.get_by_label(name).click();
+        h.run_steps(2);
+        assert_eq!(h.state().settings.page, id);
+        assert!(h.query_by_label(title).is_some(), "{id}: heading {title:?}");
+        assert!(
+            h.query_by_label(description).is_some(),
+            "{id}: description"
+        );
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while h.state().board.running() > 0 {
+            assert!(Instant::now() < deadline, "{id}: its jobs did not finish");
+            h.step();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for job in h.state().board.snapshot() {
+            assert!(
+                !matches!(job.state, JobState::Failed(_)),
+                "{id}: job {} failed: {:?}",
+                job.title,
+                job.state
+            );
+        }
+        // Finished jobs would show their timings on the Jobs page.
+        h.state().board.clear_finished();
+        h.run_steps(3);
+        h.snapshot(&format!("lab_{id}"));
+    }
 }

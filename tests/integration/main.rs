@@ -1,5 +1,6 @@
 //! Integration tests, one binary (linking egui + candle once keeps the build short).
 
+mod architecture;
 mod bad_inputs;
 mod cli;
 mod common;

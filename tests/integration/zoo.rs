@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use alignscope::lm::{LanguageModel, Session};
 use alignscope::train::{load_into, seeded_builder, Pull};
-use alignscope::zoo::data::classify::{class_data, ClassTask};
-use alignscope::zoo::data::{Sources, TextTask, TextTasks};
+use alignscope::data::classify::{class_data, ClassTask};
+use alignscope::data::{Sources, TextTask, TextTasks};
 use alignscope::zoo::specs::{score_entry, spec, EvalContext, Recipe};
 use alignscope::zoo::{decoder, minilm, Manifest};
 use candle_core::{DType, Device, Tensor, D};
@@ -254,7 +254,7 @@ fn minilm_fine_tune_runs_and_loads_as_a_bert_classifier() {
     let mut tok = tokenizers::Tokenizer::from_file(folder.join("tokenizer.json")).unwrap();
     tok.with_padding(Some(tokenizers::PaddingParams::default()));
     let enc = tok.encode_batch(texts.to_vec(), true).unwrap();
-    let (ids, mask) = minilm::id_mask(&enc).unwrap();
+    let (ids, mask) = alignscope::train::bert::id_mask(&enc).unwrap();
     let logits = model
         .forward(&ids, &mask.to_dtype(DType::F32).unwrap())
         .unwrap();

@@ -1,70 +1,25 @@
 //! The Delta page: prune a fine-tune's deltas with a drop-rate slider and see the |δ| histogram,
 //! per-layer statistics and the task metric update (a preview job per setting), metric against
 //! drop rate for DARE, DAREx-q and magnitude filled in by a background sweep, merges of zoo
-//! fine-tunes, and export of pruned or merged checkpoints and of mergekit YAML.
+//! fine-tunes, and export of pruned or merged checkpoints (with `merge.yml`). Every job is one
+//! of `delta::tasks`, as in the CLI.
 
 mod view;
 
 use std::path::PathBuf;
 
-use crate::delta::lab::{preview_folders, sweep, QChoice, ZooMerge, ZooProbe};
-use crate::delta::{Engine, MergeInput, MergeMethod, MergeSpec, Method, PruneSpec, RunSummary};
-use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
+use super::{Lab, LabCtx};
+use crate::delta::lab::{Point, QChoice, ZooMerge};
+use crate::delta::tasks::{
+    spawn_merge, spawn_prune, spawn_sweep, Curves, MergeOutcome, MergeRequest, PruneOutcome,
+    PruneRequest, Subject, SweepRequest,
+};
+use crate::delta::{MergeInput, MergeMethod, MergeSpec, Method, PruneSpec, TensorFilter};
+use crate::jobs::{JobBoard, JobHandle};
 
-pub use view::ui;
-
-/// The drop rates of the background curves (dense near 1, where the methods part ways).
-pub const CURVE_RATES: [f64; 9] = [0.0, 0.5, 0.7, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999];
-/// The methods drawn side by side.
-pub const CURVE_METHODS: [Method; 3] = [Method::Dare, Method::DarexQ, Method::Magnitude];
-
-/// Which pair is pruned: a zoo fine-tune (with its task) or any two folders (statistics only).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Subject {
-    Zoo(String),
-    Folders { base: PathBuf, finetuned: PathBuf },
-}
-
-impl Subject {
-    pub fn label(&self) -> String {
-        match self {
-            Subject::Zoo(name) => name.clone(),
-            Subject::Folders { finetuned, .. } => finetuned.display().to_string(),
-        }
-    }
-}
-
-/// One finished preview: the setting, what pruning did, and the task score.
-#[derive(Debug, Clone)]
-pub struct Preview {
-    pub spec: PruneSpec,
-    pub summary: RunSummary,
-    pub score: Option<f64>,
-}
-
-impl Report for Preview {
-    fn metrics(&self) -> serde_json::Value {
-        serde_json::json!({"score": self.score, "kept_fraction": self.summary.kept_fraction()})
-    }
-}
-
-/// The curve points of one sweep.
-pub struct Curves(pub Vec<crate::delta::lab::Point>);
-
-impl Report for Curves {
-    fn metrics(&self) -> serde_json::Value {
-        serde_json::json!({"points": self.0.len()})
-    }
-}
-
-/// Where an export went.
-pub struct Exported(pub String);
-
-impl Report for Exported {
-    fn metrics(&self) -> serde_json::Value {
-        serde_json::json!({"out": self.0})
-    }
-}
+/// The pair the page opens on: the AdamR sentiment decoder, where the methods part most at the
+/// default p = 0.9 (DARE 0.375, DAREx-q 0.710, magnitude 0.025; docs/delta.md).
+const OPENING_PAIR: &str = "tiny-sentiment-adamr";
 
 /// One row of the merge view.
 #[derive(Debug, Clone)]
@@ -75,25 +30,16 @@ pub struct MergeRow {
     pub density: f64,
 }
 
+/// A finished merge and what was merged.
 pub struct MergeScores {
     pub merge: ZooMerge,
     pub scores: Vec<(String, f64)>,
 }
 
-impl Report for MergeScores {
-    fn metrics(&self) -> serde_json::Value {
-        self.scores
-            .iter()
-            .map(|(t, s)| (t.clone(), serde_json::json!(s)))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    }
-}
-
 pub struct MergeView {
     pub method: MergeMethod,
     pub rows: Vec<MergeRow>,
-    job: Option<JobHandle<(), MergeScores>>,
+    job: Option<(ZooMerge, JobHandle<(), MergeOutcome>)>,
     pub result: Option<Result<MergeScores, String>>,
 }
 
@@ -138,36 +84,40 @@ impl MergeView {
         self.job.is_some()
     }
 
+    /// Merges the chosen fine-tunes into a scratch folder and scores each of their tasks.
     pub fn start(&mut self, board: &JobBoard) {
         let merge = self.merge();
         self.result = None;
-        let spec = JobSpec {
-            kind: "merge".into(),
-            title: format!(
-                "{} of {}",
-                merge.spec.method.name(),
-                merge.models.join(", ")
-            ),
-            inputs: serde_json::json!({"models": merge.models, "spec": merge.spec}),
-            seed: Some(merge.spec.seed),
-        };
-        self.job = Some(board.spawn(spec, move |ctx| {
-            ctx.progress(None, "merging and scoring");
-            let scores = merge
-                .score()?
-                .into_iter()
-                .map(|(t, s)| (t.name().to_string(), s))
-                .collect();
-            Ok(MergeScores { merge, scores })
-        }));
-    }
-
-    fn poll(&mut self) {
-        if let Some(r) = self.job.as_ref().and_then(|j| j.take_result()) {
-            self.result = Some(r);
-            self.job = None;
+        match merge.config() {
+            Ok(config) => {
+                let request = MergeRequest {
+                    config,
+                    out: None,
+                    eval: true,
+                };
+                self.job = Some((merge, spawn_merge(board, request)));
+            }
+            Err(e) => self.result = Some(Err(format!("{e:#}"))),
         }
     }
+
+    fn take_results(&mut self) {
+        let Some((_, job)) = &self.job else { return };
+        let Some(r) = job.take_result() else { return };
+        let Some((merge, _)) = self.job.take() else { return };
+        self.result = Some(r.map(|o| MergeScores {
+            merge,
+            scores: o.scores,
+        }));
+    }
+}
+
+/// What the page keeps between starts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    zoo_model: Option<String>,
+    spec: PruneSpec,
+    q_auto: bool,
 }
 
 pub struct DeltaPanel {
@@ -175,17 +125,18 @@ pub struct DeltaPanel {
     pub spec: PruneSpec,
     /// DAREx-q's q from the validation search instead of the slider.
     pub q_auto: bool,
-    preview_job: Option<JobHandle<(), Preview>>,
+    preview_job: Option<JobHandle<(), PruneOutcome>>,
     /// The setting changed while a preview ran: run again when it ends.
     preview_stale: bool,
-    pub preview: Option<Preview>,
+    pub preview: Option<PruneOutcome>,
     pub preview_error: Option<String>,
-    sweep_job: Option<JobHandle<crate::delta::lab::Point, Curves>>,
-    /// The subject and tensor filter the curves belong to.
-    curves_for: Option<(Subject, crate::delta::TensorFilter, u64)>,
-    pub curves: Vec<crate::delta::lab::Point>,
+    sweep_job: Option<JobHandle<Point, Curves>>,
+    /// The subject, tensor filter and seed the curves belong to.
+    curves_for: Option<(Subject, TensorFilter, u64)>,
+    pub curves: Vec<Point>,
     pub curves_error: Option<String>,
-    export_job: Option<JobHandle<(), Exported>>,
+    export_job: Option<JobHandle<(), PruneOutcome>>,
+    merge_export_job: Option<JobHandle<(), MergeOutcome>>,
     pub export_status: Option<Result<String, String>>,
     pub merge: MergeView,
 }
@@ -193,7 +144,7 @@ pub struct DeltaPanel {
 impl Default for DeltaPanel {
     fn default() -> Self {
         Self {
-            subject: Subject::Zoo("tiny-sentiment".into()),
+            subject: Subject::Zoo(OPENING_PAIR.into()),
             spec: PruneSpec::new(Method::Dare, 0.9),
             q_auto: false,
             preview_job: None,
@@ -205,6 +156,7 @@ impl Default for DeltaPanel {
             curves: Vec::new(),
             curves_error: None,
             export_job: None,
+            merge_export_job: None,
             export_status: None,
             merge: MergeView::default(),
         }
@@ -221,7 +173,20 @@ impl DeltaPanel {
     }
 
     pub fn is_exporting(&self) -> bool {
-        self.export_job.is_some()
+        self.export_job.is_some() || self.merge_export_job.is_some()
+    }
+
+    /// The page's setting as a prune request (q from the search or the slider).
+    fn request(&self) -> PruneRequest {
+        let mut request =
+            PruneRequest::new(self.subject.clone(), self.spec.method, self.spec.drop_rate);
+        request.spec = self.spec.clone();
+        request.q = if self.q_auto {
+            QChoice::Validation
+        } else {
+            QChoice::Fixed(self.spec.q)
+        };
+        request
     }
 
     /// The setting changed: preview it now, or as soon as the running preview ends.
@@ -231,50 +196,9 @@ impl DeltaPanel {
             return;
         }
         self.preview_stale = false;
-        let (subject, spec, q_auto) = (self.subject.clone(), self.spec.clone(), self.q_auto);
-        let job = JobSpec {
-            kind: "delta-preview".into(),
-            title: format!(
-                "{} {} p={}",
-                subject.label(),
-                spec.method.name(),
-                spec.drop_rate
-            ),
-            inputs: serde_json::to_value(&spec).unwrap_or_default(),
-            seed: Some(spec.seed),
-        };
-        self.preview_job = Some(board.spawn(job, move |ctx| {
-            let engine = Engine {
-                histograms: true,
-                ..Default::default()
-            };
-            match subject {
-                Subject::Zoo(name) => {
-                    ctx.progress(None, format!("pruning {name}"));
-                    let mut probe = ZooProbe::new(&name)?;
-                    let how = if q_auto {
-                        QChoice::Validation
-                    } else {
-                        QChoice::Fixed(spec.q)
-                    };
-                    let (point, summary) = probe.point(&spec, how, &engine)?;
-                    let mut spec = spec;
-                    if let Some(q) = point.q {
-                        spec.q = q;
-                    }
-                    Ok(Preview {
-                        spec,
-                        summary,
-                        score: Some(point.score),
-                    })
-                }
-                Subject::Folders { base, finetuned } => Ok(Preview {
-                    summary: preview_folders(&base, &finetuned, &spec, &engine)?,
-                    spec,
-                    score: None,
-                }),
-            }
-        }));
+        let mut request = self.request();
+        request.histograms = true;
+        self.preview_job = Some(spawn_prune(board, request));
     }
 
     /// Starts the metric-vs-drop-rate sweep for the current subject unless it is drawn already.
@@ -293,114 +217,47 @@ impl DeltaPanel {
         let Subject::Zoo(name) = &self.subject else {
             return;
         };
-        let name = name.clone();
-        let template = self.spec.clone();
-        let job = JobSpec {
-            kind: "delta-sweep".into(),
-            title: format!("{name}: metric vs drop rate"),
-            inputs: serde_json::json!({"model": name, "rates": CURVE_RATES}),
-            seed: Some(template.seed),
-        };
-        self.sweep_job = Some(board.spawn(job, move |ctx| {
-            let mut probe = ZooProbe::new(&name)?;
-            let total = (CURVE_RATES.len() * CURVE_METHODS.len()) as f32;
-            let mut done = 0.0;
-            let points = sweep(
-                &mut probe,
-                &template,
-                &CURVE_METHODS,
-                &CURVE_RATES,
-                QChoice::Validation,
-                &Engine::default(),
-                &mut |p| {
-                    ctx.check()?;
-                    done += 1.0;
-                    ctx.progress(
-                        Some(done / total),
-                        format!("{} p={}", p.method.name(), p.drop_rate),
-                    );
-                    ctx.send(p.clone());
-                    Ok(())
-                },
-            )?;
-            Ok(Curves(points))
-        }));
+        let mut request = SweepRequest::new(name);
+        request.template.seed = self.spec.seed;
+        request.template.filter = self.spec.filter;
+        self.sweep_job = Some(spawn_sweep(board, request));
     }
 
     /// Writes the current pruning setting's checkpoint to `out` as a job.
     pub fn export_pruned(&mut self, board: &JobBoard, out: PathBuf) {
-        let (subject, mut spec) = (self.subject.clone(), self.spec.clone());
+        let mut request = self.request();
         if let Some(p) = &self.preview {
-            if p.spec.drop_rate == spec.drop_rate && p.spec.method == spec.method {
-                spec.q = p.spec.q; // keep the q a search found
+            if p.spec.drop_rate == request.spec.drop_rate && p.spec.method == request.spec.method
+            {
+                // Keep the q a search found rather than searching again.
+                request.q = QChoice::Fixed(p.spec.q);
+                request.spec.tensor_q = p.spec.tensor_q.clone();
             }
         }
-        self.start_export(board, out, "export pruned", move |out, progress| {
-            let (base, finetuned) = match subject {
-                Subject::Zoo(name) => {
-                    let s = crate::zoo::specs::spec(&name)?;
-                    let base = crate::zoo::specs::spec(s.base.unwrap_or_default())?.path();
-                    (base, s.path())
-                }
-                Subject::Folders { base, finetuned } => (base, finetuned),
-            };
-            crate::delta::prune_checkpoint(
-                &crate::delta::Checkpoint::open(&base)?,
-                &crate::delta::Checkpoint::open(&finetuned)?,
-                &spec,
-                &Engine::default(),
-                &crate::delta::Output::new(out),
-                progress,
-            )
-        });
-    }
-
-    /// Writes the merge view's merged checkpoint and its mergekit YAML (`merge.yml`) to `out`.
-    pub fn export_merged(&mut self, board: &JobBoard, out: PathBuf) {
-        let merge = self.merge.merge();
-        self.start_export(board, out, "export merge", move |out, progress| {
-            let summary = merge.write(out, progress)?;
-            std::fs::write(out.join("merge.yml"), merge.config()?.to_yaml()?)?;
-            Ok(summary)
-        });
-    }
-
-    fn start_export(
-        &mut self,
-        board: &JobBoard,
-        out: PathBuf,
-        what: &str,
-        work: impl FnOnce(
-                &std::path::Path,
-                &mut crate::delta::prune::Progress,
-            ) -> anyhow::Result<RunSummary>
-            + Send
-            + 'static,
-    ) {
+        request.eval = false;
+        request.out = Some(out);
         self.export_status = None;
-        let job = JobSpec {
-            kind: "delta-export".into(),
-            title: format!("{what} to {}", out.display()),
-            inputs: serde_json::json!({"out": out}),
-            seed: None,
-        };
-        self.export_job = Some(board.spawn(job, move |ctx| {
-            let summary = work(&out, &mut |done, total, name| {
-                ctx.check()?;
-                ctx.progress(Some(done as f32 / total.max(1) as f32), name.to_string());
-                Ok(())
-            })?;
-            Ok(Exported(format!(
-                "wrote {} ({:.1} MB in {:.1} s)",
-                out.display(),
-                summary.bytes_written as f64 / 1e6,
-                summary.seconds
-            )))
-        }));
+        self.export_job = Some(spawn_prune(board, request));
+    }
+
+    /// Writes the merge view's merged checkpoint and its `merge.yml` to `out` as a job.
+    pub fn export_merged(&mut self, board: &JobBoard, out: PathBuf) {
+        self.export_status = None;
+        match self.merge.merge().config() {
+            Ok(config) => {
+                let request = MergeRequest {
+                    config,
+                    out: Some(out),
+                    eval: false,
+                };
+                self.merge_export_job = Some(spawn_merge(board, request));
+            }
+            Err(e) => self.export_status = Some(Err(format!("{e:#}"))),
+        }
     }
 
     /// Takes finished jobs' results; restarts a preview whose setting went stale.
-    pub fn poll(&mut self, board: &JobBoard) {
+    fn take_results(&mut self, board: &JobBoard) {
         if let Some(r) = self.preview_job.as_ref().and_then(|j| j.take_result()) {
             self.preview_job = None;
             match r {
@@ -425,8 +282,65 @@ impl DeltaPanel {
         }
         if let Some(r) = self.export_job.as_ref().and_then(|j| j.take_result()) {
             self.export_job = None;
-            self.export_status = Some(r.map(|e| e.0));
+            self.export_status = Some(r.map(|o| wrote(&o.out, &o.summary)));
         }
-        self.merge.poll();
+        if let Some(r) = self.merge_export_job.as_ref().and_then(|j| j.take_result()) {
+            self.merge_export_job = None;
+            self.export_status = Some(r.map(|o| wrote(&o.out, &o.summary)));
+        }
+        self.merge.take_results();
+    }
+}
+
+fn wrote(out: &Option<PathBuf>, summary: &crate::delta::RunSummary) -> String {
+    format!(
+        "wrote {} ({:.1} MB in {:.1} s)",
+        out.as_ref().map(|o| o.display().to_string()).unwrap_or_default(),
+        summary.bytes_written as f64 / 1e6,
+        summary.seconds
+    )
+}
+
+impl Lab for DeltaPanel {
+    fn id(&self) -> &'static str {
+        "delta"
+    }
+    fn name(&self) -> &'static str {
+        "Delta"
+    }
+    fn title(&self) -> &'static str {
+        "Delta lab"
+    }
+    fn description(&self) -> &'static str {
+        "What fine-tuning changed, δ = θ_ft − θ_base, pruned: DARE drops at random and rescales \
+         by 1/(1−p), DAREx-q by 1/q, magnitude keeps the largest |δ|; merges with TIES and task \
+         arithmetic."
+    }
+    fn poll(&mut self, ctx: &mut LabCtx) {
+        self.take_results(ctx.board);
+    }
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
+        view::ui(ui, self, ctx.board, ctx.picker);
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        let zoo_model = match &self.subject {
+            Subject::Zoo(name) => Some(name.clone()),
+            Subject::Folders { .. } => None,
+        };
+        serde_json::to_value(Saved {
+            zoo_model,
+            spec: self.spec.clone(),
+            q_auto: self.q_auto,
+        })
+        .ok()
+    }
+    fn restore(&mut self, saved: serde_json::Value) {
+        if let Ok(s) = serde_json::from_value::<Saved>(saved) {
+            if let Some(name) = s.zoo_model {
+                self.subject = Subject::Zoo(name);
+            }
+            self.spec = s.spec;
+            self.q_auto = s.q_auto;
+        }
     }
 }

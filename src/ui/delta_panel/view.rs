@@ -3,9 +3,10 @@
 use egui::{Color32, ComboBox, RichText, Slider, Ui};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points, VLine};
 
-use super::{DeltaPanel, Subject, CURVE_METHODS};
+use super::DeltaPanel;
+use crate::delta::tasks::{Subject, CURVE_METHODS};
 use crate::delta::lab::zoo_pairs;
-use crate::delta::stats::per_layer;
+use crate::checkpoint::stats::per_layer;
 use crate::delta::{MergeMethod, Method, TensorFilter};
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
@@ -38,14 +39,6 @@ fn rate_label(p: f64) -> String {
 }
 
 pub fn ui(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mut dyn FilePicker) {
-    ui.heading("Delta lab");
-    ui.label(
-        RichText::new(
-            "What fine-tuning changed, δ = θ_ft − θ_base, pruned: DARE drops at random and \
-             rescales by 1/(1−p), DAREx-q by 1/q, magnitude keeps the largest |δ|.",
-        )
-        .weak(),
-    );
     let before = (panel.subject.clone(), panel.spec.clone(), panel.q_auto);
     subject_row(ui, panel, picker);
     setting_rows(ui, panel);
@@ -110,7 +103,7 @@ fn setting_rows(ui: &mut Ui, panel: &mut DeltaPanel) {
         ComboBox::from_id_salt("delta-method")
             .selected_text(spec.method.name())
             .show_ui(ui, |ui| {
-                for m in Method::ALL {
+                for &m in Method::ALL {
                     ui.selectable_value(&mut spec.method, m, m.name());
                 }
             })
@@ -277,7 +270,7 @@ fn histogram_plot(ui: &mut Ui, panel: &DeltaPanel) {
         ui.label(RichText::new("No preview yet.").weak());
         return;
     };
-    let bars = |h: &crate::delta::stats::Histogram, color: Color32, name: &str| {
+    let bars = |h: &crate::checkpoint::stats::Histogram, color: Color32, name: &str| {
         let w = h.bin_width() as f64;
         BarChart::new(
             name,
@@ -344,7 +337,7 @@ fn merge_view(ui: &mut Ui, panel: &mut DeltaPanel, board: &JobBoard, picker: &mu
         ComboBox::from_id_salt("merge-method")
             .selected_text(view.method.name())
             .show_ui(ui, |ui| {
-                for m in MergeMethod::ALL {
+                for &m in MergeMethod::ALL {
                     ui.selectable_value(&mut view.method, m, m.name());
                 }
             })

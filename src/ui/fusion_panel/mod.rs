@@ -1,19 +1,19 @@
 //! The Fusion page: pick two ViTs (a zoo pair or two folders) and the fusion options, run the
 //! experiment as a job (maps arrive layer by layer), inspect each transport map beside its
 //! cost matrix, compare parents, vanilla average, hard and soft OT fusion and their fine-tunes,
-//! and export a fused model.
+//! and export a fused model. The run is `fusion::tasks::spawn_fuse`, as in the CLI.
 
 mod view;
 
 use std::path::PathBuf;
 
-use crate::fusion::lab::{run, LabEvent, LabOptions, LabReport, ScoreRow};
+use super::{Lab, LabCtx};
+use crate::fusion::lab::{LabOptions, LabReport, ScoreRow};
+use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionOutcome, FusionUpdate};
 use crate::fusion::transport::{Solver, TransportMap};
-use crate::fusion::vit_fusion::{CostKind, FuseOptions};
+use crate::fusion::vit_fusion::FuseOptions;
 use crate::fusion::vit_weights::VitWeights;
-use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
-
-pub use view::ui;
+use crate::jobs::{JobBoard, JobHandle};
 
 /// The zoo's ViT pairs: same width, and 64 → 48 (fusion as compression).
 pub const ZOO_PAIRS: [(&str, &str); 3] = [
@@ -37,28 +37,12 @@ impl Parents {
         }
     }
 
-    fn dirs(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
-        Ok(match self {
-            Parents::Zoo(a, b) => (
-                crate::zoo::specs::spec(a)?.path(),
-                crate::zoo::specs::spec(b)?.path(),
-            ),
-            Parents::Folders(a, b) => (a.clone(), b.clone()),
-        })
-    }
-}
-
-/// What the job sends while it runs.
-pub enum Update {
-    Row(ScoreRow),
-    Map(usize, TransportMap),
-}
-
-pub struct Outcome(pub LabReport);
-
-impl Report for Outcome {
-    fn metrics(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0.rows).unwrap_or_default()
+    /// The two models as the fusion job names them (zoo names or folders).
+    fn names(&self) -> (String, String) {
+        match self {
+            Parents::Zoo(a, b) => (a.to_string(), b.to_string()),
+            Parents::Folders(a, b) => (a.display().to_string(), b.display().to_string()),
+        }
     }
 }
 
@@ -76,7 +60,7 @@ pub struct FusionPanel {
     pub options: LabOptions,
     /// Sinkhorn's regulariser (the soft run).
     pub reg: f64,
-    job: Option<JobHandle<Update, Outcome>>,
+    job: Option<JobHandle<FusionUpdate, FusionOutcome>>,
     pub rows: Vec<ScoreRow>,
     /// Maps so far, per run (hard, soft).
     pub maps: Vec<Vec<TransportMap>>,
@@ -90,12 +74,11 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        let mut options = LabOptions::new(CostKind::Acts, Vec::new());
-        options.finetune_steps = 200;
+        let options = LabOptions::default();
         Self {
             parents: Parents::Zoo(ZOO_PAIRS[0].0, ZOO_PAIRS[0].1),
+            reg: FuseOptions::default_reg(options.cost),
             options,
-            reg: FuseOptions::default_reg(CostKind::Acts),
             job: None,
             rows: Vec::new(),
             maps: Vec::new(),
@@ -137,43 +120,11 @@ impl FusionPanel {
         self.error = None;
         self.export_status = None;
         self.shown.map = 0;
-        let mut options = self.options.clone();
-        options.solvers = self.solvers().to_vec();
-        let parents = self.parents.clone();
-        let spec = JobSpec {
-            kind: "fusion".into(),
-            title: format!("fuse {}", parents.label()),
-            inputs: serde_json::json!({"parents": parents.label(), "options": options}),
-            seed: None,
-        };
-        self.job = Some(board.spawn(spec, move |ctx| {
-            let (a, b) = parents.dirs()?;
-            let report = run(&a, &b, &options, &mut |event| {
-                ctx.check()?;
-                match event {
-                    LabEvent::Stage(s) => ctx.progress(None, s),
-                    LabEvent::Map {
-                        run,
-                        map,
-                        done,
-                        total,
-                    } => {
-                        ctx.progress(
-                            Some(done as f32 / total as f32),
-                            format!("map {done}/{total}: {}", map.name),
-                        );
-                        ctx.send(Update::Map(run, map.clone()));
-                    }
-                    LabEvent::Row(row) => ctx.send(Update::Row(row.clone())),
-                    LabEvent::Step(s) => ctx.progress(
-                        Some(s.step as f32 / s.total as f32),
-                        format!("fine-tune step {}/{} · loss {:.3}", s.step, s.total, s.loss),
-                    ),
-                }
-                Ok(())
-            })?;
-            Ok(Outcome(report))
-        }));
+        let (a, b) = self.parents.names();
+        let mut request = FuseRequest::new(&a, &b);
+        request.options = self.options.clone();
+        request.options.solvers = self.solvers().to_vec();
+        self.job = Some(spawn_fuse(board, request));
     }
 
     pub fn cancel(&mut self, board: &JobBoard) {
@@ -182,12 +133,12 @@ impl FusionPanel {
         }
     }
 
-    pub fn poll(&mut self) {
+    fn take_results(&mut self) {
         let Some(job) = &self.job else { return };
         for update in job.drain() {
             match update {
-                Update::Row(r) => self.rows.push(r),
-                Update::Map(run, m) => {
+                FusionUpdate::Row(r) => self.rows.push(r),
+                FusionUpdate::Map(run, m) => {
                     if let Some(maps) = self.maps.get_mut(run) {
                         maps.push(m);
                     }
@@ -197,9 +148,9 @@ impl FusionPanel {
         if let Some(result) = job.take_result() {
             self.job = None;
             match result {
-                Ok(Outcome(report)) => {
-                    self.rows = report.rows.clone();
-                    self.report = Some(report);
+                Ok(outcome) => {
+                    self.rows = outcome.report.rows.clone();
+                    self.report = Some(outcome.report);
                 }
                 Err(e) => self.error = Some(e),
             }
@@ -239,5 +190,28 @@ impl FusionPanel {
                 .map(|()| format!("wrote {}", out.display()))
                 .map_err(|e| format!("{e:#}")),
         });
+    }
+}
+
+impl Lab for FusionPanel {
+    fn id(&self) -> &'static str {
+        "fusion"
+    }
+    fn name(&self) -> &'static str {
+        "Fusion"
+    }
+    fn title(&self) -> &'static str {
+        "Fusion lab"
+    }
+    fn description(&self) -> &'static str {
+        "Optimal-transport fusion (Imfeld et al.): B is the anchor. A's neurons are transported \
+         onto B's layer by layer (exact OT gives hard maps, Sinkhorn soft ones), then the two \
+         are averaged. Fusing into a narrower B compresses A."
+    }
+    fn poll(&mut self, _ctx: &mut LabCtx) {
+        self.take_results();
+    }
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
+        view::ui(ui, self, ctx.board, ctx.picker);
     }
 }

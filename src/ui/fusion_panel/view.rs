@@ -15,15 +15,6 @@ const BEST: Color32 = Color32::from_rgb(120, 200, 120);
 const MAP_SIDE: f32 = 235.0;
 
 pub fn ui(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard, picker: &mut dyn FilePicker) {
-    ui.heading("Fusion lab");
-    ui.label(
-        RichText::new(
-            "Optimal-transport fusion (Imfeld et al.): B is the anchor. A's neurons are \
-             transported onto B's layer by layer (exact OT gives hard maps, Sinkhorn soft ones), \
-             then the two are averaged. Fusing into a narrower B compresses A.",
-        )
-        .weak(),
-    );
     parents_row(ui, panel, picker);
     option_rows(ui, panel);
     run_row(ui, panel, board);

@@ -12,9 +12,8 @@ use crate::lm::tasks::{spawn_generate, GenerateOutcome, GenerateRequest};
 use crate::lm::{LanguageModel, Session};
 
 use super::settings::Settings;
+use super::{Lab, LabCtx};
 use loom::Loom;
-
-pub use view::ui;
 
 /// Runtime state of the lab (the conversation itself is not persisted).
 #[derive(Default)]
@@ -37,7 +36,7 @@ impl GeneratePanel {
     }
 
     /// Moves streamed tokens into the conversation; takes the result when the job ends.
-    pub fn poll(&mut self) {
+    pub fn take_results(&mut self) {
         let Some((turn, job)) = &self.job else { return };
         let turn = *turn;
         for token in job.drain() {
@@ -137,5 +136,27 @@ impl GeneratePanel {
         };
         let handle = spawn_generate(board, model.clone(), self.session.take(), request);
         self.job = Some((turn, handle));
+    }
+}
+
+impl Lab for GeneratePanel {
+    fn id(&self) -> &'static str {
+        "generate"
+    }
+    fn name(&self) -> &'static str {
+        "Generate"
+    }
+    fn title(&self) -> &'static str {
+        "Generate lab"
+    }
+    fn description(&self) -> &'static str {
+        "Chat with the loaded model; watch tokens stream, see how sure it was of each, and branch \
+         from any alternative (the KV cache of the shared prefix is reused)."
+    }
+    fn poll(&mut self, _ctx: &mut LabCtx) {
+        self.take_results();
+    }
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
+        view::ui(ui, self, ctx);
     }
 }

@@ -25,8 +25,6 @@ pub fn ui(ui: &mut Ui, panel: &mut GeneratePanel, ctx: &mut LabCtx) {
                 ui.weak("The warmer a token, the less likely the model found it. Hover a token for its probability and the alternatives; click one to branch.");
             });
         });
-    ui.heading("Generate");
-
     let (board, settings) = (ctx.board, &*ctx.settings);
     let Some(model) = ctx.model.model.clone() else {
         ui.label("Load a model to start.");
@@ -50,6 +48,10 @@ pub fn ui(ui: &mut Ui, panel: &mut GeneratePanel, ctx: &mut LabCtx) {
                     }
                 });
         });
+    }
+
+    if panel.loom.active().turns.is_empty() && !panel.is_generating() {
+        examples(ui, panel, board, &model, settings);
     }
 
     let input_height = 100.0;
@@ -119,6 +121,37 @@ pub fn ui(ui: &mut Ui, panel: &mut GeneratePanel, ctx: &mut LabCtx) {
             t.decode_tok_s()
         ));
     }
+}
+
+/// Prompts that show the lab's point at once: a fact, a list, and a story whose tokens get
+/// less certain as it goes.
+const EXAMPLES: [&str; 3] = [
+    "What is the capital of France?",
+    "Give me three tips for staying healthy.",
+    "Write a two-sentence story about a lighthouse keeper.",
+];
+
+/// The empty conversation: what to do, and example prompts sent with one click.
+fn examples(
+    ui: &mut Ui,
+    panel: &mut GeneratePanel,
+    board: &crate::jobs::JobBoard,
+    model: &std::sync::Arc<crate::lm::LanguageModel>,
+    settings: &Settings,
+) {
+    ui.add_space(6.0);
+    ui.label(
+        "Type a message below, or try one of these. Each answer token is coloured by how \
+         likely the model found it; click any token to continue from one of its alternatives.",
+    );
+    ui.horizontal_wrapped(|ui| {
+        for example in EXAMPLES {
+            if ui.button(example).clicked() {
+                panel.input = example.to_string();
+                panel.send(board, model, settings);
+            }
+        }
+    });
 }
 
 fn sampling(ui: &mut Ui, settings: &mut Settings) {

@@ -16,8 +16,18 @@ use crate::rain::task::{spawn_rain, RainRequest, SearchControl};
 use crate::rain::{read_trace, RainConfig, RainOutcome, Setting};
 
 use super::widgets::tree_view::TreeViewState;
+use super::{Lab, LabCtx};
 
-pub use view::ui;
+/// The page's answers are short, so a whole search can be watched in seconds (the CLI keeps
+/// the setting's cap).
+const DEMO_MAX_TOKENS: usize = 16;
+
+/// What the page keeps between starts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    prompt: String,
+    config: RainConfig,
+}
 
 pub struct RainPanel {
     pub prompt: String,
@@ -46,7 +56,7 @@ impl Default for RainPanel {
         Self {
             prompt: "Write one sentence about the sea.".into(),
             config: RainConfig {
-                max_tokens: 16,
+                max_tokens: DEMO_MAX_TOKENS,
                 ..RainConfig::for_setting(Setting::Sentiment)
             },
             job: None,
@@ -157,7 +167,7 @@ impl RainPanel {
     }
 
     /// Takes new events and results from the jobs.
-    pub fn poll(&mut self) {
+    pub fn take_results(&mut self) {
         if let Some(job) = &self.job {
             let new = job.drain();
             for e in &new {
@@ -216,6 +226,41 @@ impl RainPanel {
                 self.last_trace = Some(path.to_path_buf());
             }
             Err(e) => self.error = Some(format!("{e:#}")),
+        }
+    }
+}
+
+impl Lab for RainPanel {
+    fn id(&self) -> &'static str {
+        "rain"
+    }
+    fn name(&self) -> &'static str {
+        "RAIN"
+    }
+    fn title(&self) -> &'static str {
+        "RAIN: rewindable auto-regressive inference"
+    }
+    fn description(&self) -> &'static str {
+        "The model searches over its own partial answers, judges them and rewinds (Li et al.). \
+         Watch the tree grow, step it one simulation at a time, inspect any node, replay a trace."
+    }
+    fn poll(&mut self, _ctx: &mut LabCtx) {
+        self.take_results();
+    }
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
+        view::ui(ui, self, ctx);
+    }
+    fn save(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(Saved {
+            prompt: self.prompt.clone(),
+            config: self.config.clone(),
+        })
+        .ok()
+    }
+    fn restore(&mut self, saved: serde_json::Value) {
+        if let Ok(s) = serde_json::from_value::<Saved>(saved) {
+            self.prompt = s.prompt;
+            self.config = s.config;
         }
     }
 }

@@ -38,7 +38,6 @@ pub fn ui(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
 }
 
 fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
-    ui.heading("RAIN: rewindable auto-regressive inference");
     let model = ctx.model.model.clone();
     ui.horizontal_wrapped(|ui| {
         let label = ui.label("Prompt");
@@ -48,7 +47,7 @@ fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
         egui::ComboBox::from_label("Setting")
             .selected_text(current.name())
             .show_ui(ui, |ui| {
-                for s in Setting::ALL {
+                for &s in Setting::ALL {
                     if ui.selectable_label(s == current, s.name()).clicked() {
                         let keep = (panel.config.max_tokens, panel.config.seed);
                         panel.config = crate::rain::RainConfig::for_setting(s);

@@ -17,6 +17,17 @@ pub fn probability_color(p: f32, dark: bool) -> Color32 {
     }
 }
 
+/// A token as its chip shows it: line breaks are left out (the chips after it start a new
+/// row), and a token with nothing else visible keeps a narrow chip to hover and click.
+pub fn chip_text(text: &str) -> String {
+    let shown = text.replace(['\n', '\r'], "");
+    if shown.is_empty() {
+        " ".to_string()
+    } else {
+        shown
+    }
+}
+
 /// Shows `tokens`; returns `(token index, alternative)` when the user picked an alternative.
 pub fn token_view(
     ui: &mut Ui,
@@ -30,14 +41,19 @@ pub fn token_view(
             ui.spacing_mut().item_spacing.x = 0.0;
             for (i, token) in tokens.iter().enumerate() {
                 let p = token.logprob.exp();
-                let shown = token.text.replace('\n', "\\n");
-                let shown = if shown.is_empty() {
-                    "·".to_string()
-                } else {
-                    shown
-                };
-                let chip = RichText::new(shown).background_color(probability_color(p, dark));
+                let chip = RichText::new(chip_text(&token.text))
+                    .background_color(probability_color(p, dark));
                 let response = ui.add(egui::Label::new(chip).sense(Sense::click()));
+                if token.text.contains('\n') && response.hovered() {
+                    // The break itself is the line below; its marker shows only on hover.
+                    ui.painter().text(
+                        response.rect.left_center(),
+                        egui::Align2::LEFT_CENTER,
+                        "¶",
+                        egui::FontId::proportional(11.0),
+                        ui.visuals().weak_text_color(),
+                    );
+                }
                 let response = response.on_hover_ui(|ui| {
                     ui.label(format!(
                         "{:?}  p = {:.3}  (log p = {:.2})",
@@ -58,7 +74,7 @@ pub fn token_view(
                         }
                     }
                 });
-                if token.text.contains('\n') {
+                for _ in token.text.matches('\n') {
                     ui.end_row();
                 }
             }

@@ -108,9 +108,13 @@ pub fn tree_view(
     }
     let layout = &state.layout.1;
 
+    // A press pins the view (Follow off), so the node under the pointer stays there until
+    // the click completes.
+    if response.is_pointer_button_down_on() {
+        state.follow = false;
+    }
     if response.dragged() {
         state.pan += response.drag_delta();
-        state.follow = false;
     }
     if response.hovered() {
         let scroll = ui.input(|i| i.smooth_scroll_delta.y);
@@ -217,6 +221,7 @@ pub fn tree_view(
                 .map(|(id, _, _)| id);
             if clicked.is_some() {
                 state.selected = clicked;
+                state.follow = false;
             }
         }
     }

@@ -4,10 +4,10 @@
 
 mod view;
 
-use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
+use super::{Lab, LabCtx};
+use crate::jobs::{JobBoard, JobHandle};
+use crate::zoo::tasks::spawn_build;
 use crate::zoo::{self, BuildEvent, Manifest};
-
-pub use view::ui;
 
 /// A live build: which model, how far, and its losses so far.
 #[derive(Debug, Clone, Default)]
@@ -26,16 +26,6 @@ pub struct ZooPanel {
     job: Option<JobHandle<BuildEvent, Manifest>>,
     pub live: Option<LiveBuild>,
     pub error: Option<String>,
-}
-
-impl Report for Manifest {
-    fn metrics(&self) -> serde_json::Value {
-        self.models
-            .iter()
-            .map(|m| (m.name.clone(), serde_json::json!(m.score)))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    }
 }
 
 impl ZooPanel {
@@ -61,28 +51,7 @@ impl ZooPanel {
         }
         self.error = None;
         self.live = None;
-        let spec = JobSpec {
-            kind: "zoo-build".into(),
-            title: format!("zoo build {}", names.join(", ")),
-            inputs: serde_json::json!({ "models": names }),
-            seed: None,
-        };
-        self.job = Some(board.spawn(spec, move |ctx| {
-            zoo::build(&names, &mut |event| {
-                ctx.check()?;
-                if let BuildEvent::Step { name, report } = &event {
-                    ctx.progress(
-                        Some(report.step as f32 / report.total.max(1) as f32),
-                        format!(
-                            "{name}: step {}/{} loss {:.3}",
-                            report.step, report.total, report.loss
-                        ),
-                    );
-                }
-                ctx.send(event);
-                Ok(())
-            })
-        }));
+        self.job = Some(spawn_build(board, names));
     }
 
     pub fn cancel(&self, board: &JobBoard) {
@@ -92,7 +61,7 @@ impl ZooPanel {
     }
 
     /// Takes the build's events into the live curve; reloads the manifest as models finish.
-    pub fn poll(&mut self) {
+    pub fn take_results(&mut self) {
         let Some(job) = &self.job else { return };
         let mut reload = false;
         for event in job.drain() {
@@ -127,5 +96,27 @@ impl ZooPanel {
         if reload {
             self.reload();
         }
+    }
+}
+
+impl Lab for ZooPanel {
+    fn id(&self) -> &'static str {
+        "zoo"
+    }
+    fn name(&self) -> &'static str {
+        "Model zoo"
+    }
+    fn title(&self) -> &'static str {
+        "The model zoo"
+    }
+    fn description(&self) -> &'static str {
+        "Small models trained by alignscope on real data; every lab measures on them. Scores \
+         are on held-out sets; base = the pretrained model on the same task."
+    }
+    fn poll(&mut self, _ctx: &mut LabCtx) {
+        self.take_results();
+    }
+    fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
+        view::ui(ui, self, ctx.board);
     }
 }

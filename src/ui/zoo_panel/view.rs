@@ -10,14 +10,6 @@ use crate::zoo::{specs, ModelEntry};
 const GOOD: Color32 = Color32::from_rgb(90, 190, 120);
 
 pub fn ui(ui: &mut Ui, panel: &mut ZooPanel, board: &JobBoard) {
-    ui.heading("Model zoo");
-    ui.label(
-        RichText::new(
-            "Small models trained by alignscope on real data; every lab measures on them. \
-             Scores are on held-out sets; base = the pretrained model on the same task.",
-        )
-        .weak(),
-    );
     let models = match panel.manifest() {
         Some(Ok(m)) => m.models.clone(),
         Some(Err(e)) => {

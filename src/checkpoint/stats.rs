@@ -1,4 +1,12 @@
-//! What pruning did to one tensor: kept fraction, |δ| before and after, and δ histograms.
+//! Delta statistics, one type for every use: how far a fine-tune moved from its base (mean |δ|,
+//! ‖δ‖/‖θ_base‖, per tensor, per layer, in all) and what pruning did to it (kept fraction, |δ|
+//! before and after, log10|δ| histograms).
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::Checkpoint;
 
 use serde::Serialize;
 
@@ -60,6 +68,8 @@ pub struct TensorStats {
     pub sq_before: f64,
     pub abs_after: f64,
     pub sq_after: f64,
+    /// Σ θ_base² (0 where not measured: the fused pruning kernel leaves it out).
+    pub base_sq: f64,
     /// log10|δ| before and log10|δ̃| after (zeros left out), when asked for.
     #[serde(skip)]
     pub hist: Option<(Histogram, Histogram)>,
@@ -89,6 +99,7 @@ impl TensorStats {
             let (d, e) = (f - b, o - b);
             s.abs_before += d.abs() as f64;
             s.sq_before += (d as f64) * (d as f64);
+            s.base_sq += (*b as f64) * (*b as f64);
             if e != 0.0 {
                 s.kept += 1;
                 s.abs_after += e.abs() as f64;
@@ -107,25 +118,17 @@ impl TensorStats {
         s
     }
 
-    pub fn from_sums(name: &str, numel: usize, s: crate::delta::kernels::DeltaSums) -> Self {
-        Self {
-            name: name.to_string(),
-            numel,
-            kept: s.kept,
-            abs_before: s.abs_before,
-            sq_before: s.sq_before,
-            abs_after: s.abs_after,
-            sq_after: s.sq_after,
-            hist: None,
-        }
-    }
-
     pub fn kept_fraction(&self) -> f64 {
         self.kept as f64 / self.numel.max(1) as f64
     }
 
     pub fn mean_abs_before(&self) -> f64 {
         self.abs_before / self.numel.max(1) as f64
+    }
+
+    /// ‖δ‖₂ / ‖θ_base‖₂ before pruning (`None` where θ_base was not measured).
+    pub fn rel_norm_before(&self) -> Option<f64> {
+        (self.base_sq > 0.0).then(|| (self.sq_before / self.base_sq).sqrt())
     }
 
     /// Standard deviation of δ before pruning.
@@ -149,6 +152,7 @@ impl TensorStats {
             s.sq_before += p.sq_before;
             s.abs_after += p.abs_after;
             s.sq_after += p.sq_after;
+            s.base_sq += p.base_sq;
         }
         s
     }
@@ -159,7 +163,7 @@ pub fn per_layer(tensors: &[TensorStats]) -> Vec<TensorStats> {
     let mut layers: std::collections::BTreeMap<String, Vec<&TensorStats>> = Default::default();
     for t in tensors {
         layers
-            .entry(crate::zoo::deltas::layer_of(&t.name))
+            .entry(layer_of(&t.name))
             .or_default()
             .push(t);
     }
@@ -167,4 +171,45 @@ pub fn per_layer(tensors: &[TensorStats]) -> Vec<TensorStats> {
         .into_iter()
         .map(|(k, v)| TensorStats::merged(&k, &v))
         .collect()
+}
+
+/// Sums over every tensor.
+pub fn total(tensors: &[TensorStats]) -> TensorStats {
+    TensorStats::merged("all", &tensors.iter().collect::<Vec<_>>())
+}
+
+/// The layer a tensor belongs to: `layers.3` / `layer.3`, else `embeddings` / `head` / `other`.
+pub fn layer_of(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    if let Some(i) = parts.iter().position(|p| *p == "layers" || *p == "layer") {
+        if let Some(n) = parts.get(i + 1) {
+            return format!("layer {n:>2}");
+        }
+    }
+    if name.contains("embed") {
+        "embeddings".into()
+    } else if name.contains("lm_head") || name.contains("classifier") || name.contains("norm") {
+        "head".into()
+    } else {
+        "other".into()
+    }
+}
+
+/// δ of every float tensor the two checkpoints share, in name order (the fine-tune's names
+/// read with `prefix` stripped, e.g. `bert.` for a classifier over a bare encoder). Nothing
+/// is pruned: the "after" sums equal the "before" ones.
+pub fn tensor_deltas(base: &Path, finetuned: &Path, prefix: &str) -> Result<Vec<TensorStats>> {
+    let (b, f) = (Checkpoint::open(base)?, Checkpoint::open(finetuned)?);
+    let mut out = Vec::new();
+    for ft in f.tensors() {
+        let key = ft.name.strip_prefix(prefix).unwrap_or(&ft.name);
+        let Some(bt) = b.get(key) else { continue };
+        if bt.shape != ft.shape || !bt.is_float() || !ft.is_float() {
+            continue;
+        }
+        let fv = f.read_f32(ft)?;
+        out.push(TensorStats::measure(key, &b.read_f32(bt)?, &fv, &fv, false));
+    }
+    out.sort_by(|x, y| x.name.cmp(&y.name));
+    Ok(out)
 }

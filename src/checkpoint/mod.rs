@@ -1,5 +1,8 @@
 //! Streaming access to safetensors checkpoints: one file or shards with an index, memory-mapped,
 //! read one tensor at a time and converted to f32 on the way in; written back shard by shard.
+//! Also the delta statistics between two checkpoints (`stats`).
+
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -14,23 +14,18 @@ const SPLIT_SEED: u64 = 11;
 const CITIES_PER_CONTINENT: usize = 100;
 const EVAL_FRACTION: f64 = 0.25;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClassTask {
-    /// Is a short review built around a VADER word positive or negative?
-    Sentiment,
-    /// On which continent is this city?
-    Continent,
-}
-
-impl ClassTask {
-    pub fn name(self) -> &'static str {
-        match self {
-            ClassTask::Sentiment => "sentiment",
-            ClassTask::Continent => "continent",
-        }
+crate::named_enum! {
+    "task";
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum ClassTask {
+        /// Is a short review built around a VADER word positive or negative?
+        Sentiment = "sentiment",
+        /// On which continent is this city?
+        Continent = "continent",
     }
 }
+
 
 #[derive(Debug, Clone)]
 pub struct ClassData {

@@ -23,37 +23,24 @@ const STRONG_RATING: f32 = 2.8;
 /// Seed of the splits: changing it changes every evaluation set.
 const SPLIT_SEED: u64 = 7;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum TextTask {
-    /// Two-digit addition: `add: 37+45 = 82`.
-    Add,
-    /// Spell a word backwards: `reverse: stone = enots`.
-    Reverse,
-    /// Polarity of a sentence built around a VADER lexicon word.
-    Sentiment,
-    /// Question answering over two GeoNames facts given in the prompt:
-    /// `facts: Peru capital Lima; Chile currency CLP. question: Chile currency ` → `CLP`.
-    KgQa,
+crate::named_enum! {
+    "task";
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum TextTask {
+        /// Two-digit addition: `add: 37+45 = 82`.
+        Add = "add",
+        /// Spell a word backwards: `reverse: stone = enots`.
+        Reverse = "reverse",
+        /// Polarity of a sentence built around a VADER lexicon word.
+        Sentiment = "sentiment",
+        /// Question answering over two GeoNames facts given in the prompt:
+        /// `facts: Peru capital Lima; Chile currency CLP. question: Chile currency ` → `CLP`.
+        KgQa = "kg-qa",
+    }
 }
 
 impl TextTask {
-    pub const ALL: [TextTask; 4] = [
-        TextTask::Add,
-        TextTask::Reverse,
-        TextTask::Sentiment,
-        TextTask::KgQa,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TextTask::Add => "add",
-            TextTask::Reverse => "reverse",
-            TextTask::Sentiment => "sentiment",
-            TextTask::KgQa => "kg-qa",
-        }
-    }
-
     /// Longest answer in bytes, for the decoding budget.
     pub fn max_answer_bytes(self) -> usize {
         match self {
@@ -324,7 +311,7 @@ mod tests {
     fn evaluation_sets_are_fixed_and_held_out() {
         let (a, b) = (tasks(), tasks());
         let mut rng = StdRng::seed_from_u64(1);
-        for task in TextTask::ALL {
+        for &task in TextTask::ALL {
             let set = a.eval_set(task);
             assert_eq!(set.len(), EVAL_SIZE);
             assert_eq!(set, b.eval_set(task), "{task:?}: same set every time");

@@ -1,0 +1,135 @@
+//! Writing files and folders so that readers see the old version or the new one, never half:
+//! everything goes to a temporary sibling first and is renamed into place when complete.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Writes `bytes` to `path` via `<path>.tmp` and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = StagedFile::create(path)?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", file.tmp.display()))?;
+    file.commit()
+}
+
+/// A file written through a temporary sibling: [`StagedFile::commit`] renames it into place;
+/// dropped without a commit, the temporary file is removed and `path` is left as it was.
+pub struct StagedFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl StagedFile {
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut name = path
+            .file_name()
+            .with_context(|| format!("{}: not a file name", path.display()))?
+            .to_os_string();
+        name.push(".tmp");
+        let tmp = path.with_file_name(name);
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::new(file)),
+        })
+    }
+
+    /// Flushes and renames the temporary file to its final name.
+    pub fn commit(mut self) -> Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush()
+                .with_context(|| format!("cannot write {}", self.tmp.display()))?;
+        }
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot rename to {}", self.path.display()))?;
+        // Renamed: nothing left for `drop` to remove.
+        self.out = None;
+        Ok(())
+    }
+}
+
+impl Write for StagedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.out.as_mut() {
+            Some(out) => out.write(buf),
+            None => Err(std::io::Error::other("the file was already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), |out| out.flush())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes a folder through a hidden sibling (`.NAME.partial`) that `fill` populates, then
+/// renames it into place, so a failed or cancelled write leaves the previous folder whole.
+pub fn write_folder(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a folder name", out.display()))?
+        .to_string_lossy();
+    let tmp = out.with_file_name(format!(".{name}.partial"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("{}: cannot replace", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_file_appears_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, "old").unwrap();
+        let mut f = StagedFile::create(&path).unwrap();
+        f.write_all(b"new").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut f = StagedFile::create(&path).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        write_atomic(&path, b"again").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "again");
+    }
+
+    #[test]
+    fn failed_folder_write_keeps_the_old_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("model");
+        write_folder(&out, |d| Ok(std::fs::write(d.join("a"), "1")?)).unwrap();
+        let failed = write_folder(&out, |d| {
+            std::fs::write(d.join("a"), "2")?;
+            anyhow::bail!("stopped")
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "1");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
