@@ -16,6 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::gpu::DeviceChoice;
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::zoo::specs::Recipe;
+use crate::zoo::tasks::build_progress;
 use crate::zoo::BuildEvent;
 
 /// The drop rates of the metric-vs-drop-rate curves (dense near 1, where the methods part).
@@ -309,15 +310,6 @@ fn job_progress<P>(ctx: &JobCtx<P>) -> impl FnMut(u64, u64, &str) -> Result<()> 
     |done, total, name| {
         ctx.check()?;
         ctx.progress(Some(done as f32 / total.max(1) as f32), name.to_string());
-        Ok(())
-    }
-}
-
-fn build_progress<P>(ctx: &JobCtx<P>) -> impl FnMut(BuildEvent) -> Result<()> + '_ {
-    |event| {
-        ctx.check()?;
-        let (fraction, message) = event.progress();
-        ctx.progress(fraction, message);
         Ok(())
     }
 }

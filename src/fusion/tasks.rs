@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use serde::Serialize;
 use serde_json::json;
 
 use super::lab::{run, LabEvent, LabOptions, LabReport, ScoreRow};
 use super::transport::TransportMap;
 use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
+use crate::zoo::tasks::build_progress;
 
 /// Two parents (folders or zoo names; zoo models are built first if missing) and the options.
 #[derive(Debug, Clone, Serialize)]
@@ -99,12 +99,7 @@ pub fn spawn_fuse(
         seed: Some(request.options.finetune_seed),
     };
     board.spawn(spec, move |ctx| {
-        let mut on_build = |e: crate::zoo::BuildEvent| -> Result<()> {
-            ctx.check()?;
-            let (fraction, message) = e.progress();
-            ctx.progress(fraction, message);
-            Ok(())
-        };
+        let mut on_build = build_progress(ctx);
         let a = crate::zoo::resolve(&request.model_a, &mut on_build)?;
         let b = crate::zoo::resolve(&request.model_b, &mut on_build)?;
         let report = run(&a, &b, &request.options, &mut |event| {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::specs::{score_entry, spec, EvalContext};
 use super::{BuildEvent, Manifest, ModelEntry};
-use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
+use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 
 impl Report for Manifest {
     fn metrics(&self) -> serde_json::Value {
@@ -15,6 +15,17 @@ impl Report for Manifest {
             .map(|m| (m.name.clone(), json!(m.score)))
             .collect::<serde_json::Map<_, _>>()
             .into()
+    }
+}
+
+/// Reports zoo models built on first use (see [`super::resolve`]) as a job's progress; the
+/// job's cancellation stops the build.
+pub fn build_progress<P>(ctx: &JobCtx<P>) -> impl FnMut(BuildEvent) -> anyhow::Result<()> + '_ {
+    |event| {
+        ctx.check()?;
+        let (fraction, message) = event.progress();
+        ctx.progress(fraction, message);
+        Ok(())
     }
 }
 

@@ -147,7 +147,7 @@ fn rain_json_reports_the_search() {
         "--setting",
         "nonsense",
     ]));
-    assert!(err.contains("unknown setting `nonsense`"));
+    assert!(err.contains("unknown setting \"nonsense\""), "{err}");
 }
 
 #[test]
