@@ -237,7 +237,27 @@ fn generate_lab_snapshot() {
     step_until(&mut h, "the shipped model to load", |a| {
         a.model.model.is_some()
     });
-    ask_greedy(&mut h, 40, "Give me three tips for staying healthy.");
+    // The empty conversation offers example prompts; one click sends one.
+    h.state_mut().settings.generation.sampling.temperature = 0.0;
+    h.state_mut().settings.generation.max_tokens = 40;
+    h.get_by_label("Give me three tips for staying healthy.").click();
+    step_until(&mut h, "the example's answer", |a| {
+        !generate(a).is_generating()
+            && generate(a)
+                .loom
+                .active()
+                .turns
+                .last()
+                .is_some_and(|t| !t.tokens.is_empty())
+    });
+    assert!(h
+        .query_by_label("You: Give me three tips for staying healthy.")
+        .is_some());
+    assert!(
+        h.query_by_label("Write a two-sentence story about a lighthouse keeper.")
+            .is_none(),
+        "the examples give way to the conversation"
+    );
     // Timings change from run to run; the picture is about the tokens.
     generate_mut(h.state_mut()).last_timings = None;
     h.get_by_label("Model info").click();
@@ -303,8 +323,10 @@ fn rain_lab_steps_inspects_and_replays() {
     let finished = rain(h.state()).replay.clone();
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
 
-    // Click the current root on the canvas: the inspector shows it.
+    // Click the current root on the canvas: the inspector shows it, and the view is pinned
+    // (Follow off) so that it stays where it was clicked.
     let root = finished.tree.root;
+    rain_mut(h.state_mut()).view.follow = true;
     h.run_steps(2);
     let pos = rain(h.state()).view.screen_pos(root).unwrap();
     h.hover_at(pos);
@@ -314,6 +336,7 @@ fn rain_lab_steps_inspects_and_replays() {
     h.drop_at(pos);
     h.run_steps(2);
     assert_eq!(rain(h.state()).view.selected, Some(root));
+    assert!(!rain(h.state()).view.follow, "a click pins the view");
     assert!(
         h.query_by_label(&root.to_string()).is_some(),
         "the inspector shows node {root}"

@@ -82,3 +82,15 @@ pub fn token_view(
     });
     picked
 }
+
+#[cfg(test)]
+mod tests {
+    use super::chip_text;
+
+    #[test]
+    fn line_breaks_are_not_printed() {
+        assert_eq!(chip_text("liters.\n"), "liters.");
+        assert_eq!(chip_text("\n\n"), " ");
+        assert_eq!(chip_text(" Paris"), " Paris");
+    }
+}
