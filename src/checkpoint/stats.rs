@@ -162,10 +162,7 @@ impl TensorStats {
 pub fn per_layer(tensors: &[TensorStats]) -> Vec<TensorStats> {
     let mut layers: std::collections::BTreeMap<String, Vec<&TensorStats>> = Default::default();
     for t in tensors {
-        layers
-            .entry(layer_of(&t.name))
-            .or_default()
-            .push(t);
+        layers.entry(layer_of(&t.name)).or_default().push(t);
     }
     layers
         .into_iter()

@@ -106,14 +106,15 @@ pub fn prune_sweep(args: SweepArgs) -> Result<()> {
     let curves = front.wait(spawn_sweep(&front.board, request), |p, bar| {
         if !args.json {
             let q = p.q.map_or("–".into(), |q| format!("{q:.4}"));
-            bar.println(format!(
+            let row = format!(
                 "| {name} | {} | {} | {q} | {:.3} | {:.4} | {:.1} |",
                 p.method.name(),
                 p.drop_rate,
                 p.score,
                 p.kept_fraction,
                 p.seconds
-            ));
+            );
+            bar.suspend(|| println!("{row}"));
         }
     })?;
     if args.json {

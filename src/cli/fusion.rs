@@ -95,7 +95,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
     let json = args.json;
     let outcome = front.wait(spawn_fuse(&front.board, request), |update, bar| {
         if let (FusionUpdate::Row(r), false) = (update, json) {
-            bar.println(format!("{}: accuracy {:.3}", r.model, r.accuracy));
+            super::say(bar, format!("{}: accuracy {:.3}", r.model, r.accuracy));
         }
     })?;
     if args.json {

@@ -5,6 +5,7 @@ mod bench;
 mod bench_delta;
 mod bench_ot;
 mod delta;
+mod finetune;
 mod fusion;
 mod generate;
 mod rain;
@@ -68,6 +69,8 @@ pub enum Command {
     /// Optimal-transport fusion of two ViT classifiers (same width or into the narrower one),
     /// against the parents and vanilla averaging.
     Fuse(fusion::FuseArgs),
+    /// Fine-tune a language model on chat data: full, LoRA or a soft prompt.
+    Finetune(finetune::FinetuneArgs),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -106,6 +109,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::PruneSweep(args) => delta::prune_sweep(args),
         Command::Merge(args) => delta::merge(args),
         Command::Fuse(args) => fusion::run(args),
+        Command::Finetune(args) => finetune::run(args),
     }
 }
 
@@ -200,6 +204,16 @@ impl Front {
             .wait(|_| {})
             .map_err(anyhow::Error::msg)?;
         Ok(loaded.0)
+    }
+}
+
+/// A line on stderr above the spinner (or plain, when the spinner is hidden because stderr
+/// is not a terminal: logs keep every line).
+pub(crate) fn say(bar: &indicatif::ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
     }
 }
 

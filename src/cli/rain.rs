@@ -92,18 +92,16 @@ pub fn run(args: RainArgs) -> anyhow::Result<()> {
     let handle = spawn_rain(&front.board, model, request);
     let mut shown = 0;
     let mut stdout = std::io::stdout();
-    let outcome = front.wait(handle, |event, bar| {
-        match &event {
-            Event::Committed { answer, .. } if !args.json => {
-                let new = answer.get(shown..).unwrap_or("");
-                bar.suspend(|| {
-                    let _ = write!(stdout, "{new}");
-                    let _ = stdout.flush();
-                });
-                shown = answer.len();
-            }
-            _ => {}
+    let outcome = front.wait(handle, |event, bar| match &event {
+        Event::Committed { answer, .. } if !args.json => {
+            let new = answer.get(shown..).unwrap_or("");
+            bar.suspend(|| {
+                let _ = write!(stdout, "{new}");
+                let _ = stdout.flush();
+            });
+            shown = answer.len();
         }
+        _ => {}
     })?;
     let per_token = outcome.seconds / outcome.answer_tokens.len().max(1) as f64;
     if args.json {

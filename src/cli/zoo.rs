@@ -69,7 +69,7 @@ pub fn run(cmd: ZooCommand) -> Result<()> {
             // The spinner shows each model's step and loss (the job's progress line).
             let manifest = front.wait(spawn_build(&front.board, only), |event, spinner| {
                 if let BuildEvent::Evaluated { entry } = event {
-                    spinner.println(row(&entry));
+                    super::say(spinner, row(&entry));
                 }
             })?;
             eprintln!(
@@ -84,7 +84,8 @@ pub fn run(cmd: ZooCommand) -> Result<()> {
             let front = super::Front::new("scoring");
             let done = front.wait(spawn_rescore(&front.board, only, write), |r, bar| {
                 if !json {
-                    bar.println(format!("{}  (manifest {:.4})", row(&r.entry), r.manifest_score));
+                    let line = format!("{}  (manifest {:.4})", row(&r.entry), r.manifest_score);
+                    bar.suspend(|| println!("{line}"));
                 }
             })?;
             for name in &done.not_built {

@@ -26,7 +26,6 @@ crate::named_enum! {
     }
 }
 
-
 #[derive(Debug, Clone)]
 pub struct ClassData {
     pub labels: Vec<String>,

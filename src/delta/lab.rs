@@ -13,15 +13,15 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::checkpoint::Checkpoint;
 use super::darex::{analytical_q_all, search_q, QSearch, ETA_GRID};
 use super::prune::{prune_checkpoint, Engine, InputStats, Method, Output, PruneSpec, RunSummary};
+use crate::checkpoint::Checkpoint;
+use crate::data::classify::class_data;
+use crate::data::{Example, TextTask};
 use crate::eval::classifier::{bert_eval, BertClassifier};
 use crate::eval::decoder::exact_match_eval;
 use crate::lm::LanguageModel;
 use crate::train::llama::TrainLlama;
-use crate::data::classify::class_data;
-use crate::data::{Example, TextTask};
 use crate::zoo::specs::{EvalContext, Recipe, ZooSpec};
 
 /// Zoo fine-tunes whose base is in the zoo too (decoders and MiniLM classifiers).

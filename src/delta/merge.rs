@@ -10,11 +10,11 @@ use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
 use super::pairing::{Pairing, TensorPair};
 use super::prune::{stream_out, Engine, Output, Produced, Progress, RunSummary};
-use crate::counter_rng::{drop_threshold, MaskKey};
 use crate::checkpoint::stats::TensorStats;
+use crate::checkpoint::Checkpoint;
+use crate::counter_rng::{drop_threshold, MaskKey};
 
 crate::named_enum! {
     "merge method";

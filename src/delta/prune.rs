@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use safetensors::Dtype;
 
-use crate::checkpoint::{decode_f32, encode, Checkpoint, CheckpointWriter, OutTensor, TensorInfo};
 use super::kernels;
 use super::pairing::{Pairing, TensorPair};
-use crate::counter_rng::{drop_threshold, MaskKey};
 use crate::checkpoint::stats::{layer_of, Histogram, TensorStats};
+use crate::checkpoint::{decode_f32, encode, Checkpoint, CheckpointWriter, OutTensor, TensorInfo};
+use crate::counter_rng::{drop_threshold, MaskKey};
 use crate::gpu::DeltaGpu;
 
 crate::named_enum! {
@@ -61,9 +61,7 @@ impl TensorFilter {
     pub fn selects(self, name: &str, shape: &[usize]) -> bool {
         match self {
             TensorFilter::All => true,
-            TensorFilter::AttentionMlp => {
-                shape.len() == 2 && layer_of(name).starts_with("layer")
-            }
+            TensorFilter::AttentionMlp => shape.len() == 2 && layer_of(name).starts_with("layer"),
         }
     }
 }
@@ -384,9 +382,7 @@ pub fn prune_checkpoint(
                     drop_and_rescale_raw(spec, &ft.name, ft.dtype, base.raw(b), finetuned.raw(ft))
                 {
                     base.release(b);
-                    summary
-                        .tensors
-                        .push(sums.into_stats(&ft.name, ft.numel()));
+                    summary.tensors.push(sums.into_stats(&ft.name, ft.numel()));
                     return Ok(bytes);
                 }
                 unfused(b, ft, summary)

@@ -10,9 +10,9 @@ use candle_transformers::models::{bert, vit};
 use serde::Serialize;
 
 use super::metrics::{accuracy, argmax, expected_calibration_error, softmax};
-use crate::embed::{cosine, SentenceEmbedder};
 use crate::data::classify::ClassData;
 use crate::data::shapes::{scene, Scene, Split};
+use crate::embed::{cosine, SentenceEmbedder};
 
 pub const ECE_BINS: usize = 10;
 const BATCH: usize = 100;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::metrics::{argmax, exact_match, log_prob, perplexity};
-use crate::lm::{LanguageModel, Session};
 use crate::data::Example;
+use crate::lm::{LanguageModel, Session};
 
 /// Sessions fed together per batch.
 const BATCH: usize = 100;

@@ -8,9 +8,9 @@ use anyhow::Result;
 
 use super::transport::Mat;
 use super::vit_weights::VitWeights;
+use crate::data::shapes::{scene, Scene, Split};
 use crate::eval::classifier::scene_tensor;
 use crate::train::vit::Site;
-use crate::data::shapes::{scene, Scene, Split};
 
 /// Scenes seen by the activation cost (the paper uses about 200 validation samples).
 pub const DEFAULT_SAMPLES: usize = 200;

@@ -5,7 +5,7 @@ pub mod activations;
 pub mod emd;
 pub mod lab;
 pub mod ot;
+pub mod tasks;
 pub mod transport;
 pub mod vit_fusion;
 pub mod vit_weights;
-pub mod tasks;

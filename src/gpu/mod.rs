@@ -85,10 +85,9 @@ impl DeviceChoice {
     pub fn open(self) -> Result<Option<DeltaGpu>> {
         Ok(match self {
             DeviceChoice::Cpu => None,
-            DeviceChoice::Gpu => Some(
-                DeltaGpu::new()?
-                    .ok_or_else(|| anyhow!("device gpu: wgpu finds no adapter"))?,
-            ),
+            DeviceChoice::Gpu => {
+                Some(DeltaGpu::new()?.ok_or_else(|| anyhow!("device gpu: wgpu finds no adapter"))?)
+            }
             DeviceChoice::Auto => DeltaGpu::new().ok().flatten().filter(|g| !g.is_software()),
         })
     }

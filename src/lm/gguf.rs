@@ -116,10 +116,17 @@ impl GgufFile {
             .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
     }
 
+    /// Tensor `name` dequantised to f32, dimensions in PyTorch's order (`[rows, cols]`).
+    pub fn dequantize(&mut self, name: &str) -> Result<candle_core::Tensor> {
+        self.qtensor(name)?
+            .dequantize(&Device::Cpu)
+            .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
+    }
+
     fn float(&mut self, name: &str) -> Result<Vec<f32>> {
-        let t = self.qtensor(name)?;
-        t.dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+        self.dequantize(name)?
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| LmError::file(&self.path, format!("tensor `{name}`: {e}")))
     }
 

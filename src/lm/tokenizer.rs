@@ -73,6 +73,13 @@ impl TextTokenizer {
         }
     }
 
+    /// The tokenizer as a Hugging Face `tokenizer.json` (special tokens included).
+    pub fn to_json(&self) -> Result<String> {
+        self.with_special
+            .to_string(true)
+            .map_err(|e| LmError::Tokenizer(e.to_string()))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.with_special.get_vocab_size(true)
     }

@@ -301,8 +301,7 @@ pub fn self_eval_accuracy(
     }
     let mut out = Vec::new();
     for (name, items) in groups {
-        let setting =
-            name.parse::<Setting>()?;
+        let setting = name.parse::<Setting>()?;
         let template = JudgeTemplate::load(&setting.template_path())?;
         let mut judge = Judge::new(model.clone(), template, answer_by)?;
         let (mut bin, mut soft, mut undecided) = (0usize, 0usize, 0usize);

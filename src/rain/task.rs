@@ -14,8 +14,8 @@ use serde_json::json;
 use super::eval::{rain_eval, self_eval_accuracy, EvalRow, EvalSummary, Labelled, SettingAccuracy};
 use super::events::{Event, TraceWriter};
 use super::{run_rain, AnswerBy, RainConfig, RainOutcome, Setting};
-use crate::fs::StagedFile;
 use crate::embed::SentenceEmbedder;
+use crate::fs::StagedFile;
 use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
 use crate::lm::LanguageModel;
 

@@ -4,9 +4,9 @@
 //! `BertModel` under `bert.`, the head is pooler (tanh on the first token) then a linear layer.
 
 use candle_core::{Device, Result, Tensor};
-use tokenizers::Encoding;
 use candle_nn::VarBuilder;
 use serde::Deserialize;
+use tokenizers::Encoding;
 
 use super::nn::{attention, merge_heads, split_heads};
 use super::vit::{Dense, FeedForward, Norm};

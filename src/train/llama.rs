@@ -15,9 +15,13 @@ pub struct LlamaShape {
     pub intermediate_size: usize,
     pub num_layers: usize,
     pub num_heads: usize,
+    /// Grouped-query attention: each key/value head serves `num_heads / num_kv_heads` queries.
+    pub num_kv_heads: usize,
     pub max_positions: usize,
     pub rope_theta: f64,
     pub rms_norm_eps: f64,
+    /// The output head is the embedding matrix (no `lm_head.weight`).
+    pub tie_embeddings: bool,
 }
 
 impl LlamaShape {
@@ -31,12 +35,12 @@ impl LlamaShape {
             "intermediate_size": self.intermediate_size,
             "num_hidden_layers": self.num_layers,
             "num_attention_heads": self.num_heads,
-            "num_key_value_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
             "max_position_embeddings": self.max_positions,
             "rope_theta": self.rope_theta,
             "rms_norm_eps": self.rms_norm_eps,
             "hidden_act": "silu",
-            "tie_word_embeddings": false,
+            "tie_word_embeddings": self.tie_embeddings,
             "bos_token_id": bos,
             "eos_token_id": eos,
             "torch_dtype": "float32",
@@ -45,21 +49,143 @@ impl LlamaShape {
 
     pub fn parameters(&self) -> usize {
         let h = self.hidden_size;
-        let layer = 4 * h * h + 3 * h * self.intermediate_size + 2 * h;
-        2 * self.vocab_size * h + self.num_layers * layer + h
+        let kv = self.kv_width();
+        let layer = 2 * h * h + 2 * h * kv + 3 * h * self.intermediate_size + 2 * h;
+        let heads = if self.tie_embeddings { 1 } else { 2 };
+        heads * self.vocab_size * h + self.num_layers * layer + h
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Rows of the key and value projections.
+    pub fn kv_width(&self) -> usize {
+        self.num_kv_heads * self.head_dim()
+    }
+
+    /// The shape a config.json of model_type llama or mistral describes (`Err` names the
+    /// missing field).
+    pub fn from_hf_config(c: &serde_json::Value) -> std::result::Result<Self, String> {
+        let num = |k: &str| {
+            c.get(k)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| format!("no number {k:?}"))
+        };
+        let num_heads = num("num_attention_heads")? as usize;
+        Ok(Self {
+            vocab_size: num("vocab_size")? as usize,
+            hidden_size: num("hidden_size")? as usize,
+            intermediate_size: num("intermediate_size")? as usize,
+            num_layers: num("num_hidden_layers")? as usize,
+            num_heads,
+            num_kv_heads: num("num_key_value_heads").map_or(num_heads, |v| v as usize),
+            max_positions: num("max_position_embeddings")? as usize,
+            rope_theta: num("rope_theta").unwrap_or(10_000.0),
+            rms_norm_eps: num("rms_norm_eps")?,
+            tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false),
+        })
+    }
+}
+
+/// One linear map `x · Wᵀ`, with an optional low-rank adapter `s · (x · Aᵀ) · Bᵀ` beside it.
+struct Proj {
+    w: Tensor,
+    lora: Option<Lora>,
+}
+
+/// A LoRA adapter (Hu et al.): A `[rank, in]` starts random, B `[out, rank]` at zero, so the
+/// adapted model starts as the base one.
+struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+    dropout: f32,
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = linear(x, &self.w, None)?;
+        let Some(l) = &self.lora else { return Ok(y) };
+        let x = if train && l.dropout > 0.0 {
+            candle_nn::ops::dropout(x, l.dropout)?
+        } else {
+            x.clone()
+        };
+        y + (linear(&linear(&x, &l.a, None)?, &l.b, None)? * l.scale)?
+    }
+
+    /// `W + s · B · A`: the adapter folded into the weight.
+    fn merged(&self) -> Result<Tensor> {
+        match &self.lora {
+            None => Ok(self.w.clone()),
+            Some(l) => self.w.add(&(l.b.matmul(&l.a)? * l.scale)?),
+        }
     }
 }
 
 struct Layer {
     attn_norm: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    o: Tensor,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     ffn_norm: Tensor,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+}
+
+impl Layer {
+    /// The projections with their checkpoint names (relative to the layer).
+    fn projections(&self) -> [(&'static str, &Proj); 7] {
+        [
+            ("self_attn.q_proj", &self.q),
+            ("self_attn.k_proj", &self.k),
+            ("self_attn.v_proj", &self.v),
+            ("self_attn.o_proj", &self.o),
+            ("mlp.gate_proj", &self.gate),
+            ("mlp.up_proj", &self.up),
+            ("mlp.down_proj", &self.down),
+        ]
+    }
+
+    fn projections_mut(&mut self) -> [(&'static str, &mut Proj); 7] {
+        [
+            ("self_attn.q_proj", &mut self.q),
+            ("self_attn.k_proj", &mut self.k),
+            ("self_attn.v_proj", &mut self.v),
+            ("self_attn.o_proj", &mut self.o),
+            ("mlp.gate_proj", &mut self.gate),
+            ("mlp.up_proj", &mut self.up),
+            ("mlp.down_proj", &mut self.down),
+        ]
+    }
+}
+
+/// Where LoRA adapters go and how large they are (PEFT's names and defaults: rank 8, α 16,
+/// dropout 0.05).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f32,
+    /// Projection names: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`,
+    /// `down_proj`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 pub struct TrainLlama {
@@ -67,16 +193,23 @@ pub struct TrainLlama {
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Tensor,
+    /// `None` when tied to the embedding.
+    lm_head: Option<Tensor>,
+    /// Learnable embeddings put before every sequence (prompt tuning), `[n, hidden]`.
+    soft_prompt: Option<Tensor>,
+    /// Dropout in the adapters is on (training) or off (evaluation, export).
+    pub train: bool,
     cos: Tensor,
     sin: Tensor,
 }
 
 impl TrainLlama {
-    /// Variables are created in `vb` (a VarMap's builder) with GPT-2 style initialisation.
+    /// Variables are created in `vb` (a VarMap's builder) with GPT-2 style initialisation;
+    /// variables the VarMap already holds (a pretrained checkpoint) are used as they are.
     pub fn new(shape: LlamaShape, vb: VarBuilder) -> Result<Self> {
         let h = shape.hidden_size;
         let i = shape.intermediate_size;
+        let kv = shape.kv_width();
         let std = 0.02;
         // Residual projections shrink with depth, as in GPT-2.
         let out_std = std / (2.0 * shape.num_layers as f64).sqrt();
@@ -90,6 +223,12 @@ impl TrainLlama {
                 },
             )
         };
+        let proj = |vb: &VarBuilder, out: usize, inp: usize, name: &str, s: f64| {
+            Ok::<_, candle_core::Error>(Proj {
+                w: w(vb, out, inp, name, s)?,
+                lora: None,
+            })
+        };
         let ones = |vb: &VarBuilder, name: &str| vb.get_with_hints(h, name, Init::Const(1.0));
         let m = vb.pp("model");
         let mut layers = Vec::with_capacity(shape.num_layers);
@@ -99,29 +238,119 @@ impl TrainLlama {
             let f = p.pp("mlp");
             layers.push(Layer {
                 attn_norm: ones(&p, "input_layernorm.weight")?,
-                q: w(&a, h, h, "q_proj.weight", std)?,
-                k: w(&a, h, h, "k_proj.weight", std)?,
-                v: w(&a, h, h, "v_proj.weight", std)?,
-                o: w(&a, h, h, "o_proj.weight", out_std)?,
+                q: proj(&a, h, h, "q_proj.weight", std)?,
+                k: proj(&a, kv, h, "k_proj.weight", std)?,
+                v: proj(&a, kv, h, "v_proj.weight", std)?,
+                o: proj(&a, h, h, "o_proj.weight", out_std)?,
                 ffn_norm: ones(&p, "post_attention_layernorm.weight")?,
-                gate: w(&f, i, h, "gate_proj.weight", std)?,
-                up: w(&f, i, h, "up_proj.weight", std)?,
-                down: w(&f, h, i, "down_proj.weight", out_std)?,
+                gate: proj(&f, i, h, "gate_proj.weight", std)?,
+                up: proj(&f, i, h, "up_proj.weight", std)?,
+                down: proj(&f, h, i, "down_proj.weight", out_std)?,
             });
         }
         let (cos, sin) = rope_tables(&shape, vb.device())?;
+        let lm_head = if shape.tie_embeddings {
+            None
+        } else {
+            Some(w(&vb, shape.vocab_size, h, "lm_head.weight", std)?)
+        };
         Ok(Self {
             embed: w(&m, shape.vocab_size, h, "embed_tokens.weight", std)?,
             layers,
             norm: ones(&m, "norm.weight")?,
-            lm_head: w(&vb, shape.vocab_size, h, "lm_head.weight", std)?,
+            lm_head,
+            soft_prompt: None,
+            train: true,
             cos,
             sin,
             shape,
         })
     }
 
-    /// `ids [batch, time]` (u32) → logits `[batch, time, vocab]`, causal.
+    /// Stops gradients at every base weight (LoRA or prompt tuning train only what they add).
+    pub fn freeze(&mut self) {
+        self.embed = self.embed.detach();
+        self.norm = self.norm.detach();
+        self.lm_head = self.lm_head.as_ref().map(Tensor::detach);
+        for l in &mut self.layers {
+            l.attn_norm = l.attn_norm.detach();
+            l.ffn_norm = l.ffn_norm.detach();
+            for (_, p) in l.projections_mut() {
+                p.w = p.w.detach();
+            }
+        }
+    }
+
+    /// Adds LoRA adapters, as variables of `vb` (`…q_proj.lora_A.weight`, PEFT's names), to
+    /// every projection `config.targets` names. A is Kaiming-uniform (as in PEFT), B zero.
+    pub fn add_lora(&mut self, config: &LoraConfig, vb: VarBuilder) -> Result<()> {
+        let scale = config.alpha / config.rank as f64;
+        let mut added = 0;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            for (name, p) in l.projections_mut() {
+                let short = name.rsplit('.').next().unwrap_or(name);
+                if !config.targets.iter().any(|t| t == short) {
+                    continue;
+                }
+                let (out, inp) = p.w.dims2()?;
+                let pv = vb.pp(format!("model.layers.{i}.{name}"));
+                let bound = 1.0 / (inp as f64).sqrt();
+                let a = pv.get_with_hints(
+                    (config.rank, inp),
+                    "lora_A.weight",
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?;
+                let b = pv.get_with_hints((out, config.rank), "lora_B.weight", Init::Const(0.0))?;
+                p.lora = Some(Lora {
+                    a,
+                    b,
+                    scale,
+                    dropout: config.dropout,
+                });
+                added += 1;
+            }
+        }
+        if added == 0 {
+            candle_core::bail!("LoRA targets {:?} name no projection", config.targets);
+        }
+        Ok(())
+    }
+
+    /// Prepends `len` learnable embeddings (the `soft_prompt` variable of `vb`), initialised
+    /// from the embeddings of `init` tokens (cycled), as prompt tuning does.
+    pub fn add_soft_prompt(&mut self, len: usize, init: &[u32], vb: VarBuilder) -> Result<()> {
+        let h = self.shape.hidden_size;
+        let ids: Vec<u32> = init.iter().copied().cycle().take(len).collect();
+        let rows = if ids.len() == len {
+            self.embed
+                .index_select(&Tensor::new(ids.as_slice(), self.embed.device())?, 0)?
+                .detach()
+        } else {
+            Tensor::zeros((len, h), DType::F32, self.embed.device())?
+        };
+        let values: Vec<f32> = rows.flatten_all()?.to_vec1()?;
+        let p = vb.get_with_hints((len, h), "soft_prompt", Init::Const(0.0))?;
+        // The builder made a zero variable; give it the token embeddings.
+        let var = candle_core::Var::from_tensor(&p)?;
+        var.set(&Tensor::from_vec(values, (len, h), p.device())?)?;
+        self.soft_prompt = Some(p);
+        Ok(())
+    }
+
+    /// Sets the soft prompt from saved values (no gradient).
+    pub fn set_soft_prompt(&mut self, values: Option<Tensor>) {
+        self.soft_prompt = values;
+    }
+
+    pub fn soft_prompt(&self) -> Option<&Tensor> {
+        self.soft_prompt.as_ref()
+    }
+
+    /// `ids [batch, time]` (u32) → logits `[batch, time, vocab]`, causal (positions of a soft
+    /// prompt are left out of the output).
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.forward_tapped(ids, &mut |_, _| Ok(()))
     }
@@ -133,21 +362,38 @@ impl TrainLlama {
         ids: &Tensor,
         tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
+        self.logits(&self.trunk(ids, tap)?)
+    }
+
+    fn trunk(
+        &self,
+        ids: &Tensor,
+        tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let heads = self.shape.num_heads;
+        let (heads, kv_heads) = (self.shape.num_heads, self.shape.num_kv_heads);
         let eps = self.shape.rms_norm_eps;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
             b,
             t,
             self.shape.hidden_size,
         ))?;
-        let mask = causal_mask(t, ids.device())?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
+        let prefix = match &self.soft_prompt {
+            Some(p) => {
+                let p = p.unsqueeze(0)?.broadcast_as((b, p.dim(0)?, p.dim(1)?))?;
+                x = Tensor::cat(&[&p.contiguous()?, &x], 1)?;
+                p.dim(1)?
+            }
+            None => 0,
+        };
+        let n = prefix + t;
+        let mask = causal_mask(n, ids.device())?;
+        let cos = self.cos.narrow(0, 0, n)?;
+        let sin = self.sin.narrow(0, 0, n)?;
         for (i, l) in self.layers.iter().enumerate() {
-            let mut lin = |x: &Tensor, w: &Tensor, name: &str| -> Result<Tensor> {
+            let mut lin = |x: &Tensor, p: &Proj, name: &str| -> Result<Tensor> {
                 tap(&format!("model.layers.{i}.{name}.weight"), x)?;
-                linear(x, w, None)
+                p.forward(x, self.train)
             };
             let hn = rms_norm(&x, &l.attn_norm, eps)?;
             let q = rope(
@@ -156,11 +402,15 @@ impl TrainLlama {
                 &sin,
             )?;
             let k = rope(
-                &split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, heads)?,
+                &split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, kv_heads)?,
                 &cos,
                 &sin,
             )?;
-            let v = split_heads(&lin(&hn, &l.v, "self_attn.v_proj")?, heads)?;
+            let v = split_heads(&lin(&hn, &l.v, "self_attn.v_proj")?, kv_heads)?;
+            let (k, v) = (
+                repeat_kv(&k, heads / kv_heads)?,
+                repeat_kv(&v, heads / kv_heads)?,
+            );
             let a = merge_heads(&attention(&q, &k, &v, Some(&mask))?)?;
             x = (x + lin(&a, &l.o, "self_attn.o_proj")?)?;
             let hn = rms_norm(&x, &l.ffn_norm, eps)?;
@@ -168,7 +418,49 @@ impl TrainLlama {
             let u = lin(&hn, &l.up, "mlp.up_proj")?;
             x = (x + lin(&(g * u)?, &l.down, "mlp.down_proj")?)?;
         }
-        linear(&rms_norm(&x, &self.norm, eps)?, &self.lm_head, None)
+        if prefix > 0 {
+            x = x.narrow(1, prefix, t)?;
+        }
+        Ok(x)
+    }
+
+    /// The final hidden states `[batch, time, hidden]` (before the last norm and the head,
+    /// the costliest matrix: callers apply [`Self::logits`] to the positions they need).
+    pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        self.trunk(ids, &mut |_, _| Ok(()))
+    }
+
+    /// Logits of hidden states `[…, hidden]` → `[…, vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        linear(
+            &rms_norm(hidden, &self.norm, self.shape.rms_norm_eps)?,
+            self.lm_head.as_ref().unwrap_or(&self.embed),
+            None,
+        )
+    }
+
+    /// Every weight under its Hugging Face name, adapters merged in (`W + s·B·A`): what an
+    /// exported checkpoint holds.
+    pub fn merged_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![
+            ("model.embed_tokens.weight".to_string(), self.embed.detach()),
+            ("model.norm.weight".to_string(), self.norm.detach()),
+        ];
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), head.detach()));
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), l.attn_norm.detach()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                l.ffn_norm.detach(),
+            ));
+            for (name, proj) in l.projections() {
+                out.push((format!("{p}.{name}.weight"), proj.merged()?.detach()));
+            }
+        }
+        Ok(out)
     }
 
     /// A checkpoint folder written by [`LlamaShape::hf_config`] and a saved VarMap.
@@ -179,21 +471,8 @@ impl TrainLlama {
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let c: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let num = |k: &str| {
-            c.get(k)
-                .and_then(|v| v.as_f64())
-                .with_context(|| format!("{}: no number {k:?}", path.display()))
-        };
-        let shape = LlamaShape {
-            vocab_size: num("vocab_size")? as usize,
-            hidden_size: num("hidden_size")? as usize,
-            intermediate_size: num("intermediate_size")? as usize,
-            num_layers: num("num_hidden_layers")? as usize,
-            num_heads: num("num_attention_heads")? as usize,
-            max_positions: num("max_position_embeddings")? as usize,
-            rope_theta: num("rope_theta")?,
-            rms_norm_eps: num("rms_norm_eps")?,
-        };
+        let shape = LlamaShape::from_hf_config(&c)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let varmap = candle_nn::VarMap::new();
         let model = Self::new(shape, crate::train::seeded_builder(&varmap, 0))?;
         let missing = crate::train::load_into(&varmap, &dir.join("model.safetensors"), "")?;
@@ -205,6 +484,19 @@ impl TrainLlama {
         );
         Ok(model)
     }
+}
+
+/// `[batch, kv_heads, time, d]` → `[batch, kv_heads·n, time, d]`, each key/value head
+/// repeated for the `n` query heads it serves (Hugging Face's `repeat_kv`).
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, h, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, h, n, t, d))?
+        .contiguous()?
+        .reshape((b, h * n, t, d))
 }
 
 fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
@@ -222,7 +514,7 @@ fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
 
 /// cos/sin tables `[max_positions, head_dim]` in the rotate-half layout of HF llama.
 fn rope_tables(shape: &LlamaShape, dev: &Device) -> Result<(Tensor, Tensor)> {
-    let d = shape.hidden_size / shape.num_heads;
+    let d = shape.head_dim();
     let inv: Vec<f32> = (0..d / 2)
         .map(|k| 1.0 / shape.rope_theta.powf(2.0 * k as f64 / d as f64) as f32)
         .collect();

@@ -3,9 +3,12 @@
 //! reports. The model zoo is built with it.
 
 pub mod bert;
+pub mod finetune;
 pub mod llama;
 pub mod nn;
 pub mod optim;
+pub mod pretrained;
+pub mod sft;
 pub mod vit;
 
 use std::collections::HashMap;

@@ -6,7 +6,14 @@ use candle_core::{Result, Tensor, D};
 
 /// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.broadcast_matmul(&w.t()?)?;
+    // One 2-D product over all leading dimensions: broadcasting the weight over the batch
+    // would copy it once per sequence, forward and backward.
+    let mut dims = x.dims().to_vec();
+    let inputs = dims.pop().unwrap_or(1);
+    let rows: usize = dims.iter().product();
+    let y = x.reshape((rows, inputs))?.matmul(&w.t()?)?;
+    dims.push(w.dim(0)?);
+    let y = y.reshape(dims)?;
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod delta_panel;
 pub mod file_picker;
+pub mod finetune_panel;
 pub mod fusion_panel;
 pub mod generate;
 pub mod jobs_panel;

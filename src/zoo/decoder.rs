@@ -23,9 +23,11 @@ pub const SHAPE: LlamaShape = LlamaShape {
     intermediate_size: 512,
     num_layers: 4,
     num_heads: 4,
+    num_kv_heads: 4,
     max_positions: 256,
     rope_theta: 10_000.0,
     rms_norm_eps: 1e-5,
+    tie_embeddings: false,
 };
 
 /// Bytes of mixture text per pre-training row.

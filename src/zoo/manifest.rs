@@ -55,7 +55,10 @@ impl Manifest {
 
     /// Writes through a temporary file so a failed write leaves the old manifest.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::fs::write_atomic(path, (serde_json::to_string_pretty(self)? + "\n").as_bytes())
+        crate::fs::write_atomic(
+            path,
+            (serde_json::to_string_pretty(self)? + "\n").as_bytes(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&ModelEntry> {

@@ -491,9 +491,9 @@ pub fn build_one(
 
 /// δ of a zoo fine-tune against its zoo base, per tensor.
 pub fn deltas(s: &ZooSpec) -> Result<Vec<TensorStats>> {
-    let base = s.base.with_context(|| {
-        format!("{} has no base model: it was trained from scratch", s.name)
-    })?;
+    let base = s
+        .base
+        .with_context(|| format!("{} has no base model: it was trained from scratch", s.name))?;
     // The classifiers hold the bare encoder under `bert.`.
     let prefix = if matches!(s.recipe, Recipe::Minilm(_)) {
         "bert."

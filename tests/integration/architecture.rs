@@ -25,7 +25,12 @@ fn sources() -> BTreeMap<String, Vec<(PathBuf, String)>> {
     let mut modules: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
     for path in files {
         let rel = path.strip_prefix(&src).unwrap();
-        let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let module = first.trim_end_matches(".rs").to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         modules.entry(module).or_default().push((path, text));
@@ -44,7 +49,11 @@ fn imports(text: &str) -> BTreeSet<String> {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             // `crate::named_enum!` is the macro of `names`.
-            let name = if name == "named_enum" { "names".into() } else { name };
+            let name = if name == "named_enum" {
+                "names".into()
+            } else {
+                name
+            };
             if !name.is_empty() {
                 out.insert(name);
             }

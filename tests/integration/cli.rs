@@ -381,8 +381,15 @@ fn prune_and_merge_headless() {
 
     // Every run left a record naming its inputs and results.
     let records = run_records(runs.path());
-    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "prune").count(), 2, "{kinds:?}");
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "prune").count(),
+        2,
+        "{kinds:?}"
+    );
     assert!(kinds.contains(&"merge"), "{kinds:?}");
     let scored = records
         .iter()
@@ -538,4 +545,48 @@ fn fuse_refuses_broken_and_mismatched_models() {
 
     let err = fuse(&dir.path().join("missing"));
     assert!(err.contains("no such file or folder"), "{err}");
+}
+
+#[test]
+fn finetune_headless_writes_a_model_and_a_record() {
+    let runs = tempfile::tempdir().unwrap();
+    let data = crate::common::doubling_pairs(runs.path(), 8);
+    let out = runs.path().join("tuned");
+    let base = alignscope::zoo::specs::spec("tiny-base").unwrap().path();
+    let report = json_output(
+        alignscope(runs.path())
+            .arg("finetune")
+            .arg("--model")
+            .arg(&base)
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--method", "full", "--steps", "3", "--batch", "2", "--json", "--out",
+            ])
+            .arg(&out),
+    );
+    assert_eq!(report["losses"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(report["method"], "full");
+    alignscope::lm::LanguageModel::load(&out).expect("the fine-tuned folder loads");
+    let record = run_records(runs.path())
+        .into_iter()
+        .find(|r| r["kind"] == "finetune")
+        .expect("a run record of the fine-tune");
+    assert_eq!(record["state"], "done");
+    assert_eq!(record["inputs"]["method"], "full");
+    assert_eq!(record["inputs"]["steps"], 3);
+
+    std::fs::write(&data, "{\"prompt\": \"x\"}\n").unwrap();
+    let err = failure_stderr(
+        alignscope(runs.path())
+            .arg("finetune")
+            .arg("--model")
+            .arg(&base)
+            .arg("--data")
+            .arg(&data),
+    );
+    assert!(
+        err.contains("pairs.jsonl") && err.contains("line 1"),
+        "{err}"
+    );
 }

@@ -38,3 +38,17 @@ pub fn argmax(v: &[f32]) -> usize {
         .map(|(i, _)| i)
         .unwrap_or(0)
 }
+
+/// `n` prompt/completion pairs ("double 3" → "6") as JSON Lines in `dir`: a set the tiny zoo
+/// decoder learns from in a few steps.
+pub fn doubling_pairs(dir: &std::path::Path, n: usize) -> PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let lines: Vec<String> = (1..=n)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("double {i}"), "completion": format!("{}", 2 * i)})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path
+}

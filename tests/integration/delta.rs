@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use alignscope::checkpoint::decode_f32;
+use alignscope::checkpoint::Checkpoint;
 use alignscope::delta::merge::merge_tensor;
 use alignscope::delta::prune::prune_tensor;
-use alignscope::checkpoint::Checkpoint;
 use alignscope::delta::{
-    merge_checkpoints, prune_checkpoint, Engine, MergeConfig, MergeInput, MergeMethod,
-    MergeSpec, Method, Output, PruneSpec, TensorFilter,
+    merge_checkpoints, prune_checkpoint, Engine, MergeConfig, MergeInput, MergeMethod, MergeSpec,
+    Method, Output, PruneSpec, TensorFilter,
 };
 use candle_core::{DType, Device, Tensor};
 

@@ -240,7 +240,8 @@ fn generate_lab_snapshot() {
     // The empty conversation offers example prompts; one click sends one.
     h.state_mut().settings.generation.sampling.temperature = 0.0;
     h.state_mut().settings.generation.max_tokens = 40;
-    h.get_by_label("Give me three tips for staying healthy.").click();
+    h.get_by_label("Give me three tips for staying healthy.")
+        .click();
     step_until(&mut h, "the example's answer", |a| {
         !generate(a).is_generating()
             && generate(a)
@@ -623,10 +624,7 @@ fn every_lab_opens_from_the_list() {
         h.run_steps(2);
         assert_eq!(h.state().settings.page, id);
         assert!(h.query_by_label(title).is_some(), "{id}: heading {title:?}");
-        assert!(
-            h.query_by_label(description).is_some(),
-            "{id}: description"
-        );
+        assert!(h.query_by_label(description).is_some(), "{id}: description");
         let deadline = Instant::now() + Duration::from_secs(600);
         while h.state().board.running() > 0 {
             assert!(Instant::now() < deadline, "{id}: its jobs did not finish");
@@ -646,4 +644,48 @@ fn every_lab_opens_from_the_list() {
         h.run_steps(3);
         h.snapshot(&format!("lab_{id}"));
     }
+}
+
+/// The Fine-tune page: a few LoRA steps of the tiny zoo decoder draw the loss curve, and one
+/// click opens the result in the Generate lab.
+#[test]
+fn finetune_page_trains_and_opens_the_result_for_chat() {
+    use alignscope::ui::finetune_panel::FinetunePanel;
+    let runs = tempfile::tempdir().unwrap();
+    let data = crate::common::doubling_pairs(runs.path(), 8);
+    let mut h = app(runs.path());
+    step_until(&mut h, "the shipped model to load", |a| {
+        a.model.model.is_some()
+    });
+    h.get_by_label("Fine-tune").click();
+    h.run_steps(2);
+    {
+        let p: &mut FinetunePanel = h.state_mut().lab_mut().unwrap();
+        p.model_input = alignscope::zoo::specs::spec("tiny-base")
+            .unwrap()
+            .path()
+            .display()
+            .to_string();
+        p.data_input = data.display().to_string();
+        p.eval_input = data.display().to_string();
+        (p.request.steps, p.request.batch) = (6, 2);
+    }
+    h.get_by_label("Train").click();
+    step_until(&mut h, "the fine-tune to finish", |a| {
+        let p: &FinetunePanel = a.lab().unwrap();
+        !p.is_running() && p.outcome.is_some()
+    });
+    let p: &FinetunePanel = h.state().lab().unwrap();
+    let outcome = p.outcome.clone().unwrap().unwrap();
+    assert_eq!(p.losses.len(), 6);
+    let (before, after) = outcome.eval_loss.unwrap();
+    assert!(after < before, "eval loss {before} → {after}");
+    assert!(h.query_by_label_contains("eval loss").is_some());
+    let out = outcome.out.unwrap();
+    h.get_by_label("Chat with the result").click();
+    step_until(&mut h, "the fine-tuned model to load", |a| {
+        a.model.loading_path().is_none()
+            && a.model.model.as_ref().is_some_and(|m| m.info.path == out)
+    });
+    assert_eq!(h.state().settings.page, "generate");
 }

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod delta;
 mod embed;
+mod finetune;
 mod fusion;
 mod gguf_families;
 mod gui;

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use alignscope::lm::{LanguageModel, Session};
-use alignscope::train::{load_into, seeded_builder, Pull};
 use alignscope::data::classify::{class_data, ClassTask};
 use alignscope::data::{Sources, TextTask, TextTasks};
+use alignscope::lm::{LanguageModel, Session};
+use alignscope::train::{load_into, seeded_builder, Pull};
 use alignscope::zoo::specs::{score_entry, spec, EvalContext, Recipe};
 use alignscope::zoo::{decoder, minilm, Manifest};
 use candle_core::{DType, Device, Tensor, D};

@@ -104,7 +104,9 @@ impl MergeView {
     fn take_results(&mut self) {
         let Some((_, job)) = &self.job else { return };
         let Some(r) = job.take_result() else { return };
-        let Some((merge, _)) = self.job.take() else { return };
+        let Some((merge, _)) = self.job.take() else {
+            return;
+        };
         self.result = Some(r.map(|o| MergeScores {
             merge,
             scores: o.scores,
@@ -227,8 +229,7 @@ impl DeltaPanel {
     pub fn export_pruned(&mut self, board: &JobBoard, out: PathBuf) {
         let mut request = self.request();
         if let Some(p) = &self.preview {
-            if p.spec.drop_rate == request.spec.drop_rate && p.spec.method == request.spec.method
-            {
+            if p.spec.drop_rate == request.spec.drop_rate && p.spec.method == request.spec.method {
                 // Keep the q a search found rather than searching again.
                 request.q = QChoice::Fixed(p.spec.q);
                 request.spec.tensor_q = p.spec.tensor_q.clone();
@@ -295,7 +296,9 @@ impl DeltaPanel {
 fn wrote(out: &Option<PathBuf>, summary: &crate::delta::RunSummary) -> String {
     format!(
         "wrote {} ({:.1} MB in {:.1} s)",
-        out.as_ref().map(|o| o.display().to_string()).unwrap_or_default(),
+        out.as_ref()
+            .map(|o| o.display().to_string())
+            .unwrap_or_default(),
         summary.bytes_written as f64 / 1e6,
         summary.seconds
     )

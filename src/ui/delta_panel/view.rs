@@ -4,9 +4,9 @@ use egui::{Color32, ComboBox, RichText, Slider, Ui};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points, VLine};
 
 use super::DeltaPanel;
-use crate::delta::tasks::{Subject, CURVE_METHODS};
-use crate::delta::lab::zoo_pairs;
 use crate::checkpoint::stats::per_layer;
+use crate::delta::lab::zoo_pairs;
+use crate::delta::tasks::{Subject, CURVE_METHODS};
 use crate::delta::{MergeMethod, Method, TensorFilter};
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;

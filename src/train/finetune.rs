@@ -1,0 +1,313 @@
+//! Fine-tuning a language model on chat data as a job: full fine-tuning, LoRA or a soft
+//! prompt, SFT loss on the answers, checkpoints written as Hugging Face folders (adapters
+//! merged) that the runtime loads. The defaults live in [`FinetuneRequest::new`].
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use candle_nn::VarMap;
+use serde::Serialize;
+use serde_json::json;
+
+use super::llama::{LoraConfig, TrainLlama};
+use super::pretrained::{write_hf_folder, Pretrained};
+use super::sft::{length_batches, read_jsonl, sft_loss, tokenize, Batch, Tokenized};
+use super::{Adam, AdamConfig, StepReport};
+use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
+use crate::lm::LanguageModel;
+
+crate::named_enum! {
+    "method";
+    /// What a fine-tune trains.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Method {
+        /// Every weight.
+        Full = "full",
+        /// Low-rank adapters beside the chosen projections (merged into the weights on export).
+        Lora = "lora",
+        /// Learnable embeddings put before every input (prompt tuning); the model stays as it is.
+        Prompt = "prompt",
+    }
+}
+
+impl Method {
+    /// Adam learning rates that work at this size: small for every weight, larger for
+    /// adapters (PEFT's usual 2e-4) and larger still for a few prompt vectors.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Method::Full => 5e-5,
+            Method::Lora => 2e-4,
+            Method::Prompt => 3e-2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneRequest {
+    /// GGUF file or Hugging Face llama/mistral folder.
+    pub model: PathBuf,
+    pub data: PathBuf,
+    /// Held-out examples: their loss before and after.
+    pub eval: Option<PathBuf>,
+    pub method: Method,
+    pub steps: usize,
+    pub lr: f64,
+    pub batch: usize,
+    /// Longest example in tokens (prompt and answer).
+    pub seq_len: usize,
+    pub lora: LoraConfig,
+    /// Soft-prompt length (prompt tuning).
+    pub prompt_len: usize,
+    /// Write the fine-tuned model here (every `save_every` steps and at the end).
+    pub out: Option<PathBuf>,
+    pub save_every: usize,
+    pub seed: u64,
+}
+
+impl FinetuneRequest {
+    /// `method` on `data` for 100 steps: batch 8, sequences up to 256 tokens, LoRA rank 8 on
+    /// q/k/v/o, 20 prompt vectors, the method's learning rate, a checkpoint every 50 steps.
+    pub fn new(model: PathBuf, data: PathBuf, method: Method) -> Self {
+        Self {
+            model,
+            data,
+            eval: None,
+            method,
+            steps: 100,
+            lr: method.default_lr(),
+            batch: 8,
+            seq_len: 256,
+            lora: LoraConfig::default(),
+            prompt_len: 20,
+            out: None,
+            save_every: 50,
+            seed: 0,
+        }
+    }
+}
+
+/// What the job reports after every step.
+#[derive(Debug, Clone)]
+pub struct FinetuneStep {
+    pub report: StepReport,
+    /// Training tokens per second so far (prompt and answer, no padding).
+    pub tokens_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneOutcome {
+    pub method: Method,
+    pub trainable_parameters: usize,
+    pub examples: usize,
+    pub losses: Vec<f32>,
+    /// Mean SFT loss on the eval set before and after training.
+    pub eval_loss: Option<(f32, f32)>,
+    pub tokens_per_second: f64,
+    pub seconds: f64,
+    pub out: Option<PathBuf>,
+}
+
+impl Report for FinetuneOutcome {
+    fn metrics(&self) -> serde_json::Value {
+        json!({
+            "first_loss": self.losses.first(),
+            "last_loss": self.losses.last(),
+            "eval_loss": self.eval_loss,
+            "tokens_per_second": self.tokens_per_second,
+            "trainable_parameters": self.trainable_parameters,
+            "seconds": self.seconds,
+        })
+    }
+    fn outputs(&self) -> serde_json::Value {
+        json!({ "out": self.out, "losses": self.losses })
+    }
+}
+
+/// The model set up for `method`: trainable variables in the returned VarMap.
+fn trainable(
+    pretrained: &Pretrained,
+    lm: &LanguageModel,
+    request: &FinetuneRequest,
+) -> Result<(TrainLlama, VarMap)> {
+    let vars = VarMap::new();
+    let model = match request.method {
+        Method::Full => pretrained.model(&vars)?,
+        Method::Lora => {
+            let mut m = pretrained.frozen_model()?;
+            m.add_lora(&request.lora, super::seeded_builder(&vars, request.seed))?;
+            m
+        }
+        Method::Prompt => {
+            let mut m = pretrained.frozen_model()?;
+            // Initialised from the embeddings of a neutral instruction, as prompt tuning does.
+            let init = lm.tokenizer.encode("Answer the question below.", false)?;
+            m.add_soft_prompt(
+                request.prompt_len,
+                &init,
+                super::seeded_builder(&vars, request.seed),
+            )?;
+            m
+        }
+    };
+    Ok((model, vars))
+}
+
+fn tokenized(lm: &LanguageModel, path: &std::path::Path, seq_len: usize) -> Result<Vec<Tokenized>> {
+    read_jsonl(path)?
+        .iter()
+        .map(|e| tokenize(lm, e, seq_len))
+        .collect()
+}
+
+/// Mean SFT loss over `items`, batch by batch, adapters' dropout off.
+fn mean_loss(model: &mut TrainLlama, items: &[Tokenized], batch: usize, pad: u32) -> Result<f32> {
+    model.train = false;
+    let mut sum = 0.0;
+    let mut n = 0;
+    for chunk in items.chunks(batch.max(1)) {
+        let refs: Vec<&Tokenized> = chunk.iter().collect();
+        sum += sft_loss(model, &Batch::new(&refs, pad)?)?.to_scalar::<f32>()? * chunk.len() as f32;
+        n += chunk.len();
+    }
+    model.train = true;
+    Ok(sum / n.max(1) as f32)
+}
+
+/// Runs the fine-tune; `on_step` sees every step and cancels by returning an error (the last
+/// checkpoint written stays).
+pub fn finetune(
+    request: &FinetuneRequest,
+    on_stage: &mut dyn FnMut(&str),
+    on_step: &mut dyn FnMut(FinetuneStep) -> Result<()>,
+) -> Result<FinetuneOutcome> {
+    ensure!(
+        request.steps > 0 && request.batch > 0,
+        "steps and batch must be positive"
+    );
+    ensure!(request.seq_len >= 2, "sequences need at least two tokens");
+    on_stage("loading the model");
+    let lm = LanguageModel::load(&request.model)?;
+    let pretrained = Pretrained::load(&request.model)?;
+    let pad = lm.tokenizer.eos.unwrap_or(0);
+    on_stage("tokenising the data");
+    let train = tokenized(&lm, &request.data, request.seq_len)?;
+    let eval = match &request.eval {
+        Some(p) => Some(tokenized(&lm, p, request.seq_len)?),
+        None => None,
+    };
+    let (mut model, vars) = trainable(&pretrained, &lm, request)?;
+    drop(pretrained);
+    let trainable_parameters = vars.all_vars().iter().map(|v| v.elem_count()).sum();
+    let eval_before = match &eval {
+        Some(items) => {
+            on_stage("scoring the eval set");
+            Some(mean_loss(&mut model, items, request.batch, pad)?)
+        }
+        None => None,
+    };
+    let mut opt = Adam::new(vars.all_vars(), AdamConfig::default())?;
+    let warmup = (request.steps / 10).max(1);
+    let started = Instant::now();
+    let (mut losses, mut tokens) = (Vec::new(), 0usize);
+    let mut batches = Vec::new();
+    let mut epoch = 0;
+    for step in 0..request.steps {
+        if batches.is_empty() {
+            batches = length_batches(&train, request.batch, request.seed + epoch);
+            epoch += 1;
+        }
+        let chosen: Vec<&Tokenized> = batches
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| &train[i])
+            .collect();
+        let batch = Batch::new(&chosen, pad)?;
+        let lr = super::optim::lr_at(step, request.steps, warmup, request.lr);
+        let loss = sft_loss(&model, &batch)?;
+        let value = loss.to_scalar::<f32>()?;
+        ensure!(
+            value.is_finite(),
+            "training diverged at step {step}: loss {value}"
+        );
+        opt.step(&loss.backward()?, lr)?;
+        losses.push(value);
+        tokens += batch.tokens;
+        let seconds = started.elapsed().as_secs_f64();
+        on_step(FinetuneStep {
+            report: StepReport {
+                step: step + 1,
+                total: request.steps,
+                loss: value,
+                lr,
+                seconds,
+            },
+            tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        })?;
+        let last = step + 1 == request.steps;
+        if let (Some(out), true) = (
+            &request.out,
+            last || (step + 1) % request.save_every.max(1) == 0,
+        ) {
+            on_stage("writing the checkpoint");
+            model.train = false;
+            write_hf_folder(out, &model, &lm)?;
+            model.train = true;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let eval_loss = match (&eval, eval_before) {
+        (Some(items), Some(before)) => {
+            on_stage("scoring the eval set");
+            Some((before, mean_loss(&mut model, items, request.batch, pad)?))
+        }
+        _ => None,
+    };
+    Ok(FinetuneOutcome {
+        method: request.method,
+        trainable_parameters,
+        examples: train.len(),
+        losses,
+        eval_loss,
+        tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        seconds,
+        out: request.out.clone(),
+    })
+}
+
+/// Every step arrives as a partial result.
+pub fn spawn_finetune(
+    board: &JobBoard,
+    request: FinetuneRequest,
+) -> JobHandle<FinetuneStep, FinetuneOutcome> {
+    let spec = JobSpec {
+        kind: "finetune".into(),
+        title: format!(
+            "fine-tune ({}) on {}",
+            request.method,
+            request
+                .data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        inputs: serde_json::to_value(&request).unwrap_or_default(),
+        seed: Some(request.seed),
+    };
+    board.spawn(spec, move |ctx: &JobCtx<FinetuneStep>| {
+        finetune(&request, &mut |stage| ctx.progress(None, stage), &mut |s| {
+            ctx.check()?;
+            ctx.progress(
+                Some(s.report.step as f32 / s.report.total as f32),
+                format!(
+                    "step {}/{} · loss {:.3} · {:.0} tok/s",
+                    s.report.step, s.report.total, s.report.loss, s.tokens_per_second
+                ),
+            );
+            ctx.send(s);
+            Ok(())
+        })
+    })
+}

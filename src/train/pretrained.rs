@@ -1,0 +1,228 @@
+//! A pretrained language model made trainable: the shipped GGUF (dequantised to f32, so it
+//! trains the quantised model's function) or a Hugging Face llama/mistral folder, read into
+//! [`TrainLlama`] under Hugging Face names; and the way back out, a Hugging Face folder that
+//! this app's runtime, transformers and llama.cpp's converter load.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+
+use super::llama::{LlamaShape, TrainLlama};
+use crate::lm::gguf::GgufFile;
+use crate::lm::LanguageModel;
+
+/// Pretrained weights by Hugging Face name, f32, with the model's shape.
+pub struct Pretrained {
+    pub shape: LlamaShape,
+    pub weights: HashMap<String, Tensor>,
+    pub source: PathBuf,
+    /// The source's weight formats (`Q4_1 ×210, F32 ×61`, `float32`), for records.
+    pub formats: String,
+}
+
+impl Pretrained {
+    /// A GGUF file (llama family) or a Hugging Face folder (`model_type` llama or mistral).
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            Self::from_hf(path)
+        } else if path.exists() {
+            Self::from_gguf(path)
+        } else {
+            bail!("{}: no such file or folder", path.display())
+        }
+    }
+
+    fn from_gguf(path: &Path) -> Result<Self> {
+        let mut g = GgufFile::open(path)?;
+        let c = g.config()?;
+        ensure!(
+            c.family == crate::lm::config::Family::Llama,
+            "{}: training supports llama-family models (SmolLM2, Llama, Mistral), not {:?}",
+            path.display(),
+            c.family
+        );
+        let shape = LlamaShape {
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_layers: c.num_layers,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+            max_positions: c.context_length,
+            rope_theta: c.rope_theta as f64,
+            rms_norm_eps: c.rms_norm_eps,
+            tie_embeddings: c.tie_embeddings,
+        };
+        ensure!(
+            c.head_dim == shape.head_dim(),
+            "{}: head size {} is not hidden / heads",
+            path.display(),
+            c.head_dim
+        );
+        let mut weights = HashMap::new();
+        let mut take = |t: Tensor, to: String| {
+            weights.insert(to, t);
+        };
+        take(
+            g.dequantize("token_embd.weight")?,
+            "model.embed_tokens.weight".into(),
+        );
+        take(
+            g.dequantize("output_norm.weight")?,
+            "model.norm.weight".into(),
+        );
+        if !shape.tie_embeddings {
+            take(g.dequantize("output.weight")?, "lm_head.weight".into());
+        }
+        for i in 0..shape.num_layers {
+            let (b, p) = (format!("blk.{i}"), format!("model.layers.{i}"));
+            for (from, to) in [
+                ("attn_norm", "input_layernorm"),
+                ("attn_v", "self_attn.v_proj"),
+                ("attn_output", "self_attn.o_proj"),
+                ("ffn_norm", "post_attention_layernorm"),
+                ("ffn_gate", "mlp.gate_proj"),
+                ("ffn_up", "mlp.up_proj"),
+                ("ffn_down", "mlp.down_proj"),
+            ] {
+                take(
+                    g.dequantize(&format!("{b}.{from}.weight"))?,
+                    format!("{p}.{to}.weight"),
+                );
+            }
+            // llama.cpp's converter interleaves the rotary halves of q and k; undo it.
+            for (from, to, heads) in [
+                ("attn_q", "q_proj", shape.num_heads),
+                ("attn_k", "k_proj", shape.num_kv_heads),
+            ] {
+                let w = g.dequantize(&format!("{b}.{from}.weight"))?;
+                take(
+                    unpermute_rope(&w, heads)?,
+                    format!("{p}.self_attn.{to}.weight"),
+                );
+            }
+        }
+        Ok(Self {
+            shape,
+            weights,
+            source: path.to_path_buf(),
+            formats: g.quantization_summary(),
+        })
+    }
+
+    fn from_hf(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let c: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let model_type = c["model_type"].as_str().unwrap_or("(none)");
+        ensure!(
+            matches!(model_type, "llama" | "mistral"),
+            "{}: training supports model_type llama and mistral, not {model_type}",
+            path.display()
+        );
+        let shape = LlamaShape::from_hf_config(&c)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let ckpt = crate::checkpoint::Checkpoint::open(dir)?;
+        let mut weights = HashMap::new();
+        for t in ckpt.tensors().iter().filter(|t| t.is_float()) {
+            let values = ckpt.read_f32(t)?;
+            let tensor = Tensor::from_vec(values, t.shape.as_slice(), &candle_core::Device::Cpu)?;
+            weights.insert(t.name.clone(), tensor);
+        }
+        Ok(Self {
+            shape,
+            weights,
+            source: dir.to_path_buf(),
+            formats: "safetensors".into(),
+        })
+    }
+
+    /// The model with these weights as variables of `varmap` (what an optimiser over
+    /// `varmap` trains: full fine-tuning). Errs if the weights lack one the model needs.
+    pub fn model(&self, varmap: &VarMap) -> Result<TrainLlama> {
+        {
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+            for (name, t) in &self.weights {
+                data.insert(name.clone(), Var::from_tensor(t)?);
+            }
+        }
+        let before = varmap.all_vars().len();
+        let model = TrainLlama::new(self.shape, super::seeded_builder(varmap, 0))?;
+        if varmap.all_vars().len() != before {
+            let known: Vec<String> = self.weights.keys().cloned().collect();
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
+            let missing: Vec<&String> = data.keys().filter(|k| !known.contains(k)).collect();
+            bail!("{}: no weights for {missing:?}", self.source.display());
+        }
+        Ok(model)
+    }
+
+    /// The model with its weights frozen (no gradients): the base of LoRA and prompt tuning.
+    pub fn frozen_model(&self) -> Result<TrainLlama> {
+        let mut model = self.model(&VarMap::new())?;
+        model.freeze();
+        Ok(model)
+    }
+}
+
+/// Rows of a q or k projection from llama.cpp's order (rotary pairs interleaved within each
+/// head: 0, d/2, 1, d/2+1, …) back to Hugging Face's (the two halves of each head).
+fn unpermute_rope(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let d = rows / heads;
+    Ok(w.reshape((heads, d / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}
+
+/// Writes `model` (adapters merged) as a Hugging Face folder: f32 `model.safetensors`,
+/// `config.json`, and the tokenizer and chat template of `lm` as `tokenizer.json` and
+/// `tokenizer_config.json`. A soft prompt, if any, goes to `soft_prompt.safetensors`. The
+/// folder is written beside `out` and renamed into place.
+pub fn write_hf_folder(out: &Path, model: &TrainLlama, lm: &LanguageModel) -> Result<()> {
+    let weights: HashMap<String, Tensor> = model.merged_weights()?.into_iter().collect();
+    let tok = &lm.tokenizer;
+    let token = |id: Option<u32>| id.map(|i| tok.token_str(i));
+    let mut config = model
+        .shape
+        .hf_config(tok.bos.unwrap_or(0), tok.eos.unwrap_or(0));
+    config["torch_dtype"] = "float32".into();
+    let tokenizer_config = serde_json::json!({
+        "bos_token": token(tok.bos),
+        "eos_token": token(tok.eos),
+        "add_bos_token": tok.add_bos,
+        "chat_template": lm.chat_template.as_ref().map(|t| t.source()),
+        "model_max_length": model.shape.max_positions,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    });
+    let tokenizer_json = tok.to_json()?;
+    crate::fs::write_folder(out, |dir| {
+        candle_core::safetensors::save(&weights, dir.join("model.safetensors"))?;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(&config)?,
+        )?;
+        std::fs::write(dir.join("tokenizer.json"), &tokenizer_json)?;
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            serde_json::to_string_pretty(&tokenizer_config)?,
+        )?;
+        if let Some(p) = model.soft_prompt() {
+            let prompt = HashMap::from([("soft_prompt".to_string(), p.detach())]);
+            candle_core::safetensors::save(&prompt, dir.join("soft_prompt.safetensors"))?;
+        }
+        Ok(())
+    })
+}

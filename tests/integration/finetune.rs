@@ -1,0 +1,224 @@
+//! Fine-tuning language models: the training forward pass against the runtime on the shipped
+//! SmolLM2, each method lowering the loss, LoRA merged = LoRA applied, exported folders that
+//! the runtime loads with the trained logits, and bad data files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alignscope::lm::{LanguageModel, Session};
+use alignscope::train::finetune::{finetune, FinetuneRequest, Method};
+use alignscope::train::llama::{LoraConfig, TrainLlama};
+use alignscope::train::pretrained::{write_hf_folder, Pretrained};
+use alignscope::train::sft::{read_jsonl, sft_loss, tokenize, Batch, Tokenized};
+use candle_core::{Device, Tensor};
+
+use crate::common::{doubling_pairs, max_abs_diff, shipped_model_path};
+
+/// The runtime's logits at every position of `ids`, fed one token at a time.
+fn runtime_logits(lm: &Arc<LanguageModel>, ids: &[u32]) -> Vec<Vec<f32>> {
+    let mut s = Session::new(lm.clone());
+    ids.iter()
+        .map(|&id| {
+            s.feed(&[id]).unwrap();
+            s.logits().unwrap().to_vec()
+        })
+        .collect()
+}
+
+/// The training forward pass's logits `[time][vocab]` for one sequence.
+fn training_logits(model: &TrainLlama, ids: &[u32]) -> Vec<Vec<f32>> {
+    let t = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model
+        .forward(&t)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
+fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| max_abs_diff(x, y))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn training_forward_matches_the_runtime_on_smollm2() {
+    let gguf = shipped_model_path();
+    let pretrained = Pretrained::load(&gguf).unwrap();
+    let s = pretrained.shape;
+    assert_eq!((s.num_layers, s.num_heads, s.num_kv_heads), (30, 9, 3));
+    assert!(s.tie_embeddings);
+    let mut model = pretrained.frozen_model().unwrap();
+    drop(pretrained);
+    model.train = false;
+    let lm = LanguageModel::load(&gguf).unwrap();
+    // The dequantised weights as an f32 Hugging Face folder: the runtime keeps f32 exact.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smollm2-f32");
+    write_hf_folder(&out, &model, &lm).unwrap();
+    let exported = Arc::new(LanguageModel::load(&out).unwrap());
+    let ids = lm.chat_ids("What is the capital of France?").unwrap();
+    assert_eq!(
+        exported.chat_ids("What is the capital of France?").unwrap(),
+        ids,
+        "the exported tokenizer and chat template give the same ids"
+    );
+    let ours = training_logits(&model, &ids);
+    let theirs = runtime_logits(&exported, &ids);
+    let diff = worst(&ours, &theirs);
+    eprintln!("{} positions, max |Δlogit| {diff:.2e}", ids.len());
+    assert!(diff < 1e-3, "max |Δlogit| {diff}");
+}
+
+fn tiny_base() -> PathBuf {
+    alignscope::zoo::specs::spec("tiny-base").unwrap().path()
+}
+
+#[test]
+fn every_method_lowers_the_loss_and_exports_a_loadable_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = doubling_pairs(dir.path(), 24);
+    for method in [Method::Full, Method::Lora, Method::Prompt] {
+        let mut req = FinetuneRequest::new(tiny_base(), data.clone(), method);
+        req.eval = Some(data.clone());
+        req.steps = 40;
+        req.batch = 4;
+        req.prompt_len = 4;
+        let out = dir.path().join(format!("out-{method}"));
+        req.out = Some(out.clone());
+        let outcome = finetune(&req, &mut |_| {}, &mut |_| Ok(())).unwrap();
+        let (before, after) = outcome.eval_loss.unwrap();
+        assert!(
+            after < before - 0.1,
+            "{method}: eval loss {before} → {after}"
+        );
+        assert_eq!(outcome.losses.len(), 40);
+        assert!(outcome.tokens_per_second > 0.0);
+        LanguageModel::load(&out).expect("the exported folder loads in the runtime");
+        assert_eq!(
+            out.join("soft_prompt.safetensors").exists(),
+            method == Method::Prompt,
+            "{method}: a soft prompt is saved beside the model"
+        );
+    }
+}
+
+/// A few LoRA steps on every projection, then: the adapters folded into the weights give the
+/// same logits as the adapters applied, and so does the runtime on the exported folder.
+#[test]
+fn lora_merged_equals_lora_applied_and_the_export_keeps_the_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = doubling_pairs(dir.path(), 16);
+    let base = tiny_base();
+    let lm = LanguageModel::load(&base).unwrap();
+    let pretrained = Pretrained::load(&base).unwrap();
+    let mut model = pretrained.frozen_model().unwrap();
+    let vars = candle_nn::VarMap::new();
+    let config = LoraConfig {
+        rank: 4,
+        dropout: 0.0,
+        targets: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..LoraConfig::default()
+    };
+    model
+        .add_lora(&config, alignscope::train::seeded_builder(&vars, 3))
+        .unwrap();
+    let items: Vec<Tokenized> = read_jsonl(&data)
+        .unwrap()
+        .iter()
+        .map(|e| tokenize(&lm, e, 64).unwrap())
+        .collect();
+    let refs: Vec<&Tokenized> = items.iter().collect();
+    let batch = Batch::new(&refs, 0).unwrap();
+    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
+    let first = sft_loss(&model, &batch)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    for _ in 0..10 {
+        let loss = sft_loss(&model, &batch).unwrap();
+        opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
+    }
+    let last = sft_loss(&model, &batch)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(last < first - 0.1, "LoRA loss {first} → {last}");
+
+    model.train = false;
+    let ids = &items[0].ids;
+    let applied = training_logits(&model, ids);
+    let merged = Pretrained {
+        shape: model.shape,
+        weights: model.merged_weights().unwrap().into_iter().collect(),
+        source: base.clone(),
+        formats: String::new(),
+    }
+    .frozen_model()
+    .unwrap();
+    let folded = training_logits(&merged, ids);
+    let diff = worst(&applied, &folded);
+    assert!(diff < 1e-4, "merged vs applied: {diff}");
+    assert!(
+        worst(
+            &applied,
+            &training_logits(&pretrained.frozen_model().unwrap(), ids)
+        ) > 1e-2,
+        "the adapters changed the model"
+    );
+
+    let out = dir.path().join("lora-merged");
+    write_hf_folder(&out, &model, &lm).unwrap();
+    let exported = Arc::new(LanguageModel::load(&out).unwrap());
+    let diff = worst(&applied, &runtime_logits(&exported, ids));
+    assert!(
+        diff < 1e-3,
+        "runtime on the export vs training forward: {diff}"
+    );
+}
+
+#[test]
+fn a_broken_data_line_is_refused_with_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}"#,
+            "\n",
+            r#"{"messages": [{"role": "user", "content": "Hi"}"#,
+            "\n\n",
+            r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "again"}]}"#,
+            "\n",
+            r#"{"prompt": "2+2", "completion": "4"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let err = format!("{:#}", read_jsonl(&path).unwrap_err());
+    assert!(err.contains("chat.jsonl"), "{err}");
+    assert!(err.contains("2 bad line(s)"), "{err}");
+    assert!(err.contains("line 2: not a JSON object"), "{err}");
+    assert!(
+        err.contains("line 4: the last message is from \"user\""),
+        "{err}"
+    );
+    std::fs::write(&path, "\n").unwrap();
+    assert!(format!("{:#}", read_jsonl(&path).unwrap_err()).contains("no examples"));
+}
