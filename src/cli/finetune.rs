@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{named, Front};
 use crate::train::finetune::{spawn_finetune, FinetuneRequest, Method};
+use crate::train::pretrained::GgufType;
 
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
@@ -50,6 +51,9 @@ pub struct FinetuneArgs {
     /// Write the fine-tuned model here, as a Hugging Face folder.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also write a GGUF beside --out (`<out>-q8_0.gguf`): q8_0, or q4_1 like the shipped file.
+    #[arg(long, value_parser = named::<GgufType>())]
+    gguf: Option<GgufType>,
     /// Write a checkpoint every N steps (a cancelled run keeps the last one).
     #[arg(long)]
     save_every: Option<usize>,
@@ -75,6 +79,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     }
     r.prompt_len = args.prompt_len.unwrap_or(r.prompt_len);
     r.out = args.out;
+    r.gguf = args.gguf;
     r.save_every = args.save_every.unwrap_or(r.save_every);
     r.seed = args.seed.unwrap_or(r.seed);
     let front = Front::new("loading");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::llama::{LoraConfig, TrainLlama};
-use super::pretrained::{write_hf_folder, Pretrained};
+use super::pretrained::{write_gguf, write_hf_folder, GgufType, Pretrained};
 use super::sft::{length_batches, read_jsonl, sft_loss, tokenize, Batch, Tokenized};
 use super::{Adam, AdamConfig, StepReport};
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
@@ -62,6 +62,9 @@ pub struct FinetuneRequest {
     pub prompt_len: usize,
     /// Write the fine-tuned model here (every `save_every` steps and at the end).
     pub out: Option<PathBuf>,
+    /// Also write a GGUF of this type beside `out` (`<out>-q8_0.gguf`; needs a GGUF source,
+    /// whose tokenizer metadata it copies).
+    pub gguf: Option<GgufType>,
     pub save_every: usize,
     pub seed: u64,
 }
@@ -82,6 +85,7 @@ impl FinetuneRequest {
             lora: LoraConfig::default(),
             prompt_len: 20,
             out: None,
+            gguf: None,
             save_every: 50,
             seed: 0,
         }
@@ -187,6 +191,22 @@ pub fn finetune(
         "steps and batch must be positive"
     );
     ensure!(request.seq_len >= 2, "sequences need at least two tokens");
+    let gguf_out = match (request.gguf, &request.out) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!("a GGUF export needs an output folder"),
+        (Some(t), Some(out)) => {
+            ensure!(
+                request.model.is_file(),
+                "{}: a GGUF export copies the tokenizer of a GGUF source; this is a folder",
+                request.model.display()
+            );
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            Some((t, out.with_file_name(format!("{name}-{t}.gguf"))))
+        }
+    };
     on_stage("loading the model");
     let lm = LanguageModel::load(&request.model)?;
     let pretrained = Pretrained::load(&request.model)?;
@@ -254,6 +274,9 @@ pub fn finetune(
             on_stage("writing the checkpoint");
             model.train = false;
             write_hf_folder(out, &model, &lm)?;
+            if let Some((t, path)) = &gguf_out {
+                write_gguf(path, &model, &request.model, *t)?;
+            }
             model.train = true;
         }
     }

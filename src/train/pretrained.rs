@@ -226,3 +226,115 @@ pub fn write_hf_folder(out: &Path, model: &TrainLlama, lm: &LanguageModel) -> Re
         Ok(())
     })
 }
+
+crate::named_enum! {
+    "GGUF type";
+    /// How an exported GGUF stores its weight matrices (norms stay f32).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum GgufType {
+        /// 8-bit blocks: near the trained weights.
+        Q8_0 = "q8_0",
+        /// 4-bit blocks with a minimum, as the shipped SmolLM2 (the embedding stays 8-bit).
+        Q4_1 = "q4_1",
+    }
+}
+
+/// Writes `model` (adapters merged) as a llama GGUF of `dtype`, with the metadata (tokenizer,
+/// chat template, hyper-parameters) of `source`, the GGUF it was loaded from. Matrices go
+/// back to llama.cpp's names and rotary row order. Written through a temporary file.
+pub fn write_gguf(out: &Path, model: &TrainLlama, source: &Path, dtype: GgufType) -> Result<()> {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let src = GgufFile::open(source)?;
+    ensure!(
+        src.architecture()? == "llama",
+        "{}: GGUF export writes llama models; the source is {}",
+        source.display(),
+        src.architecture()?
+    );
+    let (matrix_type, embed_type, file_type) = match dtype {
+        GgufType::Q8_0 => (GgmlDType::Q8_0, GgmlDType::Q8_0, 7u32),
+        GgufType::Q4_1 => (GgmlDType::Q4_1, GgmlDType::Q8_0, 3u32),
+    };
+    let shape = &model.shape;
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    for (name, t) in model.merged_weights()? {
+        let Some((gguf_name, kind)) = gguf_name(&name) else {
+            bail!("{name}: no GGUF name for this tensor");
+        };
+        let t = match kind {
+            Kind::Query => permute_rope(&t, shape.num_heads)?,
+            Kind::Key => permute_rope(&t, shape.num_kv_heads)?,
+            _ => t,
+        };
+        let q = match kind {
+            Kind::Norm => QTensor::quantize(&t, GgmlDType::F32)?,
+            Kind::Embedding => QTensor::quantize(&t, embed_type)?,
+            _ => QTensor::quantize(&t, matrix_type)?,
+        };
+        tensors.push((gguf_name, q));
+    }
+    let mut metadata: Vec<(String, gguf_file::Value)> = src
+        .content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.file_type")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    metadata.push(("general.file_type".into(), gguf_file::Value::U32(file_type)));
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    let meta_refs: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = crate::fs::StagedFile::create(out)?;
+    // The GGUF writer seeks; write into memory first, then through the staged file.
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut bytes, &meta_refs, &tensor_refs)
+        .with_context(|| format!("{}: cannot write the GGUF", out.display()))?;
+    std::io::Write::write_all(&mut file, bytes.get_ref())?;
+    file.commit()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Embedding,
+    Norm,
+    Query,
+    Key,
+    Matrix,
+}
+
+/// llama.cpp's name for a Hugging Face llama tensor.
+fn gguf_name(hf: &str) -> Option<(String, Kind)> {
+    match hf {
+        "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Kind::Embedding)),
+        "model.norm.weight" => return Some(("output_norm.weight".into(), Kind::Norm)),
+        "lm_head.weight" => return Some(("output.weight".into(), Kind::Embedding)),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, name) = rest.split_once('.')?;
+    let (gguf, kind) = match name {
+        "input_layernorm.weight" => ("attn_norm", Kind::Norm),
+        "post_attention_layernorm.weight" => ("ffn_norm", Kind::Norm),
+        "self_attn.q_proj.weight" => ("attn_q", Kind::Query),
+        "self_attn.k_proj.weight" => ("attn_k", Kind::Key),
+        "self_attn.v_proj.weight" => ("attn_v", Kind::Matrix),
+        "self_attn.o_proj.weight" => ("attn_output", Kind::Matrix),
+        "mlp.gate_proj.weight" => ("ffn_gate", Kind::Matrix),
+        "mlp.up_proj.weight" => ("ffn_up", Kind::Matrix),
+        "mlp.down_proj.weight" => ("ffn_down", Kind::Matrix),
+        _ => return None,
+    };
+    Some((format!("blk.{layer}.{gguf}.weight"), kind))
+}
+
+/// The inverse of [`unpermute_rope`]: Hugging Face's row order to llama.cpp's.
+fn permute_rope(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let d = rows / heads;
+    Ok(w.reshape((heads, 2, d / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
+}

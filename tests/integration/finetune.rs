@@ -222,3 +222,81 @@ fn a_broken_data_line_is_refused_with_its_number() {
     std::fs::write(&path, "\n").unwrap();
     assert!(format!("{:#}", read_jsonl(&path).unwrap_err()).contains("no examples"));
 }
+
+/// GGUF export: the frozen SmolLM2 written back as Q4_1 gives the shipped file's logits (the
+/// same blocks, requantised), and after two LoRA steps a Q8_0 export keeps the trained
+/// model's logits to the quantised runtime's own error and its greedy choices.
+#[test]
+fn gguf_exports_load_in_the_runtime_with_the_trained_logits() {
+    use alignscope::train::pretrained::{write_gguf, GgufType};
+    let gguf = shipped_model_path();
+    let lm = LanguageModel::load(&gguf).unwrap();
+    let pretrained = Pretrained::load(&gguf).unwrap();
+    let mut model = pretrained.frozen_model().unwrap();
+    drop(pretrained);
+    let dir = tempfile::tempdir().unwrap();
+    let ids = lm.chat_ids("Name a large river.").unwrap();
+
+    let q4 = dir.path().join("smollm2-q4_1.gguf");
+    write_gguf(&q4, &model, &gguf, GgufType::Q4_1).unwrap();
+    let exported = Arc::new(LanguageModel::load(&q4).unwrap());
+    assert!(
+        exported.info.quantization.starts_with("Q4_1"),
+        "{}",
+        exported.info.quantization
+    );
+    let shipped = crate::common::shipped_model();
+    let shipped_logits = runtime_logits(&shipped, &ids);
+    let diff = worst(&runtime_logits(&exported, &ids), &shipped_logits);
+    eprintln!("Q4_1 re-export vs shipped: max |Δlogit| {diff:.3e}");
+    assert!(diff < 0.05, "Q4_1 re-export vs shipped: {diff}");
+    // What the quantised runtime (8-bit activations) costs against the f32 forward pass.
+    model.train = false;
+    let runtime_error = worst(&training_logits(&model, &ids), &shipped_logits);
+    model.train = true;
+    eprintln!("quantised runtime vs f32 forward: max |Δlogit| {runtime_error:.3e}");
+
+    // Two LoRA steps on one answer, so the exported weights are the trained ones.
+    let vars = candle_nn::VarMap::new();
+    model
+        .add_lora(
+            // No dropout: the two steps, and so the exported weights, are the same every run.
+            &LoraConfig {
+                dropout: 0.0,
+                ..LoraConfig::default()
+            },
+            alignscope::train::seeded_builder(&vars, 1),
+        )
+        .unwrap();
+    let example = &read_jsonl(&crate::common::doubling_pairs(dir.path(), 1)).unwrap()[0];
+    let item = tokenize(&lm, example, 64).unwrap();
+    let batch = Batch::new(&[&item], 0).unwrap();
+    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
+    for _ in 0..2 {
+        let loss = sft_loss(&model, &batch).unwrap();
+        opt.step(&loss.backward().unwrap(), 1e-3).unwrap();
+    }
+    model.train = false;
+    let q8 = dir.path().join("tuned-q8_0.gguf");
+    write_gguf(&q8, &model, &gguf, GgufType::Q8_0).unwrap();
+    let tuned = Arc::new(LanguageModel::load(&q8).unwrap());
+    let ours = training_logits(&model, &ids);
+    let theirs = runtime_logits(&tuned, &ids);
+    let diff = worst(&ours, &theirs);
+    eprintln!("Q8_0 export vs training forward: max |Δlogit| {diff:.3e}");
+    assert!(
+        diff < 2.0 * runtime_error,
+        "Q8_0 export vs training forward: {diff} (the runtime's own error: {runtime_error})"
+    );
+    // Near-ties may flip under 8-bit weights; nearly every greedy choice must stay.
+    let same = ours
+        .iter()
+        .zip(&theirs)
+        .filter(|(a, b)| crate::common::argmax(a) == crate::common::argmax(b))
+        .count();
+    assert!(
+        same * 10 >= ours.len() * 9,
+        "greedy choices agree at {same} of {} positions",
+        ours.len()
+    );
+}
