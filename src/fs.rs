@@ -90,11 +90,22 @@ pub fn write_folder(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .with_context(|| format!("{}: cannot replace", out.display()))?;
+    // The old folder moves aside until the new one is in place, so an interruption between
+    // the two renames still leaves a whole folder on disk.
+    let old = out.with_file_name(format!(".{name}.old"));
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
     }
-    std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))
+    let replacing = out.exists();
+    if replacing {
+        std::fs::rename(out, &old).with_context(|| format!("{}: cannot replace", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))?;
+    if replacing {
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("{}: cannot remove", old.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,12 +165,19 @@ fn tokenized(lm: &LanguageModel, path: &std::path::Path, seq_len: usize) -> Resu
         .collect()
 }
 
-/// Mean SFT loss over `items`, batch by batch, adapters' dropout off.
-fn mean_loss(model: &mut TrainLlama, items: &[Tokenized], batch: usize, pad: u32) -> Result<f32> {
+/// Mean SFT loss over `items`, batch by batch, adapters' dropout off; `on_batch` may stop it.
+fn mean_loss(
+    model: &mut TrainLlama,
+    items: &[Tokenized],
+    batch: usize,
+    pad: u32,
+    on_batch: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<f32> {
     model.train = false;
     let mut sum = 0.0;
     let mut n = 0;
     for chunk in items.chunks(batch.max(1)) {
+        on_batch("scoring the eval set")?;
         let refs: Vec<&Tokenized> = chunk.iter().collect();
         sum += sft_loss(model, &Batch::new(&refs, pad)?)?.to_scalar::<f32>()? * chunk.len() as f32;
         n += chunk.len();
@@ -179,11 +186,36 @@ fn mean_loss(model: &mut TrainLlama, items: &[Tokenized], batch: usize, pad: u32
     Ok(sum / n.max(1) as f32)
 }
 
+/// The output folder must have a name, must not be the model trained, and may replace only a
+/// model folder (a `config.json` in it), never some other folder of the user's.
+fn check_output(out: &std::path::Path, model: &std::path::Path) -> Result<()> {
+    ensure!(
+        out.file_name().is_some(),
+        "{}: the output needs a folder name",
+        out.display()
+    );
+    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    ensure!(
+        !same(out, model),
+        "{}: the output folder is the model being trained; choose another",
+        out.display()
+    );
+    let foreign = out.is_dir()
+        && !out.join("config.json").exists()
+        && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some());
+    ensure!(
+        !foreign,
+        "{}: a folder that is not a model is there; choose an empty or new folder",
+        out.display()
+    );
+    Ok(())
+}
+
 /// Runs the fine-tune; `on_step` sees every step and cancels by returning an error (the last
 /// checkpoint written stays).
 pub fn finetune(
     request: &FinetuneRequest,
-    on_stage: &mut dyn FnMut(&str),
+    on_stage: &mut dyn FnMut(&str) -> Result<()>,
     on_step: &mut dyn FnMut(FinetuneStep) -> Result<()>,
 ) -> Result<FinetuneOutcome> {
     ensure!(
@@ -191,6 +223,14 @@ pub fn finetune(
         "steps and batch must be positive"
     );
     ensure!(request.seq_len >= 2, "sequences need at least two tokens");
+    ensure!(request.lora.rank > 0, "the LoRA rank must be at least 1");
+    if let Some(out) = &request.out {
+        check_output(out, &request.model)?;
+    }
+    ensure!(
+        request.method != Method::Prompt || request.gguf.is_none(),
+        "a GGUF export would leave the soft prompt out (the runtime does not read soft prompts yet)"
+    );
     let gguf_out = match (request.gguf, &request.out) {
         (None, _) => None,
         (Some(_), None) => anyhow::bail!("a GGUF export needs an output folder"),
@@ -207,11 +247,11 @@ pub fn finetune(
             Some((t, out.with_file_name(format!("{name}-{t}.gguf"))))
         }
     };
-    on_stage("loading the model");
+    on_stage("loading the model")?;
     let lm = LanguageModel::load(&request.model)?;
     let pretrained = Pretrained::load(&request.model)?;
     let pad = lm.tokenizer.eos.unwrap_or(0);
-    on_stage("tokenising the data");
+    on_stage("tokenising the data")?;
     let train = tokenized(&lm, &request.data, request.seq_len)?;
     let eval = match &request.eval {
         Some(p) => Some(tokenized(&lm, p, request.seq_len)?),
@@ -221,10 +261,7 @@ pub fn finetune(
     drop(pretrained);
     let trainable_parameters = vars.all_vars().iter().map(|v| v.elem_count()).sum();
     let eval_before = match &eval {
-        Some(items) => {
-            on_stage("scoring the eval set");
-            Some(mean_loss(&mut model, items, request.batch, pad)?)
-        }
+        Some(items) => Some(mean_loss(&mut model, items, request.batch, pad, on_stage)?),
         None => None,
     };
     let mut opt = Adam::new(vars.all_vars(), AdamConfig::default())?;
@@ -235,7 +272,7 @@ pub fn finetune(
     let mut epoch = 0;
     for step in 0..request.steps {
         if batches.is_empty() {
-            batches = length_batches(&train, request.batch, request.seed + epoch);
+            batches = length_batches(&train, request.batch, request.seed.wrapping_add(epoch));
             epoch += 1;
         }
         let chosen: Vec<&Tokenized> = batches
@@ -271,7 +308,7 @@ pub fn finetune(
             &request.out,
             last || (step + 1) % request.save_every.max(1) == 0,
         ) {
-            on_stage("writing the checkpoint");
+            on_stage("writing the checkpoint")?;
             model.train = false;
             write_hf_folder(out, &model, &lm)?;
             if let Some((t, path)) = &gguf_out {
@@ -282,10 +319,10 @@ pub fn finetune(
     }
     let seconds = started.elapsed().as_secs_f64();
     let eval_loss = match (&eval, eval_before) {
-        (Some(items), Some(before)) => {
-            on_stage("scoring the eval set");
-            Some((before, mean_loss(&mut model, items, request.batch, pad)?))
-        }
+        (Some(items), Some(before)) => Some((
+            before,
+            mean_loss(&mut model, items, request.batch, pad, on_stage)?,
+        )),
         _ => None,
     };
     Ok(FinetuneOutcome {
@@ -320,7 +357,12 @@ pub fn spawn_finetune(
         seed: Some(request.seed),
     };
     board.spawn(spec, move |ctx: &JobCtx<FinetuneStep>| {
-        finetune(&request, &mut |stage| ctx.progress(None, stage), &mut |s| {
+        let mut on_stage = |stage: &str| {
+            ctx.check()?;
+            ctx.progress(None, stage);
+            Ok(())
+        };
+        finetune(&request, &mut on_stage, &mut |s| {
             ctx.check()?;
             ctx.progress(
                 Some(s.report.step as f32 / s.report.total as f32),

@@ -127,6 +127,25 @@ impl Pretrained {
         );
         let shape = LlamaShape::from_hf_config(&c)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // What the training forward pass does not do: refuse rather than train another model.
+        for key in ["rope_scaling", "attention_bias", "mlp_bias"] {
+            let set = match &c[key] {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+                _ => true,
+            };
+            ensure!(
+                !set,
+                "{}: `{key}` is set; training supports plain llama attention (no rotary scaling, no biases)",
+                path.display()
+            );
+        }
+        if let Some(d) = c["head_dim"].as_u64() {
+            ensure!(
+                d as usize == shape.head_dim(),
+                "{}: head_dim {d} is not hidden_size / num_attention_heads",
+                path.display()
+            );
+        }
         let ckpt = crate::checkpoint::Checkpoint::open(dir)?;
         let mut weights = HashMap::new();
         for t in ckpt.tensors().iter().filter(|t| t.is_float()) {

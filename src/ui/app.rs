@@ -89,7 +89,7 @@ impl AlignApp {
     fn current(&self) -> usize {
         self.labs
             .iter()
-            .position(|l| l.id() == self.settings.page)
+            .position(|l| l.id() == self.settings.lab)
             .unwrap_or(0)
     }
 
@@ -112,7 +112,7 @@ impl AlignApp {
             }
         }
         if let Some(id) = chosen {
-            self.settings.page = id.to_string();
+            self.settings.lab = id.to_string();
         }
     }
 

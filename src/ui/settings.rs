@@ -11,8 +11,9 @@ use crate::lm::GenerationConfig;
 #[serde(default)]
 pub struct Settings {
     pub dark: bool,
-    /// The page shown ([`crate::ui::Lab::id`]); an unknown id shows the first page.
-    pub page: String,
+    /// The page shown ([`crate::ui::Lab::id`]); an unknown id shows the first page. (Named
+    /// `lab`, not `page`: settings saved when `page` was an enum still load.)
+    pub lab: String,
     /// Most recent first.
     pub recent_models: Vec<PathBuf>,
     /// The model opened at start (the shipped one if unset or missing).
@@ -28,7 +29,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             dark: true,
-            page: String::new(),
+            lab: String::new(),
             recent_models: Vec::new(),
             model: None,
             generation: GenerationConfig::default(),

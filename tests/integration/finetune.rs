@@ -92,7 +92,7 @@ fn every_method_lowers_the_loss_and_exports_a_loadable_folder() {
         req.prompt_len = 4;
         let out = dir.path().join(format!("out-{method}"));
         req.out = Some(out.clone());
-        let outcome = finetune(&req, &mut |_| {}, &mut |_| Ok(())).unwrap();
+        let outcome = finetune(&req, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
         let (before, after) = outcome.eval_loss.unwrap();
         assert!(
             after < before - 0.1,

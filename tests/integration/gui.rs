@@ -622,7 +622,7 @@ fn every_lab_opens_from_the_list() {
     for [id, name, title, description] in labs {
         h.get_by_label(name).click();
         h.run_steps(2);
-        assert_eq!(h.state().settings.page, id);
+        assert_eq!(h.state().settings.lab, id);
         assert!(h.query_by_label(title).is_some(), "{id}: heading {title:?}");
         assert!(h.query_by_label(description).is_some(), "{id}: description");
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -687,5 +687,5 @@ fn finetune_page_trains_and_opens_the_result_for_chat() {
         a.model.loading_path().is_none()
             && a.model.model.as_ref().is_some_and(|m| m.info.path == out)
     });
-    assert_eq!(h.state().settings.page, "generate");
+    assert_eq!(h.state().settings.lab, "generate");
 }

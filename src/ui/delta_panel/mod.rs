@@ -183,6 +183,8 @@ impl DeltaPanel {
         let mut request =
             PruneRequest::new(self.subject.clone(), self.spec.method, self.spec.drop_rate);
         request.spec = self.spec.clone();
+        // The page's previews are small and many: the CPU, as before (no device per job).
+        request.device = crate::gpu::DeviceChoice::Cpu;
         request.q = if self.q_auto {
             QChoice::Validation
         } else {

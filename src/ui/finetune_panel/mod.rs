@@ -32,6 +32,8 @@ pub struct FinetunePanel {
     pub losses: Vec<[f64; 2]>,
     pub tokens_per_second: f64,
     pub outcome: Option<Result<FinetuneOutcome, String>>,
+    /// Where the last run writes its checkpoints (kept when it is cancelled).
+    pub last_out: Option<PathBuf>,
 }
 
 impl Default for FinetunePanel {
@@ -48,6 +50,7 @@ impl Default for FinetunePanel {
             losses: Vec::new(),
             tokens_per_second: 0.0,
             outcome: None,
+            last_out: None,
         }
     }
 }
@@ -87,7 +90,8 @@ impl FinetunePanel {
         request.eval = Some(self.eval_input.trim())
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
-        request.out = Some(folder);
+        request.out = Some(folder.clone());
+        self.last_out = Some(folder);
         self.losses.clear();
         self.outcome = None;
         self.job = Some(spawn_finetune(board, request));

@@ -97,27 +97,36 @@ pub fn ui(ui: &mut Ui, panel: &mut FinetunePanel, ctx: &mut LabCtx) {
     });
     match &panel.outcome {
         Some(Ok(o)) => {
-            ui.horizontal_wrapped(|ui| {
-                let eval = o
-                    .eval_loss
-                    .map(|(b, a)| format!(" · eval loss {b:.3} before, {a:.3} after"))
-                    .unwrap_or_default();
-                ui.label(format!(
-                    "{} fine-tune of {} trainable parameters: {:.0} s, {:.0} tok/s{eval}",
-                    o.method, o.trainable_parameters, o.seconds, o.tokens_per_second
-                ));
-                if let Some(out) = &o.out {
-                    if ui.button("Chat with the result").clicked() {
-                        ctx.model.load(ctx.board, out.clone());
-                        ctx.settings.page = "generate".into();
-                    }
-                }
-            });
+            let eval = o
+                .eval_loss
+                .map(|(b, a)| format!(" · eval loss {b:.3} before, {a:.3} after"))
+                .unwrap_or_default();
+            ui.label(format!(
+                "{} fine-tune of {} trainable parameters: {:.0} s, {:.0} tok/s{eval}",
+                o.method, o.trainable_parameters, o.seconds, o.tokens_per_second
+            ));
         }
         Some(Err(e)) => {
-            ui.colored_label(BAD, format!("fine-tune failed: {e}"));
+            ui.colored_label(BAD, format!("fine-tune stopped: {e}"));
         }
         None => {}
+    }
+    // The result, or after a cancel the last checkpoint written.
+    let saved = panel
+        .last_out
+        .clone()
+        .filter(|p| !panel.is_running() && p.join("config.json").exists());
+    if let Some(out) = saved {
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!("model in {}", out.display()));
+            if panel.request.method == Method::Prompt {
+                // The runtime does not prepend soft prompts yet: chatting would show the base.
+                ui.weak("(a soft prompt: the Generate lab cannot use it yet)");
+            } else if ui.button("Chat with the result").clicked() {
+                ctx.model.load(ctx.board, out.clone());
+                ctx.settings.lab = "generate".into();
+            }
+        });
     }
     ui.label(RichText::new("training loss (answer tokens)").strong());
     if panel.losses.is_empty() && !panel.is_running() {
