@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Delta(super::bench_delta::DeltaBenchArgs),
     /// Log-domain Sinkhorn against POT on 256² to 4096² problems.
     Ot(super::bench_ot::OtBenchArgs),
+    /// Fine-tuning SmolLM2 (full and LoRA): training tokens/s and peak memory against PyTorch.
+    Train(super::bench_train::TrainBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +61,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Lm(args) => lm(args),
         BenchCommand::Delta(args) => super::bench_delta::run(args),
         BenchCommand::Ot(args) => super::bench_ot::run(args),
+        BenchCommand::Train(args) => super::bench_train::run(args),
     }
 }
 

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_delta;
 mod bench_ot;
+mod bench_train;
 mod delta;
 mod finetune;
 mod fusion;
