@@ -188,8 +188,15 @@ impl Pretrained {
     }
 
     /// The model with its weights frozen (no gradients): the base of LoRA and prompt tuning.
+    /// It shares the weights' storage (no copy).
     pub fn frozen_model(&self) -> Result<TrainLlama> {
-        let mut model = self.model(&VarMap::new())?;
+        let vb = candle_nn::VarBuilder::from_tensors(
+            self.weights.clone(),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        );
+        let mut model = TrainLlama::new(self.shape, vb)
+            .with_context(|| format!("{}: weights missing", self.source.display()))?;
         model.freeze();
         Ok(model)
     }
