@@ -12,44 +12,17 @@ use alignscope::ui::rain_panel::RainPanel;
 use alignscope::ui::settings::Settings;
 use alignscope::ui::widgets::token_view::chip_text;
 use alignscope::ui::zoo_panel::ZooPanel;
-use alignscope::ui::AlignApp;
+use alignscope::ui::{AlignApp, Lab};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 
-fn generate(a: &AlignApp) -> &GeneratePanel {
-    a.lab().expect("GeneratePanel is in the lab list")
+/// The page of type `T`.
+fn page<T: Lab>(a: &AlignApp) -> &T {
+    a.lab().expect("the page is in the lab list")
 }
 
-fn generate_mut(a: &mut AlignApp) -> &mut GeneratePanel {
-    a.lab_mut().expect("GeneratePanel is in the lab list")
-}
-
-fn rain(a: &AlignApp) -> &RainPanel {
-    a.lab().expect("RainPanel is in the lab list")
-}
-
-fn rain_mut(a: &mut AlignApp) -> &mut RainPanel {
-    a.lab_mut().expect("RainPanel is in the lab list")
-}
-
-fn zoo(a: &AlignApp) -> &ZooPanel {
-    a.lab().expect("ZooPanel is in the lab list")
-}
-
-fn delta(a: &AlignApp) -> &DeltaPanel {
-    a.lab().expect("DeltaPanel is in the lab list")
-}
-
-fn delta_mut(a: &mut AlignApp) -> &mut DeltaPanel {
-    a.lab_mut().expect("DeltaPanel is in the lab list")
-}
-
-fn fusion(a: &AlignApp) -> &FusionPanel {
-    a.lab().expect("FusionPanel is in the lab list")
-}
-
-fn fusion_mut(a: &mut AlignApp) -> &mut FusionPanel {
-    a.lab_mut().expect("FusionPanel is in the lab list")
+fn page_mut<T: Lab>(a: &mut AlignApp) -> &mut T {
+    a.lab_mut().expect("the page is in the lab list")
 }
 
 fn app(runs: &std::path::Path) -> Harness<'static, AlignApp> {
@@ -88,8 +61,8 @@ fn ask_greedy(h: &mut Harness<'static, AlignApp>, max_tokens: usize, message: &s
     h.step();
     h.get_by_label("Send").click();
     step_until(h, "the answer to stream in", |a| {
-        !generate(a).is_generating()
-            && generate(a)
+        !page::<GeneratePanel>(a).is_generating()
+            && page::<GeneratePanel>(a)
                 .loom
                 .active()
                 .turns
@@ -123,7 +96,7 @@ fn chat_stream_cancel_and_failure() {
 
     // Greedy and short, so the answer is deterministic and quick.
     ask_greedy(&mut h, 10, "What is the capital of France?");
-    let answer = generate(h.state()).loom.active().turns[1].clone();
+    let answer = page::<GeneratePanel>(h.state()).loom.active().turns[1].clone();
     assert_eq!(answer.tokens.len(), 10);
     assert!(h
         .query_by_label_contains("You: What is the capital of France?")
@@ -146,13 +119,13 @@ fn chat_stream_cancel_and_failure() {
             a.model.model.clone().unwrap(),
             a.settings.clone(),
         );
-        generate_mut(a).branch(&board, &model, &settings, turn, token, &alt);
+        page_mut::<GeneratePanel>(a).branch(&board, &model, &settings, turn, token, &alt);
     }
     step_until(&mut h, "the branch to finish", |a| {
-        !generate(a).is_generating()
+        !page::<GeneratePanel>(a).is_generating()
     });
-    let branch = generate(h.state()).loom.active().turns[1].clone();
-    assert_eq!(generate(h.state()).loom.branches.len(), 2);
+    let branch = page::<GeneratePanel>(h.state()).loom.active().turns[1].clone();
+    assert_eq!(page::<GeneratePanel>(h.state()).loom.branches.len(), 2);
     assert_eq!(branch.tokens[..2], answer.tokens[..2]);
     assert_eq!(branch.tokens[2].id, alt.id);
     assert!(h.query_by_label("Branch").is_some());
@@ -168,8 +141,8 @@ fn chat_stream_cancel_and_failure() {
     h.step();
     h.get_by_label("Send").click();
     step_until(&mut h, "the story to start", |a| {
-        generate(a).is_generating()
-            && generate(a)
+        page::<GeneratePanel>(a).is_generating()
+            && page::<GeneratePanel>(a)
                 .loom
                 .active()
                 .turns
@@ -178,9 +151,9 @@ fn chat_stream_cancel_and_failure() {
     });
     h.get_by_label("Stop").click();
     step_until(&mut h, "the generation to stop", |a| {
-        !generate(a).is_generating()
+        !page::<GeneratePanel>(a).is_generating()
     });
-    let story = generate(h.state())
+    let story = page::<GeneratePanel>(h.state())
         .loom
         .active()
         .turns
@@ -243,8 +216,8 @@ fn generate_lab_snapshot() {
     h.get_by_label("Give me three tips for staying healthy.")
         .click();
     step_until(&mut h, "the example's answer", |a| {
-        !generate(a).is_generating()
-            && generate(a)
+        !page::<GeneratePanel>(a).is_generating()
+            && page::<GeneratePanel>(a)
                 .loom
                 .active()
                 .turns
@@ -260,7 +233,7 @@ fn generate_lab_snapshot() {
         "the examples give way to the conversation"
     );
     // Timings change from run to run; the picture is about the tokens.
-    generate_mut(h.state_mut()).last_timings = None;
+    page_mut::<GeneratePanel>(h.state_mut()).last_timings = None;
     h.get_by_label("Model info").click();
     h.run_steps(3);
     h.snapshot("generate_lab");
@@ -278,7 +251,7 @@ fn rain_lab_steps_inspects_and_replays() {
     h.get_by_label("RAIN").click();
     h.step();
     {
-        let c = &mut rain_mut(h.state_mut()).config;
+        let c = &mut page_mut::<RainPanel>(h.state_mut()).config;
         (
             c.t_max,
             c.min_new_simulations,
@@ -288,28 +261,33 @@ fn rain_lab_steps_inspects_and_replays() {
     }
     h.get_by_label("Step").click();
     step_until(&mut h, "one simulation", |a| {
-        rain(a).replay.simulations == 1 && rain(a).replay.rewinds == 1
+        page::<RainPanel>(a).replay.simulations == 1 && page::<RainPanel>(a).replay.rewinds == 1
     });
     // Paused after one simulation: nothing more happens until the next step.
     for _ in 0..10 {
         h.step();
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
-    assert_eq!(rain(h.state()).replay.rewinds, 1);
-    assert!(rain(h.state()).is_paused());
+    assert_eq!(page::<RainPanel>(h.state()).replay.rewinds, 1);
+    assert!(page::<RainPanel>(h.state()).is_paused());
     h.get_by_label("Step").click();
     step_until(&mut h, "a second simulation", |a| {
-        rain(a).replay.rewinds == 2
+        page::<RainPanel>(a).replay.rewinds == 2
     });
     assert!(h
         .query_by_label_contains("simulations 2 · rewinds 2")
         .is_some());
 
     // Inspect a root child.
-    let child = rain(h.state()).replay.tree.node(0).children[0];
-    rain_mut(h.state_mut()).view.selected = Some(child);
+    let child = page::<RainPanel>(h.state()).replay.tree.node(0).children[0];
+    page_mut::<RainPanel>(h.state_mut()).view.selected = Some(child);
     h.step();
-    let text = rain(h.state()).replay.tree.node(child).text.clone();
+    let text = page::<RainPanel>(h.state())
+        .replay
+        .tree
+        .node(child)
+        .text
+        .clone();
     assert!(h.query_by_label("fn (real visits)").is_some());
     assert!(
         h.query_by_label(&format!("{text:?}")).is_some(),
@@ -319,25 +297,28 @@ fn rain_lab_steps_inspects_and_replays() {
     // Run to the end.
     h.get_by_label("Resume").click();
     step_until(&mut h, "the search to finish", |a| {
-        !rain(a).is_running() && rain(a).outcome.is_some()
+        !page::<RainPanel>(a).is_running() && page::<RainPanel>(a).outcome.is_some()
     });
-    let finished = rain(h.state()).replay.clone();
+    let finished = page::<RainPanel>(h.state()).replay.clone();
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
 
     // Click the current root on the canvas: the inspector shows it, and the view is pinned
     // (Follow off) so that it stays where it was clicked.
     let root = finished.tree.root;
-    rain_mut(h.state_mut()).view.follow = true;
+    page_mut::<RainPanel>(h.state_mut()).view.follow = true;
     h.run_steps(2);
-    let pos = rain(h.state()).view.screen_pos(root).unwrap();
+    let pos = page::<RainPanel>(h.state()).view.screen_pos(root).unwrap();
     h.hover_at(pos);
     h.step();
     h.drag_at(pos);
     h.step();
     h.drop_at(pos);
     h.run_steps(2);
-    assert_eq!(rain(h.state()).view.selected, Some(root));
-    assert!(!rain(h.state()).view.follow, "a click pins the view");
+    assert_eq!(page::<RainPanel>(h.state()).view.selected, Some(root));
+    assert!(
+        !page::<RainPanel>(h.state()).view.follow,
+        "a click pins the view"
+    );
     assert!(
         h.query_by_label(&root.to_string()).is_some(),
         "the inspector shows node {root}"
@@ -345,26 +326,29 @@ fn rain_lab_steps_inspects_and_replays() {
     assert!(h.query_by_label_contains("Vanilla answer").is_some());
 
     // Reopen the trace it wrote and scrub back to the middle.
-    let trace = rain(h.state()).last_trace.clone().unwrap();
+    let trace = page::<RainPanel>(h.state()).last_trace.clone().unwrap();
     h.get_by_label("Trace").click();
     h.get_by_label("Trace").type_text(&trace.to_string_lossy());
     h.step();
     h.get_by_label("Open trace").click();
     h.step();
-    let r = rain(h.state());
+    let r = page::<RainPanel>(h.state());
     assert_eq!(r.replay.simulations, finished.simulations);
     assert_eq!(r.replay.tree.nodes.len(), finished.tree.nodes.len());
     let half = r.events.len() / 2;
-    rain_mut(h.state_mut()).set_scrub(Some(half));
+    page_mut::<RainPanel>(h.state_mut()).set_scrub(Some(half));
     h.step();
-    assert!(rain(h.state()).replay.simulations < finished.simulations);
+    assert!(page::<RainPanel>(h.state()).replay.simulations < finished.simulations);
     h.get_by_label("Latest").click();
     h.step();
-    assert_eq!(rain(h.state()).replay.simulations, finished.simulations);
+    assert_eq!(
+        page::<RainPanel>(h.state()).replay.simulations,
+        finished.simulations
+    );
     // The picture: the replayed tree with a node inspected (temporary paths left out).
-    rain_mut(h.state_mut()).view.selected = Some(child);
-    rain_mut(h.state_mut()).last_trace = None;
-    rain_mut(h.state_mut()).trace_input.clear();
+    page_mut::<RainPanel>(h.state_mut()).view.selected = Some(child);
+    page_mut::<RainPanel>(h.state_mut()).last_trace = None;
+    page_mut::<RainPanel>(h.state_mut()).trace_input.clear();
     h.run_steps(2);
     h.snapshot("rain_lab");
 }
@@ -406,13 +390,18 @@ fn zoo_page_lists_models_and_cancels_a_rebuild() {
     let before = std::fs::read(&weights).unwrap();
     h.get_by_label("Rebuild").click();
     step_until(&mut h, "training to start", |a| {
-        zoo(a).live.as_ref().is_some_and(|l| l.step >= 1)
+        page::<ZooPanel>(a)
+            .live
+            .as_ref()
+            .is_some_and(|l| l.step >= 1)
     });
     assert!(h
         .query_by_label_contains("training tiny-add: step")
         .is_some());
     h.get_by_label("Cancel").click();
-    step_until(&mut h, "the build to stop", |a| !zoo(a).is_building());
+    step_until(&mut h, "the build to stop", |a| {
+        !page::<ZooPanel>(a).is_building()
+    });
     assert!(h.query_by_label_contains("build cancelled").is_some());
     assert_eq!(
         std::fs::read(&weights).unwrap(),
@@ -439,8 +428,10 @@ fn delta_page_slider_curves_and_failed_export() {
     ];
     let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), picked);
     h.get_by_label("Delta").click();
-    step_until(&mut h, "the first preview", |a| delta(a).preview.is_some());
-    let first = delta(h.state()).preview.clone().unwrap();
+    step_until(&mut h, "the first preview", |a| {
+        page::<DeltaPanel>(a).preview.is_some()
+    });
+    let first = page::<DeltaPanel>(h.state()).preview.clone().unwrap();
     assert_eq!(first.spec.drop_rate, 0.9);
     assert!(first.score.is_some(), "a zoo fine-tune is scored");
     assert!(h.query_by_label("Per-layer statistics").is_some());
@@ -448,12 +439,12 @@ fn delta_page_slider_curves_and_failed_export() {
     h.get_by_role_and_label(egui::accesskit::Role::Slider, "drop rate")
         .set_value_accesskit(2.0);
     step_until(&mut h, "the preview at p = 0.99", |a| {
-        delta(a)
+        page::<DeltaPanel>(a)
             .preview
             .as_ref()
             .is_some_and(|p| p.spec.drop_rate == 0.99)
     });
-    let second = delta(h.state()).preview.clone().unwrap();
+    let second = page::<DeltaPanel>(h.state()).preview.clone().unwrap();
     let kept = |p: &alignscope::delta::tasks::PruneOutcome| p.summary.kept_fraction();
     assert!(
         kept(&first) > 5.0 * kept(&second),
@@ -466,14 +457,16 @@ fn delta_page_slider_curves_and_failed_export() {
     assert_ne!(after1.counts, after2.counts, "the after-histogram moved");
     assert!(h.query_by_label_contains("p=0.99 kept").is_some());
 
-    step_until(&mut h, "three curve points", |a| delta(a).curves.len() >= 3);
+    step_until(&mut h, "three curve points", |a| {
+        page::<DeltaPanel>(a).curves.len() >= 3
+    });
     assert!(h.query_by_label("task metric vs drop rate").is_some());
 
     h.get_by_label("Export pruned checkpoint…").click();
     step_until(&mut h, "the export to fail", |a| {
-        delta(a).export_status.is_some()
+        page::<DeltaPanel>(a).export_status.is_some()
     });
-    let status = delta(h.state()).export_status.clone();
+    let status = page::<DeltaPanel>(h.state()).export_status.clone();
     assert!(matches!(status, Some(Err(_))), "{status:?}");
     assert!(h.query_by_label_contains("export failed").is_some());
     assert!(
@@ -483,24 +476,27 @@ fn delta_page_slider_curves_and_failed_export() {
 
     // The whole curve (3 methods × 9 rates), for a snapshot that does not depend on timing.
     let deadline = Instant::now() + Duration::from_secs(600);
-    while delta(h.state()).is_sweeping() {
+    while page::<DeltaPanel>(h.state()).is_sweeping() {
         assert!(Instant::now() < deadline, "the sweep did not finish");
         h.step();
         std::thread::sleep(Duration::from_millis(50));
     }
     h.run_steps(2);
-    assert_eq!(delta(h.state()).curves.len(), 27);
+    assert_eq!(page::<DeltaPanel>(h.state()).curves.len(), 27);
     // The error names a temporary path that changes every run.
-    delta_mut(h.state_mut()).export_status = None;
+    page_mut::<DeltaPanel>(h.state_mut()).export_status = None;
     h.run_steps(2);
     h.snapshot("delta_lab");
 
     // Any two folders: statistics without a task score, and no curves.
     h.get_by_label("Open folders…").click();
     step_until(&mut h, "the folder preview", |a| {
-        delta(a).preview.as_ref().is_some_and(|p| p.score.is_none())
+        page::<DeltaPanel>(a)
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.score.is_none())
     });
-    assert!(delta(h.state()).curves.is_empty());
+    assert!(page::<DeltaPanel>(h.state()).curves.is_empty());
     assert!(h
         .query_by_label("Curves need a zoo fine-tune (its task).")
         .is_some());
@@ -526,17 +522,18 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
         .is_some());
     {
         // Fewer scenes and steps than the defaults, to keep the test short.
-        let o = &mut fusion_mut(h.state_mut()).options;
+        let o = &mut page_mut::<FusionPanel>(h.state_mut()).options;
         o.samples = 64;
         o.eval_scenes = 200;
         o.finetune_steps = 10;
     }
     h.get_by_label("Run fusion").click();
     step_until(&mut h, "the fusion to finish", |a| {
-        !fusion(a).is_running() && (fusion(a).report.is_some() || fusion(a).error.is_some())
+        !page::<FusionPanel>(a).is_running()
+            && (page::<FusionPanel>(a).report.is_some() || page::<FusionPanel>(a).error.is_some())
     });
-    assert_eq!(fusion(h.state()).error, None);
-    let rows: Vec<String> = fusion(h.state())
+    assert_eq!(page::<FusionPanel>(h.state()).error, None);
+    let rows: Vec<String> = page::<FusionPanel>(h.state())
         .rows
         .iter()
         .map(|r| r.model.clone())
@@ -565,11 +562,11 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     h.get_by_label("next >").click();
     h.step();
     h.get_by_label("Transport map: layer 0 · query (64×64)");
-    let hard_sharpness = fusion(h.state()).maps[0][1].sharpness();
+    let hard_sharpness = page::<FusionPanel>(h.state()).maps[0][1].sharpness();
     h.get_by_label("soft (Sinkhorn)").click();
     h.step();
     h.get_by_label("Transport map: layer 0 · query (64×64)");
-    assert!(fusion(h.state()).maps[1][1].sharpness() < hard_sharpness);
+    assert!(page::<FusionPanel>(h.state()).maps[1][1].sharpness() < hard_sharpness);
     h.get_by_label("hard (exact)").click();
     h.step();
     h.snapshot("fusion_lab");
@@ -587,9 +584,9 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     h.step();
     h.get_by_label("Run fusion").click();
     step_until(&mut h, "the failing run", |a| {
-        !fusion(a).is_running() && fusion(a).error.is_some()
+        !page::<FusionPanel>(a).is_running() && page::<FusionPanel>(a).error.is_some()
     });
-    let error = fusion(h.state()).error.clone().unwrap();
+    let error = page::<FusionPanel>(h.state()).error.clone().unwrap();
     assert!(error.contains("config.json"), "{error}");
     assert!(h.query_by_label_contains("fusion failed").is_some());
 }
