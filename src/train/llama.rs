@@ -340,11 +340,6 @@ impl TrainLlama {
         Ok(())
     }
 
-    /// Sets the soft prompt from saved values (no gradient).
-    pub fn set_soft_prompt(&mut self, values: Option<Tensor>) {
-        self.soft_prompt = values;
-    }
-
     pub fn soft_prompt(&self) -> Option<&Tensor> {
         self.soft_prompt.as_ref()
     }

@@ -300,3 +300,38 @@ fn gguf_exports_load_in_the_runtime_with_the_trained_logits() {
         ours.len()
     );
 }
+
+/// The per-sequence answer log-likelihood is the mean over that sequence's answer tokens: for a
+/// batch of two sequences of different lengths, each entry equals minus the SFT loss of the
+/// sequence alone (padding and prompt excluded).
+#[test]
+fn answer_logprob_is_the_mean_over_each_answer() {
+    use alignscope::train::sft::answer_logprob;
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base();
+    let lm = LanguageModel::load(&base).unwrap();
+    let mut model = Pretrained::load(&base).unwrap().frozen_model().unwrap();
+    model.train = false;
+    let examples = read_jsonl(&doubling_pairs(dir.path(), 12)).unwrap();
+    // "double 1" → "2" and "double 12" → "24": answers of different lengths.
+    let items: Vec<Tokenized> = [&examples[0], &examples[11]]
+        .iter()
+        .map(|e| tokenize(&lm, e, 64).unwrap())
+        .collect();
+    assert_ne!(items[0].ids.len(), items[1].ids.len());
+    let both = Batch::new(&[&items[0], &items[1]], 0).unwrap();
+    let joint: Vec<f32> = answer_logprob(&model, &both).unwrap().to_vec1().unwrap();
+    for (i, item) in items.iter().enumerate() {
+        let alone = sft_loss(&model, &Batch::new(&[item], 0).unwrap())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            (joint[i] + alone).abs() < 1e-4,
+            "sequence {i}: {} vs {}",
+            joint[i],
+            -alone
+        );
+    }
+    assert!(joint.iter().all(|&v| v < 0.0));
+}

@@ -54,12 +54,22 @@ fn app_with(
 /// Types and sends `message`, then waits until the greedy answer (at most `max_tokens`) has
 /// streamed in.
 fn ask_greedy(h: &mut Harness<'static, AlignApp>, max_tokens: usize, message: &str) {
-    h.state_mut().settings.generation.sampling.temperature = 0.0;
-    h.state_mut().settings.generation.max_tokens = max_tokens;
+    set_greedy(h, max_tokens);
     h.get_by_label("Message").click();
     h.get_by_label("Message").type_text(message);
     h.step();
     h.get_by_label("Send").click();
+    wait_for_answer(h);
+}
+
+/// Greedy decoding of at most `max_tokens`, so answers are deterministic and quick.
+fn set_greedy(h: &mut Harness<'static, AlignApp>, max_tokens: usize) {
+    h.state_mut().settings.generation.sampling.temperature = 0.0;
+    h.state_mut().settings.generation.max_tokens = max_tokens;
+}
+
+/// Runs frames until the last answer has streamed in.
+fn wait_for_answer(h: &mut Harness<'static, AlignApp>) {
     step_until(h, "the answer to stream in", |a| {
         !page::<GeneratePanel>(a).is_generating()
             && page::<GeneratePanel>(a)
@@ -211,19 +221,10 @@ fn generate_lab_snapshot() {
         a.model.model.is_some()
     });
     // The empty conversation offers example prompts; one click sends one.
-    h.state_mut().settings.generation.sampling.temperature = 0.0;
-    h.state_mut().settings.generation.max_tokens = 40;
+    set_greedy(&mut h, 40);
     h.get_by_label("Give me three tips for staying healthy.")
         .click();
-    step_until(&mut h, "the example's answer", |a| {
-        !page::<GeneratePanel>(a).is_generating()
-            && page::<GeneratePanel>(a)
-                .loom
-                .active()
-                .turns
-                .last()
-                .is_some_and(|t| !t.tokens.is_empty())
-    });
+    wait_for_answer(&mut h);
     assert!(h
         .query_by_label("You: Give me three tips for staying healthy.")
         .is_some());

@@ -132,7 +132,7 @@ pub fn ui(ui: &mut Ui, panel: &mut FinetunePanel, ctx: &mut LabCtx) {
     if panel.losses.is_empty() && !panel.is_running() {
         ui.weak(
             "Train to draw the curve. On 2 cores, 60 LoRA steps of SmolLM2 on the pirate set \
-             take about 10 minutes; the tiny zoo decoders train in seconds.",
+             took 13 minutes here; the tiny zoo decoders train in seconds.",
         );
     }
     Plot::new("finetune-loss")
