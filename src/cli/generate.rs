@@ -30,6 +30,10 @@ pub struct GenerateArgs {
     top_p: f32,
     #[arg(long, default_value_t = SamplingParams::default().seed)]
     seed: u64,
+    /// Learned embeddings to put before the prompt: the `soft_prompt.safetensors` that
+    /// `finetune --method prompt` writes beside its model.
+    #[arg(long)]
+    soft_prompt: Option<PathBuf>,
     /// Feed the prompt as is, without the chat template.
     #[arg(long)]
     raw: bool,
@@ -56,10 +60,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             ..SamplingParams::default()
         },
     };
+    let soft_prompt = match &args.soft_prompt {
+        Some(path) => Some(std::sync::Arc::new(crate::lm::SoftPrompt::load(path)?)),
+        None => None,
+    };
     let request = GenerateRequest {
         prompt_label: args.prompt.clone(),
         prompt_ids,
         config,
+        soft_prompt,
     };
     let handle = spawn_generate(&front.board, model.clone(), None, request);
     let mut stdout = std::io::stdout();
@@ -79,6 +88,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         let out = json!({
             "model": model.info,
             "prompt": args.prompt,
+            "soft_prompt": args.soft_prompt,
             "text": g.text,
             "stop": g.stop,
             "tokens": g.tokens,

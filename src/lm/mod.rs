@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod sampling;
 pub mod session;
+pub mod soft_prompt;
 pub mod tasks;
 pub mod tokenizer;
 pub mod transformer;
@@ -26,6 +27,7 @@ pub use error::{LmError, Result};
 pub use generate::{generate, GeneratedToken, Generation, GenerationConfig, StopReason};
 pub use sampling::{Sampler, SamplingParams, TokenChoice};
 pub use session::Session;
+pub use soft_prompt::SoftPrompt;
 pub use tokenizer::TextTokenizer;
 pub use transformer::Transformer;
 

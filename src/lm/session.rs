@@ -1,13 +1,15 @@
 //! A conversation with the model: the tokens so far and their KV cache, which can be forked
 //! (two continuations share a prefix) and rewound (back to an earlier position) without
-//! recomputing the prefix.
+//! recomputing the prefix. A session may start with a soft prompt: learned embeddings at the
+//! first positions, before every token (see [`SoftPrompt`]).
 
 use std::sync::Arc;
 
 use super::error::{LmError, Result};
 use super::kv_cache::KvCache;
 use super::sampling::{Sampler, TokenChoice};
-use super::transformer::BatchItem;
+use super::soft_prompt::SoftPrompt;
+use super::transformer::{BatchItem, Input};
 use super::LanguageModel;
 
 /// Long prompts are processed in slices of this many tokens to bound the attention matrix.
@@ -17,6 +19,8 @@ const PREFILL_CHUNK: usize = 256;
 pub struct Session {
     model: Arc<LanguageModel>,
     cache: KvCache,
+    /// The soft prompt in the cache before `tokens`, if any.
+    soft_prompt: Option<Arc<SoftPrompt>>,
     tokens: Vec<u32>,
     /// Logits after the last token; `None` after a rewind until they are asked for.
     /// Shared with forks until either feeds again.
@@ -31,10 +35,44 @@ impl Session {
         Self {
             model,
             cache,
+            soft_prompt: None,
             tokens: Vec::new(),
             logits: None,
             processed: 0,
         }
+    }
+
+    /// A session whose cache starts with `prompt`'s embeddings, run now so that forks share
+    /// them. Its tokens (and [`Session::rewind`] lengths) count after the soft prompt.
+    pub fn with_soft_prompt(model: Arc<LanguageModel>, prompt: Arc<SoftPrompt>) -> Result<Self> {
+        let hidden = model.transformer.config.hidden_size;
+        if prompt.hidden() != hidden {
+            return Err(LmError::file(
+                &prompt.path,
+                format!(
+                    "a soft prompt of width {} does not fit this model (hidden size {hidden})",
+                    prompt.hidden()
+                ),
+            ));
+        }
+        let mut s = Self::new(model);
+        let mut items = [BatchItem {
+            input: Input::Embeddings(prompt.rows()),
+            cache: &mut s.cache,
+        }];
+        s.model.transformer.forward_batch(&mut items, false)?;
+        s.processed = prompt.len();
+        s.soft_prompt = Some(prompt);
+        Ok(s)
+    }
+
+    pub fn soft_prompt(&self) -> Option<&Arc<SoftPrompt>> {
+        self.soft_prompt.as_ref()
+    }
+
+    /// Positions the soft prompt takes (0 without one).
+    fn offset(&self) -> usize {
+        self.soft_prompt.as_ref().map_or(0, |p| p.len())
     }
 
     pub fn model(&self) -> &Arc<LanguageModel> {
@@ -76,11 +114,9 @@ impl Session {
         );
         let max = model.transformer.config.context_length;
         for (s, t) in sessions.iter().zip(tokens) {
-            if s.tokens.len() + t.len() > max {
-                return Err(LmError::ContextFull {
-                    len: s.tokens.len() + t.len(),
-                    max,
-                });
+            let len = s.offset() + s.tokens.len() + t.len();
+            if len > max {
+                return Err(LmError::ContextFull { len, max });
             }
         }
         // Long inputs go in slices of PREFILL_CHUNK; sessions whose tokens run out drop out.
@@ -92,7 +128,7 @@ impl Session {
                 let slice = &t[done.min(t.len())..(done + PREFILL_CHUNK).min(t.len())];
                 if !slice.is_empty() {
                     items.push(BatchItem {
-                        tokens: slice,
+                        input: Input::Tokens(slice),
                         cache: &mut s.cache,
                     });
                     fed.push((i, slice));
@@ -123,7 +159,7 @@ impl Session {
         if len >= self.tokens.len() {
             return Ok(());
         }
-        self.cache.truncate(len);
+        self.cache.truncate(self.offset() + len);
         self.tokens.truncate(len);
         self.logits = None;
         Ok(())

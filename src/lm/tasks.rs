@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::generate::{generate, GeneratedToken, Generation, GenerationConfig};
 use super::session::Session;
+use super::soft_prompt::SoftPrompt;
 use super::LanguageModel;
 use crate::jobs::{JobBoard, JobHandle, JobSpec, Report};
 
@@ -51,6 +52,8 @@ pub struct GenerateRequest {
     pub prompt_label: String,
     pub prompt_ids: Vec<u32>,
     pub config: GenerationConfig,
+    /// Learned embeddings put before the prompt (prompt tuning's result), if any.
+    pub soft_prompt: Option<Arc<SoftPrompt>>,
 }
 
 pub struct GenerateOutcome {
@@ -91,13 +94,19 @@ pub fn spawn_generate(
             "prompt": request.prompt_label,
             "prompt_tokens": request.prompt_ids.len(),
             "config": request.config,
+            "soft_prompt": request.soft_prompt.as_ref().map(|p| &p.path),
         }),
         seed: Some(request.config.sampling.seed),
     };
     board.spawn(spec, move |ctx| {
-        let mut session = match session {
-            Some(s) if Arc::ptr_eq(s.model(), &model) => s,
-            _ => Session::new(model.clone()),
+        let same_prompt = |s: &Session| match (s.soft_prompt(), &request.soft_prompt) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let mut session = match (session, &request.soft_prompt) {
+            (Some(s), _) if Arc::ptr_eq(s.model(), &model) && same_prompt(&s) => s,
+            (_, Some(p)) => Session::with_soft_prompt(model.clone(), p.clone())?,
+            (_, None) => Session::new(model.clone()),
         };
         ctx.progress(Some(0.0), "reading the prompt");
         let max = request.config.max_tokens.max(1);

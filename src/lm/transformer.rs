@@ -149,9 +149,27 @@ impl Rope {
     }
 }
 
-/// One sequence of a batch: new tokens to run after what its cache holds.
+/// What a sequence of a batch runs next.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Tokens(&'a [u32]),
+    /// Rows of input embeddings (`hidden` wide) in place of token lookups: a soft prompt.
+    Embeddings(&'a [f32]),
+}
+
+impl Input<'_> {
+    /// Positions it takes.
+    pub fn len(&self, hidden: usize) -> usize {
+        match self {
+            Input::Tokens(t) => t.len(),
+            Input::Embeddings(e) => e.len() / hidden,
+        }
+    }
+}
+
+/// One sequence of a batch: new input to run after what its cache holds.
 pub struct BatchItem<'a> {
-    pub tokens: &'a [u32],
+    pub input: Input<'a>,
     pub cache: &'a mut KvCache,
 }
 
@@ -210,7 +228,10 @@ impl Transformer {
         cache: &mut KvCache,
         all_positions: bool,
     ) -> Result<Vec<f32>> {
-        let mut items = [BatchItem { tokens, cache }];
+        let mut items = [BatchItem {
+            input: Input::Tokens(tokens),
+            cache,
+        }];
         Ok(self.forward_batch(&mut items, all_positions)?.remove(0))
     }
 
@@ -230,51 +251,70 @@ impl Transformer {
         let hidden = cfg.hidden_size;
         // (item, position) of each row of the activations.
         let mut rows = Vec::new();
+        let lens: Vec<usize> = items.iter().map(|it| it.input.len(hidden)).collect();
         for (i, item) in items.iter().enumerate() {
-            let pos = item.cache.len();
-            if item.tokens.is_empty() {
+            let (pos, n) = (item.cache.len(), lens[i]);
+            match item.input {
+                Input::Tokens(tokens) => {
+                    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                        return Err(LmError::Tokenizer(format!(
+                            "token id {bad} is outside the vocabulary of {}",
+                            cfg.vocab_size
+                        )));
+                    }
+                }
+                Input::Embeddings(e) if e.len() % hidden != 0 => {
+                    return Err(LmError::Compute(candle_core::Error::Msg(format!(
+                        "input embeddings of {} values are not rows of {hidden}",
+                        e.len()
+                    ))));
+                }
+                Input::Embeddings(_) => {}
+            }
+            if n == 0 {
                 return Err(LmError::Compute(candle_core::Error::Msg(
-                    "forward called with no tokens".into(),
+                    "forward called with no input".into(),
                 )));
             }
-            if pos + item.tokens.len() > cfg.context_length {
+            if pos + n > cfg.context_length {
                 return Err(LmError::ContextFull {
-                    len: pos + item.tokens.len(),
+                    len: pos + n,
                     max: cfg.context_length,
                 });
             }
-            if let Some(&bad) = item.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                return Err(LmError::Tokenizer(format!(
-                    "token id {bad} is outside the vocabulary of {}",
-                    cfg.vocab_size
-                )));
-            }
-            rows.extend((0..item.tokens.len()).map(|j| (i, pos + j)));
+            rows.extend((0..n).map(|j| (i, pos + j)));
         }
-        let mut x = vec![0f32; rows.len() * hidden];
-        let ids = items.iter().flat_map(|it| it.tokens.iter());
-        for (id, row) in ids.zip(x.chunks_exact_mut(hidden)) {
-            self.embeddings.row_f32(*id as usize, row);
+        let mut x = Vec::with_capacity(rows.len() * hidden);
+        for item in items.iter() {
+            match item.input {
+                Input::Tokens(tokens) => {
+                    for &id in tokens {
+                        let start = x.len();
+                        x.resize(start + hidden, 0.0);
+                        self.embeddings.row_f32(id as usize, &mut x[start..]);
+                    }
+                }
+                Input::Embeddings(e) => x.extend_from_slice(e),
+            }
         }
         if cfg.family == Family::Gemma3 {
             let s = (hidden as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= s);
         }
-        for item in items.iter_mut() {
-            item.cache.reserve(item.tokens.len());
+        for (item, &n) in items.iter_mut().zip(&lens) {
+            item.cache.reserve(n);
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             self.block_forward(block, layer, &mut x, &rows, items);
         }
-        for item in items.iter_mut() {
-            item.cache.advance(item.tokens.len());
+        for (item, &n) in items.iter_mut().zip(&lens) {
+            item.cache.advance(n);
         }
 
         // Final norm and head on the rows whose logits are wanted.
         let mut out = Vec::with_capacity(items.len());
         let mut first = 0;
-        for item in items.iter() {
-            let n = item.tokens.len();
+        for &n in &lens {
             let take = if all_positions {
                 first..first + n
             } else {

@@ -246,8 +246,9 @@ pub fn write_hf_folder(out: &Path, model: &TrainLlama, lm: &LanguageModel) -> Re
             serde_json::to_string_pretty(&tokenizer_config)?,
         )?;
         if let Some(p) = model.soft_prompt() {
-            let prompt = HashMap::from([("soft_prompt".to_string(), p.detach())]);
-            candle_core::safetensors::save(&prompt, dir.join("soft_prompt.safetensors"))?;
+            use crate::lm::soft_prompt::{FILE, TENSOR};
+            let prompt = HashMap::from([(TENSOR.to_string(), p.detach())]);
+            candle_core::safetensors::save(&prompt, dir.join(FILE))?;
         }
         Ok(())
     })

@@ -21,6 +21,8 @@ pub struct Settings {
     pub generation: GenerationConfig,
     /// Feed the message as is, without the chat template.
     pub raw_prompt: bool,
+    /// A soft prompt (`soft_prompt.safetensors`) the Generate lab puts before every prompt.
+    pub soft_prompt: Option<PathBuf>,
     /// What each page keeps between starts, by page id.
     pub labs: BTreeMap<String, serde_json::Value>,
 }
@@ -34,6 +36,7 @@ impl Default for Settings {
             model: None,
             generation: GenerationConfig::default(),
             raw_prompt: false,
+            soft_prompt: None,
             labs: BTreeMap::new(),
         }
     }

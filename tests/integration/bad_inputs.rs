@@ -119,3 +119,54 @@ fn hf_folder_with_bad_safetensors_header_or_no_tokenizer() {
         "{e}"
     );
 }
+
+/// A soft prompt file that is not safetensors, lacks the tensor, or has the wrong width.
+#[test]
+fn broken_soft_prompts() {
+    use alignscope::lm::{Session, SoftPrompt};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let err = |path: &Path| SoftPrompt::load(path).unwrap_err().to_string();
+
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a tensor file").unwrap();
+    let e = err(&junk);
+    assert!(
+        e.contains("junk.safetensors") && e.contains("not a readable safetensors"),
+        "{e}"
+    );
+
+    let other = dir.path().join("other.safetensors");
+    let t = Tensor::zeros((2, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&HashMap::from([("weights".to_string(), t)]), &other).unwrap();
+    let e = err(&other);
+    assert!(
+        e.contains("other.safetensors")
+            && e.contains("no `soft_prompt` tensor (the file holds: weights)"),
+        "{e}"
+    );
+
+    let flat = dir.path().join("flat.safetensors");
+    let t = Tensor::zeros(8, candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&HashMap::from([("soft_prompt".to_string(), t)]), &flat)
+        .unwrap();
+    let e = err(&flat);
+    assert!(e.contains("not [length, hidden]"), "{e}");
+
+    // Width 8 against the shipped model's 576.
+    let narrow = dir.path().join("narrow.safetensors");
+    let t = Tensor::ones((3, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&HashMap::from([("soft_prompt".to_string(), t)]), &narrow)
+        .unwrap();
+    let prompt = Arc::new(SoftPrompt::load(&narrow).unwrap());
+    let model = Arc::new(LanguageModel::load(&shipped_model_path()).unwrap());
+    let e = Session::with_soft_prompt(model, prompt)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("narrow.safetensors") && e.contains("width 8") && e.contains("576"),
+        "{e}"
+    );
+}

@@ -576,6 +576,60 @@ fn finetune_headless_writes_a_model_and_a_record() {
     assert_eq!(record["inputs"]["method"], "full");
     assert_eq!(record["inputs"]["steps"], 3);
 
+    // A prompt-tuned model answers through `generate --soft-prompt`, which records the file.
+    let prompted = runs.path().join("prompted");
+    json_output(
+        alignscope(runs.path())
+            .arg("finetune")
+            .arg("--model")
+            .arg(&base)
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--method",
+                "prompt",
+                "--prompt-len",
+                "4",
+                "--steps",
+                "2",
+                "--batch",
+                "2",
+            ])
+            .args(["--json", "--out"])
+            .arg(&prompted),
+    );
+    let soft_prompt = prompted.join("soft_prompt.safetensors");
+    let answer = json_output(
+        alignscope(runs.path())
+            .arg("generate")
+            .arg("--model")
+            .arg(&prompted)
+            .arg("--soft-prompt")
+            .arg(&soft_prompt)
+            .args([
+                "--prompt",
+                "12",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "4",
+                "--json",
+            ]),
+    );
+    assert_eq!(answer["soft_prompt"], soft_prompt.to_str().unwrap());
+    assert!(
+        answer["tokens"].as_array().is_some_and(|t| !t.is_empty()),
+        "{answer}"
+    );
+    let record = run_records(runs.path())
+        .into_iter()
+        .find(|r| r["kind"] == "generate")
+        .expect("a run record of the generation");
+    assert_eq!(
+        record["inputs"]["soft_prompt"],
+        soft_prompt.to_str().unwrap()
+    );
+
     std::fs::write(&data, "{\"prompt\": \"x\"}\n").unwrap();
     let err = failure_stderr(
         alignscope(runs.path())

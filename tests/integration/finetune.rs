@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use alignscope::lm::{LanguageModel, Session};
+use alignscope::lm::{LanguageModel, Session, SoftPrompt};
 use alignscope::train::finetune::{finetune, FinetuneRequest, Method};
 use alignscope::train::llama::{LoraConfig, TrainLlama};
 use alignscope::train::pretrained::{write_hf_folder, Pretrained};
@@ -14,9 +14,9 @@ use candle_core::{Device, Tensor};
 
 use crate::common::{doubling_pairs, max_abs_diff, shipped_model_path};
 
-/// The runtime's logits at every position of `ids`, fed one token at a time.
-fn runtime_logits(lm: &Arc<LanguageModel>, ids: &[u32]) -> Vec<Vec<f32>> {
-    let mut s = Session::new(lm.clone());
+/// The runtime's logits at every position of `ids`, fed one token at a time after what
+/// session `s` holds.
+fn runtime_logits(mut s: Session, ids: &[u32]) -> Vec<Vec<f32>> {
     ids.iter()
         .map(|&id| {
             s.feed(&[id]).unwrap();
@@ -47,21 +47,33 @@ fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Without a soft prompt the training forward pass gives the runtime's logits; with one, the
+/// runtime (a session started with the exported prompt) moves the same way as training does.
 #[test]
-fn training_forward_matches_the_runtime_on_smollm2() {
+fn training_forward_matches_the_runtime_on_smollm2_with_and_without_a_soft_prompt() {
     let gguf = shipped_model_path();
     let pretrained = Pretrained::load(&gguf).unwrap();
     let s = pretrained.shape;
     assert_eq!((s.num_layers, s.num_heads, s.num_kv_heads), (30, 9, 3));
     assert!(s.tie_embeddings);
     let mut model = pretrained.frozen_model().unwrap();
+    let mut prompted = pretrained.frozen_model().unwrap();
     drop(pretrained);
     model.train = false;
+    prompted.train = false;
     let lm = LanguageModel::load(&gguf).unwrap();
+    let init = lm
+        .tokenizer
+        .encode("Answer like a pirate, matey!", false)
+        .unwrap();
+    let varmap = candle_nn::VarMap::new();
+    prompted
+        .add_soft_prompt(6, &init, alignscope::train::seeded_builder(&varmap, 0))
+        .unwrap();
     // The dequantised weights as an f32 Hugging Face folder: the runtime keeps f32 exact.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("smollm2-f32");
-    write_hf_folder(&out, &model, &lm).unwrap();
+    write_hf_folder(&out, &prompted, &lm).unwrap();
     let exported = Arc::new(LanguageModel::load(&out).unwrap());
     let ids = lm.chat_ids("What is the capital of France?").unwrap();
     assert_eq!(
@@ -69,11 +81,26 @@ fn training_forward_matches_the_runtime_on_smollm2() {
         ids,
         "the exported tokenizer and chat template give the same ids"
     );
-    let ours = training_logits(&model, &ids);
-    let theirs = runtime_logits(&exported, &ids);
-    let diff = worst(&ours, &theirs);
+    let plain = training_logits(&model, &ids);
+    let diff = worst(
+        &plain,
+        &runtime_logits(Session::new(exported.clone()), &ids),
+    );
     eprintln!("{} positions, max |Δlogit| {diff:.2e}", ids.len());
     assert!(diff < 1e-3, "max |Δlogit| {diff}");
+
+    let prompt = SoftPrompt::load(&out.join("soft_prompt.safetensors")).unwrap();
+    assert_eq!((prompt.len(), prompt.hidden()), (6, 576));
+    let session = Session::with_soft_prompt(exported.clone(), Arc::new(prompt)).unwrap();
+    let with_prompt = training_logits(&prompted, &ids);
+    let moved = worst(&with_prompt, &plain);
+    let diff = worst(&with_prompt, &runtime_logits(session, &ids));
+    eprintln!("soft prompt: moves logits by up to {moved:.2}, runtime vs training {diff:.2e}");
+    assert!(
+        moved > 0.5,
+        "the soft prompt barely changes the logits ({moved})"
+    );
+    assert!(diff < 1e-3, "with the soft prompt: max |Δlogit| {diff}");
 }
 
 fn tiny_base() -> PathBuf {
@@ -186,7 +213,10 @@ fn lora_merged_equals_lora_applied_and_the_export_keeps_the_logits() {
     let out = dir.path().join("lora-merged");
     write_hf_folder(&out, &model, &lm).unwrap();
     let exported = Arc::new(LanguageModel::load(&out).unwrap());
-    let diff = worst(&applied, &runtime_logits(&exported, ids));
+    let diff = worst(
+        &applied,
+        &runtime_logits(Session::new(exported.clone()), ids),
+    );
     assert!(
         diff < 1e-3,
         "runtime on the export vs training forward: {diff}"
@@ -246,8 +276,11 @@ fn gguf_exports_load_in_the_runtime_with_the_trained_logits() {
         exported.info.quantization
     );
     let shipped = crate::common::shipped_model();
-    let shipped_logits = runtime_logits(&shipped, &ids);
-    let diff = worst(&runtime_logits(&exported, &ids), &shipped_logits);
+    let shipped_logits = runtime_logits(Session::new(shipped.clone()), &ids);
+    let diff = worst(
+        &runtime_logits(Session::new(exported.clone()), &ids),
+        &shipped_logits,
+    );
     eprintln!("Q4_1 re-export vs shipped: max |Δlogit| {diff:.3e}");
     assert!(diff < 0.05, "Q4_1 re-export vs shipped: {diff}");
     // What the quantised runtime (8-bit activations) costs against the f32 forward pass.
@@ -281,7 +314,7 @@ fn gguf_exports_load_in_the_runtime_with_the_trained_logits() {
     write_gguf(&q8, &model, &gguf, GgufType::Q8_0).unwrap();
     let tuned = Arc::new(LanguageModel::load(&q8).unwrap());
     let ours = training_logits(&model, &ids);
-    let theirs = runtime_logits(&tuned, &ids);
+    let theirs = runtime_logits(Session::new(tuned.clone()), &ids);
     let diff = worst(&ours, &theirs);
     eprintln!("Q8_0 export vs training forward: max |Δlogit| {diff:.3e}");
     assert!(

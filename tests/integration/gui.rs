@@ -686,4 +686,45 @@ fn finetune_page_trains_and_opens_the_result_for_chat() {
             && a.model.model.as_ref().is_some_and(|m| m.info.path == out)
     });
     assert_eq!(h.state().settings.lab, "generate");
+    assert_eq!(h.state().settings.soft_prompt, None);
+
+    // A soft prompt: the chat starts with it, and the Generate lab says so.
+    h.get_by_label("Fine-tune").click();
+    h.run_steps(2);
+    {
+        let p: &mut FinetunePanel = h.state_mut().lab_mut().unwrap();
+        p.request.method = alignscope::train::finetune::Method::Prompt;
+        p.request.prompt_len = 4;
+    }
+    h.get_by_label("Train").click();
+    step_until(&mut h, "prompt tuning to finish", |a| {
+        let p: &FinetunePanel = a.lab().unwrap();
+        let method = p
+            .outcome
+            .as_ref()
+            .and_then(|o| o.as_ref().ok())
+            .map(|o| o.method);
+        !p.is_running() && method == Some(alignscope::train::finetune::Method::Prompt)
+    });
+    h.run_steps(2);
+    let p: &FinetunePanel = h.state().lab().unwrap();
+    let out = p.outcome.clone().unwrap().unwrap().out.unwrap();
+    h.get_by_label("Chat with the result").click();
+    step_until(&mut h, "the prompt-tuned model to load", |a| {
+        a.model.loading_path().is_none()
+            && a.model.model.as_ref().is_some_and(|m| m.info.path == out)
+    });
+    let soft_prompt = h.state().settings.soft_prompt.clone();
+    assert_eq!(soft_prompt, Some(out.join("soft_prompt.safetensors")));
+    ask_greedy(&mut h, 4, "12");
+    assert!(h
+        .query_by_label_contains("4 positions before every prompt")
+        .is_some());
+    let answer = page::<GeneratePanel>(h.state()).loom.active().turns[1]
+        .tokens
+        .len();
+    assert!(answer > 0, "the soft-prompted model answered");
+    h.get_by_label("Remove the soft prompt").click();
+    h.run_steps(2);
+    assert_eq!(h.state().settings.soft_prompt, None);
 }

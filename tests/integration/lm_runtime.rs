@@ -291,3 +291,49 @@ fn seeded_sampling_is_reproducible() {
         a.text
     );
 }
+
+/// A soft prompt sits before the tokens: lengths and rewinds count after it, forks share it,
+/// and it changes what the model predicts.
+#[test]
+fn a_soft_prompt_session_rewinds_and_forks_after_its_prompt() {
+    use alignscope::lm::SoftPrompt;
+    use std::sync::Arc;
+    let m = shipped_model();
+    let hidden = m.info.hidden_size;
+    // Three rows taken from the embedding table, as prompt tuning initialises them.
+    let words = m.tokenizer.encode("Speak French", false).unwrap();
+    let mut rows = vec![0f32; 3 * hidden];
+    for (i, row) in rows.chunks_exact_mut(hidden).enumerate() {
+        m.transformer
+            .embeddings
+            .row_f32(words[i % words.len()] as usize, row);
+    }
+    let prompt = Arc::new(SoftPrompt::from_rows(rows, hidden, "test".into()));
+    let ids = m.chat_ids("Name a colour.").unwrap();
+    let a = m.tokenizer.encode("Blue", false).unwrap();
+
+    let mut s = Session::with_soft_prompt(m.clone(), prompt.clone()).unwrap();
+    assert_eq!((s.len(), s.tokens_processed()), (0, 3));
+    s.feed(&ids).unwrap();
+    assert_eq!(s.len(), ids.len());
+    let first = s.logits().unwrap().to_vec();
+    let plain = logits_after(&ids);
+    assert!(
+        max_abs_diff(&first, &plain) > 0.1,
+        "the soft prompt changes the logits"
+    );
+
+    let mut fork = s.fork();
+    s.feed(&a).unwrap();
+    s.rewind(ids.len()).unwrap();
+    assert_eq!(s.len(), ids.len());
+    // Asking again runs the last prompt token once more, after the soft prompt.
+    let d = max_abs_diff(s.logits().unwrap(), &first);
+    assert!(d < 1e-3, "after rewind: max |Δlogit| = {d}");
+    assert_eq!(
+        fork.logits().unwrap(),
+        &first[..],
+        "the fork kept its logits"
+    );
+    assert!(Arc::ptr_eq(fork.soft_prompt().unwrap(), &prompt));
+}

@@ -119,11 +119,11 @@ pub fn ui(ui: &mut Ui, panel: &mut FinetunePanel, ctx: &mut LabCtx) {
     if let Some(out) = saved {
         ui.horizontal_wrapped(|ui| {
             ui.label(format!("model in {}", out.display()));
-            if panel.request.method == Method::Prompt {
-                // The runtime does not prepend soft prompts yet: chatting would show the base.
-                ui.weak("(a soft prompt: the Generate lab cannot use it yet)");
-            } else if ui.button("Chat with the result").clicked() {
+            if ui.button("Chat with the result").clicked() {
                 ctx.model.load(ctx.board, out.clone());
+                // A prompt-tuned result is the base model plus its soft prompt.
+                let prompt = out.join(crate::lm::soft_prompt::FILE);
+                ctx.settings.soft_prompt = prompt.exists().then_some(prompt);
                 ctx.settings.lab = "generate".into();
             }
         });

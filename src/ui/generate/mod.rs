@@ -4,12 +4,13 @@
 pub mod loom;
 mod view;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::jobs::{JobBoard, JobHandle};
 use crate::lm::generate::{Alternative, GeneratedToken, Timings};
 use crate::lm::tasks::{spawn_generate, GenerateOutcome, GenerateRequest};
-use crate::lm::{LanguageModel, Session};
+use crate::lm::{LanguageModel, Session, SoftPrompt};
 
 use super::settings::Settings;
 use super::{Lab, LabCtx};
@@ -28,6 +29,10 @@ pub struct GeneratePanel {
     pub last_timings: Option<Timings>,
     /// Typed path in the model picker.
     pub path_input: String,
+    /// Typed path of a soft prompt file.
+    pub soft_prompt_input: String,
+    /// The soft prompt of `Settings::soft_prompt` (or why it cannot be read), read once.
+    soft_prompt: Option<(PathBuf, Result<Arc<SoftPrompt>, String>)>,
 }
 
 impl GeneratePanel {
@@ -93,6 +98,23 @@ impl GeneratePanel {
         self.error = None;
     }
 
+    /// The soft prompt the settings name, read from its file the first time it is asked for.
+    pub fn soft_prompt(&mut self, settings: &Settings) -> Result<Option<Arc<SoftPrompt>>, String> {
+        let Some(path) = &settings.soft_prompt else {
+            return Ok(None);
+        };
+        if self.soft_prompt.as_ref().map(|(p, _)| p) != Some(path) {
+            let read = SoftPrompt::load(path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+            self.soft_prompt = Some((path.clone(), read));
+        }
+        match &self.soft_prompt {
+            Some((_, read)) => read.clone().map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Generates (or continues) assistant turn `turn` of the active branch.
     fn start(
         &mut self,
@@ -126,6 +148,13 @@ impl GeneratePanel {
             }
         };
         ids.extend(self.loom.active().turns[turn].tokens.iter().map(|t| t.id));
+        let soft_prompt = match self.soft_prompt(settings) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
         let request = GenerateRequest {
             prompt_label: messages
                 .last()
@@ -133,6 +162,7 @@ impl GeneratePanel {
                 .unwrap_or_default(),
             prompt_ids: ids,
             config: settings.generation.clone(),
+            soft_prompt,
         };
         let handle = spawn_generate(board, model.clone(), self.session.take(), request);
         self.job = Some((turn, handle));

@@ -19,6 +19,8 @@ pub fn ui(ui: &mut Ui, panel: &mut GeneratePanel, ctx: &mut LabCtx) {
                 ui.label(RichText::new("Model").strong());
                 model_picker(ui, &mut panel.path_input, ctx);
                 ui.separator();
+                soft_prompt(ui, panel, ctx.settings);
+                ui.separator();
                 sampling(ui, ctx.settings);
                 ui.separator();
                 ui.label(RichText::new("Token colours").strong());
@@ -176,4 +178,45 @@ fn sampling(ui: &mut Ui, settings: &mut Settings) {
             });
             ui.checkbox(&mut settings.raw_prompt, "Raw prompt (no chat template)");
         });
+}
+
+/// The soft prompt put before every prompt: which file, or a field to name one.
+fn soft_prompt(ui: &mut Ui, panel: &mut GeneratePanel, settings: &mut Settings) {
+    ui.label(RichText::new("Soft prompt").strong());
+    let Some(path) = settings.soft_prompt.clone() else {
+        ui.weak("Learned embeddings put before every prompt (what prompt tuning trains).");
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut panel.soft_prompt_input)
+                    .hint_text("soft_prompt.safetensors")
+                    .desired_width(220.0),
+            );
+            let typed = panel.soft_prompt_input.trim();
+            if ui
+                .add_enabled(!typed.is_empty(), egui::Button::new("Use"))
+                .clicked()
+            {
+                settings.soft_prompt = Some(typed.into());
+            }
+        });
+        return;
+    };
+    let name = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    match panel.soft_prompt(settings) {
+        Ok(Some(p)) => {
+            ui.label(format!("{name}: {} positions before every prompt", p.len()))
+                .on_hover_text(path.display().to_string());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            ui.colored_label(crate::ui::widgets::outcome::BAD, e);
+        }
+    }
+    if ui.button("Remove the soft prompt").clicked() {
+        settings.soft_prompt = None;
+    }
 }

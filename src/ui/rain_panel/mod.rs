@@ -129,6 +129,7 @@ impl RainPanel {
                     prompt_label: self.prompt.clone(),
                     prompt_ids,
                     config,
+                    soft_prompt: None,
                 };
                 self.vanilla_text.clear();
                 self.vanilla = Some(spawn_generate(board, model.clone(), None, request));
