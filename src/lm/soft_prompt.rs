@@ -70,7 +70,7 @@ impl SoftPrompt {
 
     /// A soft prompt from `rows` (`len × hidden` values, row-major).
     pub fn from_rows(rows: Vec<f32>, hidden: usize, path: PathBuf) -> Self {
-        assert!(hidden > 0 && rows.len() % hidden == 0 && !rows.is_empty());
+        assert!(hidden > 0 && rows.len().is_multiple_of(hidden) && !rows.is_empty());
         Self { path, rows, hidden }
     }
 

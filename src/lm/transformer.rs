@@ -263,7 +263,7 @@ impl Transformer {
                         )));
                     }
                 }
-                Input::Embeddings(e) if e.len() % hidden != 0 => {
+                Input::Embeddings(e) if !e.len().is_multiple_of(hidden) => {
                     return Err(LmError::Compute(candle_core::Error::Msg(format!(
                         "input embeddings of {} values are not rows of {hidden}",
                         e.len()
