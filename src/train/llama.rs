@@ -22,14 +22,23 @@ pub struct LlamaShape {
     pub rms_norm_eps: f64,
     /// The output head is the embedding matrix (no `lm_head.weight`).
     pub tie_embeddings: bool,
+    /// Biases on the query, key and value projections: Qwen2 (`model_type` qwen2).
+    #[serde(default)]
+    pub qkv_bias: bool,
 }
 
 impl LlamaShape {
-    /// config.json as transformers writes it for `LlamaForCausalLM`.
+    /// config.json as transformers writes it for `LlamaForCausalLM` (`Qwen2ForCausalLM` with
+    /// q/k/v biases).
     pub fn hf_config(&self, bos: u32, eos: u32) -> serde_json::Value {
+        let (architecture, model_type) = if self.qkv_bias {
+            ("Qwen2ForCausalLM", "qwen2")
+        } else {
+            ("LlamaForCausalLM", "llama")
+        };
         serde_json::json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+            "architectures": [architecture],
+            "model_type": model_type,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
@@ -50,7 +59,8 @@ impl LlamaShape {
     pub fn parameters(&self) -> usize {
         let h = self.hidden_size;
         let kv = self.kv_width();
-        let layer = 2 * h * h + 2 * h * kv + 3 * h * self.intermediate_size + 2 * h;
+        let biases = if self.qkv_bias { h + 2 * kv } else { 0 };
+        let layer = 2 * h * h + 2 * h * kv + 3 * h * self.intermediate_size + 2 * h + biases;
         let heads = if self.tie_embeddings { 1 } else { 2 };
         heads * self.vocab_size * h + self.num_layers * layer + h
     }
@@ -64,8 +74,8 @@ impl LlamaShape {
         self.num_kv_heads * self.head_dim()
     }
 
-    /// The shape a config.json of model_type llama or mistral describes (`Err` names the
-    /// missing field).
+    /// The shape a config.json of model_type llama, mistral or qwen2 describes (`Err` names
+    /// the missing field).
     pub fn from_hf_config(c: &serde_json::Value) -> std::result::Result<Self, String> {
         let num = |k: &str| {
             c.get(k)
@@ -84,13 +94,16 @@ impl LlamaShape {
             rope_theta: num("rope_theta").unwrap_or(10_000.0),
             rms_norm_eps: num("rms_norm_eps")?,
             tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false),
+            qkv_bias: c["model_type"] == "qwen2",
         })
     }
 }
 
-/// One linear map `x · Wᵀ`, with an optional low-rank adapter `s · (x · Aᵀ) · Bᵀ` beside it.
+/// One linear map `x · Wᵀ (+ b)`, with an optional low-rank adapter `s · (x · Aᵀ) · Bᵀ`
+/// beside it.
 struct Proj {
     w: Tensor,
+    b: Option<Tensor>,
     lora: Option<Lora>,
 }
 
@@ -105,7 +118,7 @@ struct Lora {
 
 impl Proj {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = linear(x, &self.w, None)?;
+        let y = linear(x, &self.w, self.b.as_ref())?;
         let Some(l) = &self.lora else { return Ok(y) };
         let x = if train && l.dropout > 0.0 {
             candle_nn::ops::dropout(x, l.dropout)?
@@ -225,9 +238,18 @@ impl TrainLlama {
         };
         let proj = |vb: &VarBuilder, out: usize, inp: usize, name: &str, s: f64| {
             Ok::<_, candle_core::Error>(Proj {
-                w: w(vb, out, inp, name, s)?,
+                w: w(vb, out, inp, &format!("{name}.weight"), s)?,
+                b: None,
                 lora: None,
             })
+        };
+        // Qwen2's q/k/v biases start at zero, as in transformers.
+        let biased = |vb: &VarBuilder, out: usize, name: &str| {
+            let mut p = proj(vb, out, h, name, std)?;
+            if shape.qkv_bias {
+                p.b = Some(vb.get_with_hints(out, &format!("{name}.bias"), Init::Const(0.0))?);
+            }
+            Ok::<_, candle_core::Error>(p)
         };
         let ones = |vb: &VarBuilder, name: &str| vb.get_with_hints(h, name, Init::Const(1.0));
         let m = vb.pp("model");
@@ -238,14 +260,14 @@ impl TrainLlama {
             let f = p.pp("mlp");
             layers.push(Layer {
                 attn_norm: ones(&p, "input_layernorm.weight")?,
-                q: proj(&a, h, h, "q_proj.weight", std)?,
-                k: proj(&a, kv, h, "k_proj.weight", std)?,
-                v: proj(&a, kv, h, "v_proj.weight", std)?,
-                o: proj(&a, h, h, "o_proj.weight", out_std)?,
+                q: biased(&a, h, "q_proj")?,
+                k: biased(&a, kv, "k_proj")?,
+                v: biased(&a, kv, "v_proj")?,
+                o: proj(&a, h, h, "o_proj", out_std)?,
                 ffn_norm: ones(&p, "post_attention_layernorm.weight")?,
-                gate: proj(&f, i, h, "gate_proj.weight", std)?,
-                up: proj(&f, i, h, "up_proj.weight", std)?,
-                down: proj(&f, h, i, "down_proj.weight", out_std)?,
+                gate: proj(&f, i, h, "gate_proj", std)?,
+                up: proj(&f, i, h, "up_proj", std)?,
+                down: proj(&f, h, i, "down_proj", out_std)?,
             });
         }
         let (cos, sin) = rope_tables(&shape, vb.device())?;
@@ -277,6 +299,7 @@ impl TrainLlama {
             l.ffn_norm = l.ffn_norm.detach();
             for (_, p) in l.projections_mut() {
                 p.w = p.w.detach();
+                p.b = p.b.as_ref().map(Tensor::detach);
             }
         }
     }
@@ -453,6 +476,9 @@ impl TrainLlama {
             ));
             for (name, proj) in l.projections() {
                 out.push((format!("{p}.{name}.weight"), proj.merged()?.detach()));
+                if let Some(b) = &proj.b {
+                    out.push((format!("{p}.{name}.bias"), b.detach()));
+                }
             }
         }
         Ok(out)

@@ -1,5 +1,5 @@
 //! A pretrained language model made trainable: the shipped GGUF (dequantised to f32, so it
-//! trains the quantised model's function) or a Hugging Face llama/mistral folder, read into
+//! trains the quantised model's function) or a Hugging Face llama/mistral/qwen2 folder, read into
 //! [`TrainLlama`] under Hugging Face names; and the way back out, a Hugging Face folder that
 //! this app's runtime, transformers and llama.cpp's converter load.
 
@@ -24,7 +24,8 @@ pub struct Pretrained {
 }
 
 impl Pretrained {
-    /// A GGUF file (llama family) or a Hugging Face folder (`model_type` llama or mistral).
+    /// A GGUF file (llama or qwen2) or a Hugging Face folder (`model_type` llama, mistral or
+    /// qwen2).
     pub fn load(path: &Path) -> Result<Self> {
         if path.is_dir() {
             Self::from_hf(path)
@@ -38,12 +39,14 @@ impl Pretrained {
     fn from_gguf(path: &Path) -> Result<Self> {
         let mut g = GgufFile::open(path)?;
         let c = g.config()?;
+        use crate::lm::config::Family;
         ensure!(
-            c.family == crate::lm::config::Family::Llama,
-            "{}: training supports llama-family models (SmolLM2, Llama, Mistral), not {:?}",
+            matches!(c.family, Family::Llama | Family::Qwen2),
+            "{}: training supports llama-family models (SmolLM2, Llama, Mistral) and Qwen2, not {:?}",
             path.display(),
             c.family
         );
+        let qwen2 = c.family == Family::Qwen2;
         let shape = LlamaShape {
             vocab_size: c.vocab_size,
             hidden_size: c.hidden_size,
@@ -55,6 +58,7 @@ impl Pretrained {
             rope_theta: c.rope_theta as f64,
             rms_norm_eps: c.rms_norm_eps,
             tie_embeddings: c.tie_embeddings,
+            qkv_bias: qwen2,
         };
         ensure!(
             c.head_dim == shape.head_dim(),
@@ -93,16 +97,27 @@ impl Pretrained {
                     format!("{p}.{to}.weight"),
                 );
             }
-            // llama.cpp's converter interleaves the rotary halves of q and k; undo it.
+            // llama.cpp's converter interleaves the rotary halves of llama's q and k (not
+            // Qwen2's, whose rotary layout is already the halves); undo it.
             for (from, to, heads) in [
                 ("attn_q", "q_proj", shape.num_heads),
                 ("attn_k", "k_proj", shape.num_kv_heads),
             ] {
                 let w = g.dequantize(&format!("{b}.{from}.weight"))?;
-                take(
-                    unpermute_rope(&w, heads)?,
-                    format!("{p}.self_attn.{to}.weight"),
-                );
+                let w = if qwen2 { w } else { unpermute_rope(&w, heads)? };
+                take(w, format!("{p}.self_attn.{to}.weight"));
+            }
+            if qwen2 {
+                for (from, to) in [
+                    ("attn_q", "q_proj"),
+                    ("attn_k", "k_proj"),
+                    ("attn_v", "v_proj"),
+                ] {
+                    take(
+                        g.dequantize(&format!("{b}.{from}.bias"))?,
+                        format!("{p}.self_attn.{to}.bias"),
+                    );
+                }
             }
         }
         Ok(Self {
@@ -121,21 +136,26 @@ impl Pretrained {
             .with_context(|| format!("{}: not valid JSON", path.display()))?;
         let model_type = c["model_type"].as_str().unwrap_or("(none)");
         ensure!(
-            matches!(model_type, "llama" | "mistral"),
-            "{}: training supports model_type llama and mistral, not {model_type}",
+            matches!(model_type, "llama" | "mistral" | "qwen2"),
+            "{}: training supports model_type llama, mistral and qwen2, not {model_type}",
             path.display()
         );
         let shape = LlamaShape::from_hf_config(&c)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         // What the training forward pass does not do: refuse rather than train another model.
-        for key in ["rope_scaling", "attention_bias", "mlp_bias"] {
+        for key in [
+            "rope_scaling",
+            "attention_bias",
+            "mlp_bias",
+            "use_sliding_window",
+        ] {
             let set = match &c[key] {
                 serde_json::Value::Null | serde_json::Value::Bool(false) => false,
                 _ => true,
             };
             ensure!(
                 !set,
-                "{}: `{key}` is set; training supports plain llama attention (no rotary scaling, no biases)",
+                "{}: `{key}` is set; training supports plain llama attention (no rotary scaling, no biases but Qwen2's, no sliding window)",
                 path.display()
             );
         }
@@ -273,11 +293,17 @@ crate::named_enum! {
 pub fn write_gguf(out: &Path, model: &TrainLlama, source: &Path, dtype: GgufType) -> Result<()> {
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     let src = GgufFile::open(source)?;
+    let architecture = src.architecture()?;
+    let expected = if model.shape.qkv_bias {
+        "qwen2"
+    } else {
+        "llama"
+    };
     ensure!(
-        src.architecture()? == "llama",
-        "{}: GGUF export writes llama models; the source is {}",
+        architecture == expected,
+        "{}: GGUF export writes llama and qwen2 models with the source's metadata; the source \
+         is {architecture}, the model {expected}",
         source.display(),
-        src.architecture()?
     );
     let (matrix_type, embed_type, file_type) = match dtype {
         GgufType::Q8_0 => (GgmlDType::Q8_0, GgmlDType::Q8_0, 7u32),
@@ -290,12 +316,12 @@ pub fn write_gguf(out: &Path, model: &TrainLlama, source: &Path, dtype: GgufType
             bail!("{name}: no GGUF name for this tensor");
         };
         let t = match kind {
-            Kind::Query => permute_rope(&t, shape.num_heads)?,
-            Kind::Key => permute_rope(&t, shape.num_kv_heads)?,
+            Kind::Query if !shape.qkv_bias => permute_rope(&t, shape.num_heads)?,
+            Kind::Key if !shape.qkv_bias => permute_rope(&t, shape.num_kv_heads)?,
             _ => t,
         };
         let q = match kind {
-            Kind::Norm => QTensor::quantize(&t, GgmlDType::F32)?,
+            Kind::Vector => QTensor::quantize(&t, GgmlDType::F32)?,
             Kind::Embedding => QTensor::quantize(&t, embed_type)?,
             _ => QTensor::quantize(&t, matrix_type)?,
         };
@@ -325,25 +351,35 @@ pub fn write_gguf(out: &Path, model: &TrainLlama, source: &Path, dtype: GgufType
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Embedding,
-    Norm,
+    /// Norm weights and biases: kept f32.
+    Vector,
     Query,
     Key,
     Matrix,
 }
 
-/// llama.cpp's name for a Hugging Face llama tensor.
+/// llama.cpp's name for a Hugging Face llama or qwen2 tensor.
 fn gguf_name(hf: &str) -> Option<(String, Kind)> {
     match hf {
         "model.embed_tokens.weight" => return Some(("token_embd.weight".into(), Kind::Embedding)),
-        "model.norm.weight" => return Some(("output_norm.weight".into(), Kind::Norm)),
+        "model.norm.weight" => return Some(("output_norm.weight".into(), Kind::Vector)),
         "lm_head.weight" => return Some(("output.weight".into(), Kind::Embedding)),
         _ => {}
     }
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, name) = rest.split_once('.')?;
+    if let Some(proj) = name.strip_suffix("_proj.bias") {
+        let gguf = match proj {
+            "self_attn.q" => "attn_q",
+            "self_attn.k" => "attn_k",
+            "self_attn.v" => "attn_v",
+            _ => return None,
+        };
+        return Some((format!("blk.{layer}.{gguf}.bias"), Kind::Vector));
+    }
     let (gguf, kind) = match name {
-        "input_layernorm.weight" => ("attn_norm", Kind::Norm),
-        "post_attention_layernorm.weight" => ("ffn_norm", Kind::Norm),
+        "input_layernorm.weight" => ("attn_norm", Kind::Vector),
+        "post_attention_layernorm.weight" => ("ffn_norm", Kind::Vector),
         "self_attn.q_proj.weight" => ("attn_q", Kind::Query),
         "self_attn.k_proj.weight" => ("attn_k", Kind::Key),
         "self_attn.v_proj.weight" => ("attn_v", Kind::Matrix),

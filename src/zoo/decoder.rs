@@ -28,6 +28,7 @@ pub const SHAPE: LlamaShape = LlamaShape {
     rope_theta: 10_000.0,
     rms_norm_eps: 1e-5,
     tie_embeddings: false,
+    qkv_bias: false,
 };
 
 /// Bytes of mixture text per pre-training row.

@@ -368,3 +368,83 @@ fn answer_logprob_is_the_mean_over_each_answer() {
     }
     assert!(joint.iter().all(|&v| v < 0.0));
 }
+
+/// Qwen2 (biases on q/k/v, rotary halves, an untied head): the tiny fixture loads for training
+/// with the runtime's logits, full fine-tuning moves its biases, and the exported folder and
+/// GGUF load in the runtime with the trained logits.
+#[test]
+fn qwen2_trains_its_biases_and_exports_folder_and_gguf() {
+    use alignscope::train::pretrained::{write_gguf, GgufType};
+    use alignscope::train::sft::Tokenized;
+    let gguf = crate::common::fixture("tiny/tiny-qwen2.gguf");
+    let lm = Arc::new(LanguageModel::load(&gguf).unwrap());
+    let pretrained = Pretrained::load(&gguf).unwrap();
+    assert!(pretrained.shape.qkv_bias && !pretrained.shape.tie_embeddings);
+    let vars = candle_nn::VarMap::new();
+    let mut model = pretrained.model(&vars).unwrap();
+    model.train = false;
+    let ids = lm
+        .tokenizer
+        .encode("the quick brown fox jumps over the lazy dog", false)
+        .unwrap();
+    let diff = worst(
+        &training_logits(&model, &ids),
+        &runtime_logits(Session::new(lm.clone()), &ids),
+    );
+    eprintln!("qwen2: training forward vs runtime {diff:.2e}");
+    assert!(diff < 1e-3, "qwen2: max |Δlogit| {diff}");
+
+    let bias = "model.layers.0.self_attn.k_proj.bias";
+    let bias_before: Vec<f32> = pretrained.weights[bias].to_vec1().unwrap();
+    let item = Tokenized {
+        ids: ids.clone(),
+        answer_start: 3,
+    };
+    let batch = Batch::new(&[&item], 0).unwrap();
+    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
+    let first = sft_loss(&model, &batch)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    for _ in 0..5 {
+        let loss = sft_loss(&model, &batch).unwrap();
+        opt.step(&loss.backward().unwrap(), 1e-3).unwrap();
+    }
+    let last = sft_loss(&model, &batch)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(last < first, "loss {first} → {last}");
+    let weights: std::collections::HashMap<_, _> =
+        model.merged_weights().unwrap().into_iter().collect();
+    let bias_after: Vec<f32> = weights[bias].to_vec1().unwrap();
+    assert!(
+        max_abs_diff(&bias_before, &bias_after) > 1e-4,
+        "the biases train"
+    );
+
+    let trained = training_logits(&model, &ids);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("qwen2-tuned");
+    write_hf_folder(&folder, &model, &lm).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "qwen2");
+    let exported = Arc::new(LanguageModel::load(&folder).unwrap());
+    let diff = worst(&trained, &runtime_logits(Session::new(exported), &ids));
+    assert!(diff < 1e-3, "qwen2 folder: max |Δlogit| {diff}");
+    let reloaded = Pretrained::load(&folder).unwrap();
+    assert_eq!(
+        reloaded.shape, model.shape,
+        "the folder loads for training again"
+    );
+
+    let q8 = dir.path().join("qwen2-tuned.gguf");
+    write_gguf(&q8, &model, &gguf, GgufType::Q8_0).unwrap();
+    let exported = Arc::new(LanguageModel::load(&q8).unwrap());
+    let theirs = runtime_logits(Session::new(exported), &ids);
+    let diff = worst(&trained, &theirs);
+    eprintln!("qwen2 Q8_0 export vs training forward: {diff:.2e}");
+    assert!(diff < 0.1, "qwen2 Q8_0: max |Δlogit| {diff}");
+}
