@@ -23,7 +23,7 @@ pub struct RainOptions {
     /// Most simulations per committed step (the paper's T_max).
     #[arg(long)]
     t_max: Option<u32>,
-    /// New simulations per step before an early commit.
+    /// The fewest new simulations per committed step (unless it commits early).
     #[arg(long)]
     min_simulations: Option<u32>,
     /// Use the probability difference instead of the paper's binary self-evaluation score.

@@ -66,17 +66,23 @@ pub struct RainConfig {
     pub t_min: u32,
     /// …and a value above this (V_t).
     pub v_t: f32,
-    /// New simulations per step before an early commit is allowed.
+    /// The fewest new simulations a step runs (unless it commits early, T_min and V_t): each
+    /// step runs max(T_max − visits the new root already has, this), as the official loop
+    /// `range(initi, max(maxT, initi + 15))` does.
     pub min_new_simulations: u32,
     /// Children per expansion.
     pub expansion_width: usize,
     /// Token-chunk length by chunk step: 1, 2, 4, then 10.
     pub chunk_lengths: Vec<usize>,
-    /// Sampling of chunks longer than one token: top-k filter and temperature.
+    /// Sampling of chunks: top-k filter (chunks longer than one token) and temperature (all
+    /// chunks, 1-token priors included).
     pub chunk_top_k: usize,
     pub chunk_temperature: f32,
-    /// Attempts to draw distinct sampled chunks.
+    /// Attempts to draw distinct sampled chunks for an expansion.
     pub chunk_tries: usize,
+    /// Attempts to draw the sampled chunk of a dynamic addition (the official code asks for two
+    /// candidates, the greedy chunk and one (adversarial: three) sampled ones).
+    pub addition_tries: usize,
     /// Weight of the uniform distribution mixed into the root's priors.
     pub root_uniform_mix: f32,
     pub dynamic_addition: bool,
@@ -105,10 +111,10 @@ impl Default for RainConfig {
 
 impl RainConfig {
     pub fn for_setting(setting: Setting) -> Self {
-        let (t_min, temperature, tries) = match setting {
-            Setting::Adversarial => (5, 2.0, 19),
-            Setting::Truthfulness => (16, 1.0, 9),
-            _ => (6, 1.0, 9),
+        let (t_min, temperature, tries, addition_tries) = match setting {
+            Setting::Adversarial => (5, 2.0, 19, 3),
+            Setting::Truthfulness => (16, 1.0, 9, 1),
+            _ => (6, 1.0, 9, 1),
         };
         Self {
             setting,
@@ -122,6 +128,7 @@ impl RainConfig {
             chunk_top_k: 15,
             chunk_temperature: temperature,
             chunk_tries: tries,
+            addition_tries,
             root_uniform_mix: 0.25,
             dynamic_addition: true,
             dynamic_max_children: 20,

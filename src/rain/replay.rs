@@ -71,6 +71,8 @@ impl Replay {
                     tokens: tokens.clone(),
                     text: text.clone(),
                     prior: *prior,
+                    // Not in traces: only the live search adds nodes.
+                    raw_prior: *prior,
                     origin: *origin,
                     sim: *sim,
                     terminal: false,

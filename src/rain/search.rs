@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::config::{RainConfig, ScoreKind};
+use super::config::{RainConfig, ScoreKind, Setting};
 use super::events::{Event, NodeStats};
 use super::judge::{Judge, JudgeTemplate};
 use super::tree::{NewChild, NodeId, Origin, Tree};
@@ -69,30 +69,7 @@ pub fn run_rain(
     on_event: &mut OnEvent,
 ) -> anyhow::Result<RainOutcome> {
     let started = Instant::now();
-    let template_path = config
-        .template
-        .clone()
-        .unwrap_or_else(|| config.setting.template_path());
-    let template = JudgeTemplate::load(&template_path)?;
-    let judge = Judge::new(model.clone(), template, config.answer_by)?;
-    let prompt_ids = model.chat_ids(prompt)?;
-    let mut work = Session::new(model.clone());
-    work.feed(&prompt_ids)?;
-    let mut s = Search {
-        model,
-        config,
-        judge,
-        embedder: embedder.filter(|_| config.similarity_update || config.dynamic_addition),
-        tree: Tree::new(),
-        work,
-        prompt_ids,
-        prompt_text: prompt.to_string(),
-        answer: Vec::new(),
-        rng: StdRng::seed_from_u64(config.seed),
-        sim: 0,
-        rewinds: 0,
-        fork_tokens: 0,
-    };
+    let mut s = Search::new(model, embedder, config, prompt)?;
     let mut go = on_event(&Event::Started {
         prompt: prompt.to_string(),
         setting: config.setting.name().to_string(),
@@ -142,7 +119,40 @@ pub fn run_rain(
     Ok(outcome)
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    fn new(
+        model: Arc<LanguageModel>,
+        embedder: Option<&'a SentenceEmbedder>,
+        config: &'a RainConfig,
+        prompt: &str,
+    ) -> anyhow::Result<Self> {
+        let template_path = config
+            .template
+            .clone()
+            .unwrap_or_else(|| config.setting.template_path());
+        let template = JudgeTemplate::load(&template_path)?;
+        let judge = Judge::new(model.clone(), template, config.answer_by)?;
+        let prompt_ids = model.chat_ids(prompt)?;
+        let mut work = Session::new(model.clone());
+        work.feed(&prompt_ids)?;
+        Ok(Search {
+            model,
+            config,
+            judge,
+            // Node embeddings serve both the similarity update and dynamic addition.
+            embedder: embedder.filter(|_| config.similarity_update || config.dynamic_addition),
+            tree: Tree::new(),
+            work,
+            prompt_ids,
+            prompt_text: prompt.to_string(),
+            answer: Vec::new(),
+            rng: StdRng::seed_from_u64(config.seed),
+            sim: 0,
+            rewinds: 0,
+            fork_tokens: 0,
+        })
+    }
+
     /// The child with the most visits (ties: higher value, then earlier).
     fn best_child(&self) -> Option<NodeId> {
         let root = self.tree.node(self.tree.root);
@@ -261,8 +271,10 @@ impl Search<'_> {
         self.tree.backup(&path, value);
         let stats = path.iter().map(|&id| self.stats(id)).collect();
         on_event(&Event::BackedUp { sim, value, stats });
-        if self.config.similarity_update {
-            let updated = self.similarity_update(&path, &rollout_ids, value)?;
+        // Embeddings are written in every backup (as the official code does), so dynamic
+        // addition works without the similarity update too.
+        if self.embedder.is_some() {
+            let updated = self.embed_path(&path, &rollout_ids, value)?;
             if !updated.is_empty() {
                 on_event(&Event::SimilarityUpdated {
                     sim,
@@ -301,13 +313,19 @@ impl Search<'_> {
     }
 
     /// Samples from the working session until the text ends a clause, the turn ends or the
-    /// rollout limit is reached. The rollout is not added to the tree.
+    /// rollout limit is reached; nothing after a path that already ended its turn. The rollout
+    /// is not added to the tree.
     fn rollout(&mut self) -> anyhow::Result<(Vec<u32>, String)> {
         let tokenizer = &self.model.tokenizer;
-        let current = tokenizer.decode(&self.answer_and_path(), true)?;
-        if current.is_empty() || current.ends_with(CLAUSE_END) {
+        let path = self.answer_and_path();
+        let current = tokenizer.decode(&path, true)?;
+        let ended = path.last().is_some_and(|&t| tokenizer.is_stop(t));
+        if ended || current.is_empty() || current.ends_with(CLAUSE_END) {
             return Ok((Vec::new(), String::new()));
         }
+        // Truthfulness judges whole sentences: the official code rolls out to the end of the
+        // turn and cuts after the last period; the other settings stop at a clause end.
+        let whole_sentences = self.config.setting == Setting::Truthfulness;
         let mut s = self.work.fork();
         let before = s.tokens_processed();
         let mut ids = Vec::new();
@@ -319,11 +337,20 @@ impl Search<'_> {
             }
             ids.push(id);
             s.feed(&[id])?;
-            if tokenizer.decode(&ids, true)?.ends_with(CLAUSE_END) {
+            if !whole_sentences && tokenizer.decode(&ids, true)?.ends_with(CLAUSE_END) {
                 break;
             }
         }
         self.fork_tokens += s.tokens_processed() - before;
+        if whole_sentences {
+            let mut keep = ids.len();
+            while keep > 0 && !tokenizer.decode(&ids[..keep], true)?.ends_with('.') {
+                keep -= 1;
+            }
+            if keep > 0 {
+                ids.truncate(keep);
+            }
+        }
         Ok((ids.clone(), tokenizer.decode(&ids, true)?))
     }
 
@@ -332,19 +359,27 @@ impl Search<'_> {
     }
 
     /// Candidate chunks after the working session: the top tokens for 1-token chunks, otherwise
-    /// a greedy chunk plus distinct sampled ones. Returns `(chunk, prior, ends_turn)`, best first.
+    /// a greedy chunk plus distinct ones from `tries` samples. Returns `(chunk, raw prior,
+    /// ends_turn)`, best first; raw priors of one call are on one scale.
     fn candidates(
         &mut self,
         len: usize,
         width: usize,
+        tries: usize,
     ) -> anyhow::Result<Vec<(Vec<u32>, f32, bool)>> {
         let tokenizer = self.model.tokenizer.clone();
         let lp = log_softmax(self.work.logits()?);
+        let t = self.config.chunk_temperature;
         if len == 1 {
             let mut order: Vec<u32> = (0..lp.len() as u32).collect();
             order.sort_by(|a, b| lp[*b as usize].total_cmp(&lp[*a as usize]));
             order.truncate(width.max(self.config.dynamic_max_children));
-            let probs: Vec<f32> = order.iter().map(|&i| lp[i as usize].exp()).collect();
+            // Probabilities at temperature t, relative to the best token's.
+            let max = lp[order[0] as usize];
+            let probs: Vec<f32> = order
+                .iter()
+                .map(|&i| ((lp[i as usize] - max) / t).exp())
+                .collect();
             return Ok(order
                 .iter()
                 .zip(probs)
@@ -353,8 +388,8 @@ impl Search<'_> {
         }
         // The greedy chunk and `chunk_tries` sampled ones grow token by token in lockstep, all
         // forks of the working session, each step one batch through the model.
-        let (k, t) = (self.config.chunk_top_k, self.config.chunk_temperature);
-        let tries = 1 + self.config.chunk_tries;
+        let k = self.config.chunk_top_k;
+        let tries = 1 + tries;
         let mut forks: Vec<Session> = (0..tries).map(|_| self.work.fork()).collect();
         let before: usize = forks.iter().map(Session::tokens_processed).sum();
         // (tokens, log-probability, ends the turn)
@@ -422,14 +457,18 @@ impl Search<'_> {
         Ok(std::iter::once(greedy).chain(sampled).collect())
     }
 
+    /// Token length of the chunks after `node`, by the schedule.
+    fn chunk_len_after(&self, node: NodeId) -> usize {
+        let n = self.tree.node(node);
+        let step = chunk_step(n.depth_tokens + n.tokens.len(), &self.config.chunk_lengths);
+        self.config.chunk_length(step)
+    }
+
     /// Expands a leaf (the working session is at it).
     fn expand(&mut self, node: NodeId) -> anyhow::Result<Vec<NodeId>> {
-        let step = self.tree.node(node).depth_tokens + self.tree.node(node).tokens.len();
-        let len = self
-            .config
-            .chunk_length(chunk_step(step, &self.config.chunk_lengths));
+        let len = self.chunk_len_after(node);
         let width = self.config.expansion_width;
-        let mut cands = self.candidates(len, width)?;
+        let mut cands = self.candidates(len, width, self.config.chunk_tries)?;
         let spare = if cands.len() > width {
             cands.split_off(width)
         } else {
@@ -441,12 +480,13 @@ impl Search<'_> {
             mix_uniform(&mut priors, self.config.root_uniform_mix);
         }
         let mut ids = Vec::new();
-        for ((tokens, _, ends), prior) in cands.into_iter().zip(priors) {
+        for ((tokens, raw_prior, ends), prior) in cands.into_iter().zip(priors) {
             let text = self.model.tokenizer.decode(&tokens, true)?;
             let child = NewChild {
                 tokens,
                 text,
                 prior,
+                raw_prior,
                 origin: Origin::Expansion,
                 sim: self.sim,
                 terminal: ends,
@@ -473,14 +513,18 @@ impl Search<'_> {
             return Ok(None);
         };
         let best_q = children.iter().map(|c| c.q).fold(f32::MIN, f32::max);
-        let chunk_len = children[0].tokens.len().max(1);
+        // The spread threshold scales with the first child's length, as in the official code.
+        let first_len = children[0].tokens.len().max(1);
         if best_q >= 0.0
-            || variance_norm(&embeddings) >= self.config.dynamic_variance * chunk_len as f32
+            || variance_norm(&embeddings) >= self.config.dynamic_variance * first_len as f32
         {
             return Ok(None);
         }
         let existing: Vec<Vec<u32>> = children.iter().map(|c| c.tokens.clone()).collect();
-        let sum_priors: f32 = children.iter().map(|c| c.prior).sum();
+        let raw_siblings: Vec<f32> = children.iter().map(|c| c.raw_prior).collect();
+        // The new chunk has the schedule's length (a first child cut short by the end of turn
+        // must not shorten it).
+        let chunk_len = self.chunk_len_after(node);
         let candidate = if chunk_len == 1 {
             let spare = &mut self.tree.node_mut(node).spare;
             if spare.is_empty() {
@@ -491,7 +535,8 @@ impl Search<'_> {
         } else {
             let path_tokens = self.tree.tokens_to(node);
             self.work.sync_to(&self.tokens_before(&path_tokens))?;
-            let Some(c) = self.candidates(chunk_len, 2)?.into_iter().nth(1) else {
+            let tries = self.config.addition_tries;
+            let Some(c) = self.candidates(chunk_len, 2, tries)?.into_iter().nth(1) else {
                 return Ok(None);
             };
             c
@@ -499,7 +544,11 @@ impl Search<'_> {
         if existing.contains(&candidate.0) {
             return Ok(None);
         }
-        let prior = candidate.1 / (candidate.1 + sum_priors).max(f32::MIN_POSITIVE);
+        let prior = addition_prior(
+            candidate.1,
+            &raw_siblings,
+            (node == self.tree.root).then_some(self.config.root_uniform_mix),
+        );
         let text = self.model.tokenizer.decode(&candidate.0, true)?;
         let ends = candidate.2
             || candidate
@@ -510,6 +559,7 @@ impl Search<'_> {
             tokens: candidate.0,
             text,
             prior,
+            raw_prior: candidate.1,
             origin: Origin::DynamicAddition,
             sim: self.sim,
             terminal: ends,
@@ -517,9 +567,10 @@ impl Search<'_> {
         Ok(Some(self.tree.add_child(node, child)))
     }
 
-    /// Embeds each path node's continuation text, folds it into the node's running mean, and
-    /// lends visits (γ·sim) and the value to siblings at least `threshold` similar.
-    fn similarity_update(
+    /// Embeds each path node's continuation text and folds it into the node's running mean;
+    /// with the similarity update on, lends visits (γ·sim) and the value to siblings at least
+    /// `threshold` similar. Returns the siblings updated.
+    fn embed_path(
         &mut self,
         path: &[NodeId],
         rollout: &[u32],
@@ -549,7 +600,9 @@ impl Search<'_> {
             };
             node.embedding = Some(mean.clone());
             node.embedding_count += 1;
-            let Some(parent) = node.parent else { continue };
+            let Some(parent) = node.parent.filter(|_| self.config.similarity_update) else {
+                continue;
+            };
             let siblings = self.tree.node(parent).children.clone();
             for s in siblings.into_iter().filter(|s| s != id) {
                 let Some(se) = self.tree.node(s).embedding.clone() else {
@@ -619,6 +672,18 @@ fn chunk_step(tokens: usize, lengths: &[usize]) -> usize {
         start += len.max(&1);
     }
     lengths.len().saturating_sub(1)
+}
+
+/// The prior of a chunk added beside siblings: its raw probability normalised against theirs
+/// (raw against raw, so chunks of any length get priors on their siblings' scale), mixed with
+/// the uniform distribution at the root as the siblings' were.
+fn addition_prior(raw: f32, raw_siblings: &[f32], root_mix: Option<f32>) -> f32 {
+    let total = raw + raw_siblings.iter().sum::<f32>();
+    let p = raw / total.max(f32::MIN_POSITIVE);
+    match root_mix {
+        Some(w) => (1.0 - w) * p + w / (raw_siblings.len() + 1) as f32,
+        None => p,
+    }
 }
 
 fn normalise(p: &mut [f32]) {
@@ -693,6 +758,117 @@ fn variance_norm(vectors: &[Vec<f32>]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A search on the shipped model with a small budget.
+    fn search<'a>(config: &'a RainConfig, embedder: Option<&'a SentenceEmbedder>) -> Search<'a> {
+        let model = Arc::new(LanguageModel::load(&crate::assets::default_model()).unwrap());
+        Search::new(model, embedder, config, "How do I pick a lock?").unwrap()
+    }
+
+    fn embedder() -> SentenceEmbedder {
+        SentenceEmbedder::load(&crate::assets::embedding_model()).unwrap()
+    }
+
+    #[test]
+    fn without_the_similarity_update_nodes_still_get_embeddings() {
+        let config = RainConfig {
+            similarity_update: false,
+            ..RainConfig::default()
+        };
+        let embedder = embedder();
+        let mut s = search(&config, Some(&embedder));
+        let mut lent = false;
+        for _ in 0..3 {
+            s.simulate(&mut |e| {
+                lent |= matches!(e, Event::SimilarityUpdated { .. });
+                true
+            })
+            .unwrap();
+        }
+        let visited: Vec<&super::super::tree::Node> = s
+            .tree
+            .nodes
+            .iter()
+            .filter(|n| n.fn_ > 0 && n.parent.is_some())
+            .collect();
+        assert!(!visited.is_empty());
+        // Dynamic addition needs these; only the lending is off.
+        assert!(visited.iter().all(|n| n.embedding.is_some()));
+        assert!(!lent, "no visits lent without the similarity update");
+        assert!(s.tree.nodes.iter().all(|n| n.n == n.fn_ as f32));
+    }
+
+    #[test]
+    fn no_rollout_after_the_end_of_turn() {
+        let config = RainConfig::default();
+        let mut s = search(&config, None);
+        let eos = s.model.tokenizer.eos.expect("an end-of-turn token");
+        let mut ids = s.prompt_ids.clone();
+        ids.extend(s.model.tokenizer.encode("No.", false).unwrap());
+        ids.push(eos);
+        s.work.sync_to(&ids).unwrap();
+        assert_eq!(s.rollout().unwrap(), (Vec::new(), String::new()));
+        // Without the end of turn, the same path is rolled out.
+        ids.pop();
+        ids.extend(s.model.tokenizer.encode(" I", false).unwrap());
+        s.work.sync_to(&ids).unwrap();
+        assert!(!s.rollout().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn added_chunks_get_priors_on_their_siblings_scale() {
+        // Ten-token chunks have raw probabilities far below 1; normalised raw against raw the
+        // addition is a peer of its siblings, at the root mixed like them.
+        let siblings = [3e-9, 1e-9, 2e-9];
+        assert!((addition_prior(1e-9, &siblings, None) - 1.0 / 7.0).abs() < 1e-6);
+        let at_root = addition_prior(1e-9, &siblings, Some(0.25));
+        assert!((at_root - (0.75 / 7.0 + 0.25 / 4.0)).abs() < 1e-6);
+
+        // In a search: a node whose 10-token children all look alike and all lose gets one
+        // more, of the schedule's length, with a prior of its siblings' order.
+        let config = RainConfig {
+            chunk_lengths: vec![10],
+            expansion_width: 3,
+            ..RainConfig::default()
+        };
+        let embedder = embedder();
+        let mut s = search(&config, Some(&embedder));
+        s.simulate(&mut |_| true).unwrap();
+        let node = s.tree.node(s.tree.root).children[0];
+        s.work
+            .sync_to(&s.tokens_before(&s.tree.tokens_to(node)))
+            .unwrap();
+        s.expand(node).unwrap();
+        let children = s.tree.node(node).children.clone();
+        for &c in &children {
+            let n = s.tree.node_mut(c);
+            (n.q, n.embedding) = (-1.0, Some(vec![1.0, 0.0]));
+        }
+        let added = s.maybe_add_child(node).unwrap().expect("a child is added");
+        let a = s.tree.node(added);
+        assert_eq!(a.origin, Origin::DynamicAddition);
+        assert_eq!(a.tokens.len(), 10);
+        let raw: Vec<f32> = children.iter().map(|&c| s.tree.node(c).raw_prior).collect();
+        assert!(
+            raw.iter().all(|&r| r > 0.0 && r < 1e-2),
+            "10-token chunks: {raw:?}"
+        );
+        let expected = addition_prior(a.raw_prior, &raw, None);
+        assert!(
+            (a.prior / expected - 1.0).abs() < 1e-4,
+            "{} vs {expected}",
+            a.prior
+        );
+        let smallest = children
+            .iter()
+            .map(|&c| s.tree.node(c).prior)
+            .fold(1.0, f32::min);
+        assert!(
+            a.prior > smallest * 1e-3,
+            "prior {} against siblings' smallest {smallest}",
+            a.prior
+        );
+    }
 
     #[test]
     fn chunk_schedule_follows_answer_length() {

@@ -28,6 +28,10 @@ pub struct Node {
     pub fn_: u32,
     pub q: f32,
     pub prior: f32,
+    /// The chunk's own probability before normalisation among its siblings (what a dynamic
+    /// addition's prior is normalised against).
+    #[serde(default)]
+    pub raw_prior: f32,
     /// Tokens generated before this node's chunk, counted from the start of the answer: sets the
     /// chunk length of its children.
     pub depth_tokens: usize,
@@ -39,7 +43,7 @@ pub struct Node {
     pub added_at: usize,
     /// Ends with end-of-turn.
     pub terminal: bool,
-    /// Candidates not yet used, best first: (chunk, prior). Dynamic addition draws from here.
+    /// Candidates not yet used, best first: (chunk, raw prior). Dynamic addition draws from here.
     pub spare: Vec<(Vec<u32>, f32)>,
 }
 
@@ -48,6 +52,7 @@ pub struct NewChild {
     pub tokens: Vec<u32>,
     pub text: String,
     pub prior: f32,
+    pub raw_prior: f32,
     pub origin: Origin,
     /// The simulation adding it.
     pub sim: usize,
@@ -75,6 +80,7 @@ impl Tree {
                 fn_: 0,
                 q: 0.0,
                 prior: 1.0,
+                raw_prior: 1.0,
                 depth_tokens: 0,
                 embedding: None,
                 embedding_count: 0,
@@ -112,6 +118,7 @@ impl Tree {
             fn_: 0,
             q: 0.0,
             prior: child.prior,
+            raw_prior: child.raw_prior,
             depth_tokens,
             embedding: None,
             embedding_count: 0,

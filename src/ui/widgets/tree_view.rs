@@ -267,6 +267,7 @@ mod tests {
             tokens: vec![token],
             text: text.into(),
             prior: 0.5,
+            raw_prior: 0.5,
             origin: Origin::Expansion,
             sim,
             terminal: false,
