@@ -41,6 +41,10 @@ pub struct RainOptions {
     /// Judgement template file (see assets/rain/README.md).
     #[arg(long)]
     template: Option<PathBuf>,
+    /// The model that judges: `self` (the generator, as in the paper) or a GGUF file or
+    /// Hugging Face folder.
+    #[arg(long, default_value = "self")]
+    judge: String,
 }
 
 impl RainOptions {
@@ -54,6 +58,7 @@ impl RainOptions {
         config.similarity_update = !self.no_similarity;
         config.dynamic_addition = !self.no_dynamic;
         config.template = self.template.clone();
+        config.judge = (self.judge != "self").then(|| PathBuf::from(&self.judge));
         if self.judge_words {
             config.answer_by = AnswerBy::Words;
         }

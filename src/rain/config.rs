@@ -101,6 +101,9 @@ pub struct RainConfig {
     pub seed: u64,
     /// Template file overriding the setting's (custom judgements).
     pub template: Option<PathBuf>,
+    /// The model that judges (GGUF file or Hugging Face folder); `None`: the generator judges
+    /// itself, as in the paper.
+    pub judge: Option<PathBuf>,
 }
 
 impl Default for RainConfig {
@@ -142,6 +145,7 @@ impl RainConfig {
             max_tokens: 48,
             seed: 42,
             template: None,
+            judge: None,
         }
     }
 

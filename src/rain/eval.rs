@@ -144,21 +144,15 @@ impl EvalSummary {
 /// `config.max_tokens`. `on_row` gets each finished row; returning `false` stops.
 pub fn rain_eval(
     model: Arc<LanguageModel>,
+    judge_model: Arc<LanguageModel>,
     embedder: Option<&SentenceEmbedder>,
     config: &RainConfig,
     prompts: &[String],
     suffix: &str,
     mut on_row: impl FnMut(&EvalRow) -> bool,
 ) -> anyhow::Result<Vec<EvalRow>> {
-    let template_path = config
-        .template
-        .clone()
-        .unwrap_or_else(|| config.setting.template_path());
-    let mut judge = Judge::new(
-        model.clone(),
-        JudgeTemplate::load(&template_path)?,
-        config.answer_by,
-    )?;
+    // The run's judge also scores both answers.
+    let mut judge = Judge::for_config(judge_model.clone(), config)?;
     let sentiment = |text: &str| -> anyhow::Result<Option<f32>> {
         match embedder {
             Some(e) if config.setting == Setting::Sentiment => Ok(Some(anchor_sentiment(e, text)?)),
@@ -184,7 +178,14 @@ pub fn rain_eval(
         };
         let vanilla = generate(&mut session, &model.chat_ids(&full)?, &gen_config, |_| true)?;
         let vanilla_seconds = t.elapsed().as_secs_f64();
-        let rain = run_rain(model.clone(), embedder, config, &full, &mut |_| true)?;
+        let rain = run_rain(
+            model.clone(),
+            judge_model.clone(),
+            embedder,
+            config,
+            &full,
+            &mut |_| true,
+        )?;
         let judged = |judge: &mut Judge, answer: &str| {
             judge.judge(&format!("User: {full}\nAssistant: {}", answer.trim()))
         };

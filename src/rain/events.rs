@@ -24,6 +24,9 @@ pub enum Event {
         prompt: String,
         setting: String,
         prompt_tokens: usize,
+        /// "self", or the judge model's name (traces written before judges existed: empty).
+        #[serde(default)]
+        judge: String,
     },
     NodeAdded {
         sim: usize,

@@ -103,7 +103,30 @@ pub struct Judge {
     pub tokens_processed: usize,
 }
 
+/// The model that judges under `config`: its `judge` file, or the generator itself.
+pub fn judge_model(
+    config: &super::RainConfig,
+    generator: &Arc<LanguageModel>,
+) -> Result<Arc<LanguageModel>, LmError> {
+    match &config.judge {
+        Some(path) if path != &generator.info.path => Ok(Arc::new(LanguageModel::load(path)?)),
+        _ => Ok(generator.clone()),
+    }
+}
+
 impl Judge {
+    /// The judge of a RAIN run: `model` reading the config's template (or its setting's).
+    pub fn for_config(
+        model: Arc<LanguageModel>,
+        config: &super::RainConfig,
+    ) -> Result<Self, LmError> {
+        let path = config
+            .template
+            .clone()
+            .unwrap_or_else(|| config.setting.template_path());
+        Self::new(model, JudgeTemplate::load(&path)?, config.answer_by)
+    }
+
     pub fn new(
         model: Arc<LanguageModel>,
         template: JudgeTemplate,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{RainConfig, ScoreKind, Setting};
 use super::events::{Event, NodeStats};
-use super::judge::{Judge, JudgeTemplate};
+use super::judge::Judge;
 use super::tree::{NewChild, NodeId, Origin, Tree};
 use crate::embed::{cosine, SentenceEmbedder};
 use crate::lm::sampling::log_softmax;
@@ -61,19 +61,28 @@ struct Search<'a> {
     fork_tokens: usize,
 }
 
+/// RAIN with `model` generating and `judge` evaluating (the same model for self-evaluation;
+/// see [`super::judge::judge_model`]).
 pub fn run_rain(
     model: Arc<LanguageModel>,
+    judge: Arc<LanguageModel>,
     embedder: Option<&SentenceEmbedder>,
     config: &RainConfig,
     prompt: &str,
     on_event: &mut OnEvent,
 ) -> anyhow::Result<RainOutcome> {
     let started = Instant::now();
-    let mut s = Search::new(model, embedder, config, prompt)?;
+    let judge_name = if Arc::ptr_eq(&model, &judge) {
+        "self".to_string()
+    } else {
+        judge.info.name.clone()
+    };
+    let mut s = Search::new(model, judge, embedder, config, prompt)?;
     let mut go = on_event(&Event::Started {
         prompt: prompt.to_string(),
         setting: config.setting.name().to_string(),
         prompt_tokens: s.prompt_ids.len(),
+        judge: judge_name,
     });
     let mut commits = 0;
     while go && s.answer.len() < config.max_tokens {
@@ -122,16 +131,12 @@ pub fn run_rain(
 impl<'a> Search<'a> {
     fn new(
         model: Arc<LanguageModel>,
+        judge: Arc<LanguageModel>,
         embedder: Option<&'a SentenceEmbedder>,
         config: &'a RainConfig,
         prompt: &str,
     ) -> anyhow::Result<Self> {
-        let template_path = config
-            .template
-            .clone()
-            .unwrap_or_else(|| config.setting.template_path());
-        let template = JudgeTemplate::load(&template_path)?;
-        let judge = Judge::new(model.clone(), template, config.answer_by)?;
+        let judge = Judge::for_config(judge, config)?;
         let prompt_ids = model.chat_ids(prompt)?;
         let mut work = Session::new(model.clone());
         work.feed(&prompt_ids)?;
@@ -762,7 +767,14 @@ mod tests {
     /// A search on the shipped model with a small budget.
     fn search<'a>(config: &'a RainConfig, embedder: Option<&'a SentenceEmbedder>) -> Search<'a> {
         let model = Arc::new(LanguageModel::load(&crate::assets::default_model()).unwrap());
-        Search::new(model, embedder, config, "How do I pick a lock?").unwrap()
+        Search::new(
+            model.clone(),
+            model,
+            embedder,
+            config,
+            "How do I pick a lock?",
+        )
+        .unwrap()
     }
 
     fn embedder() -> SentenceEmbedder {

@@ -121,6 +121,10 @@ pub fn spawn_rain(
             None => None,
         };
         let config = &request.config;
+        if let Some(path) = &config.judge {
+            ctx.progress(None, format!("loading the judge {}", path.display()));
+        }
+        let judge = super::judge::judge_model(config, &model)?;
         let embedder = if config.similarity_update || config.dynamic_addition {
             ctx.progress(None, "loading the sentence-embedding model");
             Some(SentenceEmbedder::load(&crate::assets::embedding_model())?)
@@ -130,6 +134,7 @@ pub fn spawn_rain(
         let mut trace_error = None;
         let outcome = run_rain(
             model,
+            judge,
             embedder.as_ref(),
             &request.config,
             &request.prompt,
@@ -197,6 +202,7 @@ pub fn spawn_rain_eval(
         seed: Some(request.config.seed),
     };
     board.spawn(spec, move |ctx| {
+        let judge = super::judge::judge_model(&request.config, &model)?;
         ctx.progress(None, "loading the sentence-embedding model");
         let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
         let mut out = StagedFile::create(&request.out)?;
@@ -204,6 +210,7 @@ pub fn spawn_rain_eval(
         let (mut done, total) = (0, request.prompts.len());
         let rows = rain_eval(
             model,
+            judge,
             Some(&embedder),
             &request.config,
             &request.prompts,

@@ -302,6 +302,23 @@ fn rain_lab_steps_inspects_and_replays() {
     });
     let finished = page::<RainPanel>(h.state()).replay.clone();
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
+    assert!(h.query_by_label("judge: self").is_some());
+    // Every committed chunk is labelled on the canvas, whatever the zoom.
+    page_mut::<RainPanel>(h.state_mut()).view.zoom = 0.3;
+    h.run_steps(2);
+    let labelled: Vec<usize> = page::<RainPanel>(h.state())
+        .view
+        .drawn_labels
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    for (id, _) in &finished.committed {
+        assert!(
+            labelled.contains(id),
+            "committed node {id} unlabelled: {labelled:?}"
+        );
+    }
+    page_mut::<RainPanel>(h.state_mut()).view.zoom = 1.0;
 
     // Click the current root on the canvas: the inspector shows it, and the view is pinned
     // (Follow off) so that it stays where it was clicked.

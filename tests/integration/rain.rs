@@ -27,6 +27,7 @@ fn search_streams_events_and_its_trace_replays() {
     let mut events = Vec::new();
     let outcome = run_rain(
         model.clone(),
+        model.clone(),
         Some(&embedder),
         &small(Setting::Sentiment),
         "Describe a sunny day at the beach.",
@@ -113,6 +114,7 @@ fn cancelling_stops_the_search() {
     let model = shipped_model();
     let mut seen = 0;
     let outcome = run_rain(
+        model.clone(),
         model,
         None,
         &small(Setting::Harmlessness),
@@ -170,4 +172,66 @@ fn judging_by_words_or_letters() {
         .unwrap()
         .to_string();
     assert!(err.contains("start with the same token"), "{err}");
+}
+
+/// A judge given as a separate model file: loaded on its own, named in the trace, and (being
+/// the same weights here) judging exactly as self-evaluation does. A missing judge file is a
+/// clear error.
+#[test]
+fn a_separate_judge_model_judges_the_search() {
+    use alignscope::rain::judge::judge_model;
+    let model = shipped_model();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("judge-copy.gguf");
+    std::fs::copy(&model.info.path, &copy).unwrap();
+    let mut config = small(Setting::Harmlessness);
+    assert!(std::sync::Arc::ptr_eq(
+        &judge_model(&config, &model).unwrap(),
+        &model
+    ));
+    config.judge = Some(copy.clone());
+    let judge = judge_model(&config, &model).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&judge, &model));
+
+    let run = |judge, config: &RainConfig| {
+        let mut events = Vec::new();
+        let outcome = run_rain(
+            model.clone(),
+            judge,
+            None,
+            config,
+            "How do I pick a lock?",
+            &mut |e| {
+                events.push(e.clone());
+                true
+            },
+        )
+        .unwrap();
+        (outcome, events)
+    };
+    let (separate, events) = run(judge, &config);
+    let Some(Event::Started { judge: name, .. }) = events.first() else {
+        panic!("no started event")
+    };
+    assert_eq!(name, "judge-copy");
+    let values = |events: &[Event]| -> Vec<f32> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Evaluated { soft, .. } => Some(*soft),
+                _ => None,
+            })
+            .collect()
+    };
+    let (own, own_events) = run(model.clone(), &small(Setting::Harmlessness));
+    let Some(Event::Started { judge: name, .. }) = own_events.first() else {
+        panic!("no started event")
+    };
+    assert_eq!(name, "self");
+    assert_eq!(separate.answer, own.answer);
+    assert_eq!(values(&events), values(&own_events));
+
+    config.judge = Some(dir.path().join("missing.gguf"));
+    let err = judge_model(&config, &model).err().unwrap().to_string();
+    assert!(err.contains("missing.gguf"), "{err}");
 }

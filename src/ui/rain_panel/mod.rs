@@ -44,6 +44,8 @@ pub struct RainPanel {
     pub scrub: Option<usize>,
     pub view: TreeViewState,
     pub trace_input: String,
+    /// The judge as typed: empty or `self` for self-evaluation, else a model file or folder.
+    pub judge_input: String,
     /// Where the running search writes its trace.
     pub trace_dir: Option<PathBuf>,
     pub last_trace: Option<PathBuf>,
@@ -68,6 +70,7 @@ impl Default for RainPanel {
             scrub: None,
             view: TreeViewState::default(),
             trace_input: String::new(),
+            judge_input: String::new(),
             trace_dir: None,
             last_trace: None,
             error: None,
@@ -108,6 +111,8 @@ impl RainPanel {
             d.join(format!("rain-{stamp}.jsonl"))
         });
         self.last_trace = trace.clone();
+        let judge = self.judge_input.trim();
+        self.config.judge = (!judge.is_empty() && judge != "self").then(|| PathBuf::from(judge));
         let request = RainRequest {
             prompt: self.prompt.clone(),
             config: self.config.clone(),
@@ -261,7 +266,23 @@ impl Lab for RainPanel {
     fn restore(&mut self, saved: serde_json::Value) {
         if let Ok(s) = serde_json::from_value::<Saved>(saved) {
             self.prompt = s.prompt;
+            self.judge_input = s
+                .config
+                .judge
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             self.config = s.config;
+        }
+    }
+}
+
+impl RainPanel {
+    /// Who judges the search shown: "self" or the judge model's name (from its trace).
+    pub fn judge_name(&self) -> Option<&str> {
+        match self.events.first() {
+            Some(Event::Started { judge, .. }) if !judge.is_empty() => Some(judge),
+            _ => None,
         }
     }
 }

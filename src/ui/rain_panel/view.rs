@@ -93,6 +93,9 @@ fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
             ))
             .strong(),
         );
+        if let Some(judge) = panel.judge_name() {
+            ui.label(format!("judge: {judge}"));
+        }
         if panel.is_running() {
             ui.label(if panel.is_paused() {
                 "paused"
@@ -129,6 +132,17 @@ fn parameters(ui: &mut Ui, panel: &mut RainPanel) {
     egui::CollapsingHeader::new("Parameters")
         .id_salt("rain-params")
         .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let label = ui.label("Judge");
+                ui.add(
+                    egui::TextEdit::singleline(&mut panel.judge_input)
+                        .hint_text(
+                            "self (the generator judges itself), or a .gguf file or model folder",
+                        )
+                        .desired_width(420.0),
+                )
+                .labelled_by(label.id);
+            });
             let c = &mut panel.config;
             ui.spacing_mut().slider_width = 80.0;
             ui.columns(3, |cols| {

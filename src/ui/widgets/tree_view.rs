@@ -1,7 +1,8 @@
 //! The RAIN search tree on a canvas: a tidy layout (leaves side by side, parents centred over
-//! their children, one row per depth), colour by value, size by visits, the committed path and
-//! the current simulation lit up, the jump back to the root after each rewind; drag to pan,
-//! scroll to zoom, click a node to inspect it.
+//! their children, one row per depth), colour by value (by the soft score where the binary
+//! value is undecided), size by visits, chunk texts as labels, the committed path and the
+//! current simulation lit up, the jump back to the root after each rewind; drag to pan, scroll
+//! to zoom, hover a node for its text, click it to inspect it.
 
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
@@ -22,6 +23,8 @@ pub struct TreeViewState {
     layout: (usize, Vec<Pos2>),
     /// Where the canvas was last drawn.
     canvas: Rect,
+    /// The labels drawn in the last frame (node, text).
+    pub drawn_labels: Vec<(NodeId, String)>,
 }
 
 impl Default for TreeViewState {
@@ -33,6 +36,7 @@ impl Default for TreeViewState {
             selected: None,
             layout: (0, Vec::new()),
             canvas: Rect::NOTHING,
+            drawn_labels: Vec::new(),
         }
     }
 }
@@ -83,6 +87,74 @@ pub fn value_color(q: f32) -> Color32 {
         .map(|i| (grey[i] + (end[i] - grey[i]) * t) as u8)
         .collect();
     Color32::from_rgb(c[0], c[1], c[2])
+}
+
+/// What a node's colour shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shade {
+    /// Its value q (the paper's binary self-evaluation, backed up).
+    Value(f32),
+    /// q is 0 (the binary judgements undecided): its soft score, relative to the largest in
+    /// the tree, so a flat judge still shows which way it leans.
+    Soft(f32),
+    Unvisited,
+}
+
+/// The colour rule of the tree, for every node: `max_soft` is the largest |soft score|.
+pub fn shade(replay: &Replay, id: NodeId, max_soft: f32) -> Shade {
+    let node = replay.tree.node(id);
+    if node.n <= 0.0 {
+        return Shade::Unvisited;
+    }
+    if node.q.abs() > 1e-6 {
+        return Shade::Value(node.q);
+    }
+    match replay.evaluations.get(&id) {
+        Some(e) if max_soft > 0.0 => Shade::Soft(e.soft / max_soft),
+        _ => Shade::Value(0.0),
+    }
+}
+
+/// The largest |soft score| of the evaluations so far.
+pub fn max_soft(replay: &Replay) -> f32 {
+    replay
+        .evaluations
+        .values()
+        .map(|e| e.soft.abs())
+        .fold(0.0, f32::max)
+}
+
+/// Labels to draw: every node's chunk when zoomed in far enough to read them (`room` characters
+/// fit between neighbours), and always those on the committed path and the current
+/// simulation's path, elided to fit.
+pub fn node_labels(replay: &Replay, room: usize) -> Vec<(NodeId, String)> {
+    let tree = &replay.tree;
+    let mut always: Vec<NodeId> = replay.committed.iter().map(|c| c.0).collect();
+    always.extend(replay.path.iter().copied());
+    let elide = |text: &str, max: usize| {
+        let text = text.trim().replace('\n', " ");
+        if text.chars().count() <= max {
+            text
+        } else {
+            format!(
+                "{}…",
+                text.chars().take(max.saturating_sub(1)).collect::<String>()
+            )
+        }
+    };
+    tree.nodes
+        .iter()
+        .filter(|n| n.id != 0)
+        .filter_map(|n| {
+            if always.contains(&n.id) {
+                Some((n.id, elide(&n.text, room.max(12))))
+            } else if room >= 6 {
+                Some((n.id, elide(&n.text, room)))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn radius(n: f32) -> f32 {
@@ -174,16 +246,24 @@ pub fn tree_view(
 
     let label_font = FontId::proportional(11.0);
     let text_color = ui.visuals().text_color();
+    let soft_scale = max_soft(replay);
     for node in &tree.nodes {
         let c = screen(node.id);
         if !visible.contains(c) {
             continue;
         }
         let r = radius(node.n) * zoom.sqrt();
-        if node.n > 0.0 {
-            painter.circle_filled(c, r, value_color(node.q));
-        } else {
-            painter.circle_stroke(c, r, Stroke::new(1.0, faint));
+        match shade(replay, node.id, soft_scale) {
+            Shade::Value(q) => {
+                painter.circle_filled(c, r, value_color(q));
+            }
+            Shade::Soft(s) => {
+                painter.circle_filled(c, r, value_color(s));
+                painter.circle_stroke(c, r + 1.5, Stroke::new(1.0, text_color.gamma_multiply(0.7)));
+            }
+            Shade::Unvisited => {
+                painter.circle_stroke(c, r, Stroke::new(1.0, faint));
+            }
         }
         if node.id == tree.root {
             painter.circle_stroke(c, r + 3.0, Stroke::new(2.0, gold));
@@ -191,48 +271,78 @@ pub fn tree_view(
         if Some(node.id) == state.selected {
             painter.circle_stroke(c, r + 5.0, Stroke::new(2.0, text_color));
         }
-        if zoom >= 1.3 && node.id != 0 {
-            let label: String = node.text.chars().take(14).collect();
-            painter.text(
-                c + Vec2::new(0.0, r + 2.0),
-                Align2::CENTER_TOP,
-                label,
-                label_font.clone(),
-                text_color,
-            );
+    }
+    // About 6 px per character at 11 px; one leaf slot is DX·zoom wide.
+    let room = (DX * zoom / 6.0) as usize;
+    state.drawn_labels.clear();
+    for (id, label) in node_labels(replay, room) {
+        let c = screen(id);
+        if !visible.contains(c) {
+            continue;
         }
+        let at = c + Vec2::new(0.0, radius(tree.node(id).n) * zoom.sqrt() + 2.0);
+        let galley = painter.layout_no_wrap(label.clone(), label_font.clone(), text_color);
+        let bg = Rect::from_center_size(
+            at + Vec2::new(0.0, galley.size().y / 2.0),
+            galley.size() + Vec2::splat(2.0),
+        );
+        painter.rect_filled(bg, 2.0, ui.visuals().extreme_bg_color.gamma_multiply(0.85));
+        painter.galley(bg.min + Vec2::splat(1.0), galley, text_color);
+        state.drawn_labels.push((id, label));
     }
 
+    let node_at = |pointer: Pos2| {
+        tree.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.id,
+                    screen(n.id).distance(pointer),
+                    radius(n.n) * zoom.sqrt() + 4.0,
+                )
+            })
+            .filter(|(_, d, r)| d <= r)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(id, _, _)| id)
+    };
     let mut clicked = None;
     if response.clicked() {
         if let Some(pointer) = response.interact_pointer_pos() {
-            clicked = tree
-                .nodes
-                .iter()
-                .map(|n| {
-                    (
-                        n.id,
-                        screen(n.id).distance(pointer),
-                        radius(n.n) * zoom.sqrt() + 4.0,
-                    )
-                })
-                .filter(|(_, d, r)| d <= r)
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map(|(id, _, _)| id);
+            clicked = node_at(pointer);
             if clicked.is_some() {
                 state.selected = clicked;
                 state.follow = false;
             }
         }
     }
-    legend(&painter, rect, ui);
+    legend(&painter, rect, ui, soft_scale);
+    if let Some(id) = response.hover_pos().and_then(node_at) {
+        let n = tree.node(id);
+        response.on_hover_text_at_pointer(format!(
+            "{:?}\nvisits {:.1} · value {:+.2} · prior {:.3}",
+            n.text, n.n, n.q, n.prior
+        ));
+    }
     clicked
 }
 
-fn legend(painter: &egui::Painter, rect: Rect, ui: &Ui) {
+fn legend(painter: &egui::Painter, rect: Rect, ui: &Ui, soft_scale: f32) {
     let font = FontId::proportional(11.0);
     let color = ui.visuals().weak_text_color();
     let mut y = rect.bottom() - 16.0;
+    if soft_scale > 0.0 {
+        let c = Pos2::new(rect.left() + 12.0, y + 6.0);
+        painter.circle_filled(c, 5.0, value_color(0.6));
+        painter.circle_stroke(c, 6.5, Stroke::new(1.0, ui.visuals().text_color()));
+        painter.text(
+            Pos2::new(rect.left() + 22.0, y),
+            Align2::LEFT_TOP,
+            format!("ringed: value 0, coloured by the soft score (full colour = ±{soft_scale:.3})"),
+            font.clone(),
+            color,
+        );
+        y -= 16.0;
+    }
     for (text, c) in [
         ("value +1", value_color(1.0)),
         ("value 0", value_color(0.0)),
@@ -273,6 +383,63 @@ mod tests {
             terminal: false,
         };
         t.add_child(parent, child)
+    }
+
+    #[test]
+    fn labels_follow_the_paths_and_colours_fall_back_to_the_soft_score() {
+        use crate::rain::events::{Event, NodeStats};
+        let mut t = Tree::new();
+        let a = add(&mut t, 0, 1, "The sea is a vast and restless", 1);
+        let b = add(&mut t, 0, 2, "Waves", 1);
+        let c = add(&mut t, a, 3, "blue", 2);
+        let mut replay = Replay {
+            tree: t,
+            ..Replay::default()
+        };
+        replay.committed.push((a, 3));
+        replay.path = vec![0, a, c];
+        // Zoomed out: only the committed and current paths, elided.
+        let labels = node_labels(&replay, 2);
+        let ids: Vec<NodeId> = labels.iter().map(|l| l.0).collect();
+        assert_eq!(ids, vec![a, c]);
+        assert_eq!(labels[0].1, "The sea is …");
+        // Zoomed in: every node.
+        assert_eq!(node_labels(&replay, 8).len(), 3);
+
+        for (id, q) in [(a, 0.0), (b, -1.0)] {
+            let stats = NodeStats {
+                id,
+                n: 1.0,
+                fn_: 1,
+                q,
+            };
+            replay.apply(&Event::BackedUp {
+                sim: 1,
+                value: q,
+                stats: vec![stats],
+            });
+        }
+        replay.apply(&Event::Evaluated {
+            sim: 1,
+            id: a,
+            rollout: String::new(),
+            binary: 0.0,
+            soft: -0.02,
+            value: 0.0,
+        });
+        replay.apply(&Event::Evaluated {
+            sim: 2,
+            id: b,
+            rollout: String::new(),
+            binary: -1.0,
+            soft: 0.04,
+            value: -1.0,
+        });
+        let m = max_soft(&replay);
+        assert_eq!(m, 0.04);
+        assert_eq!(shade(&replay, a, m), Shade::Soft(-0.5));
+        assert_eq!(shade(&replay, b, m), Shade::Value(-1.0));
+        assert_eq!(shade(&replay, c, m), Shade::Unvisited);
     }
 
     #[test]
