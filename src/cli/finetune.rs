@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{named, Front};
+use crate::train::adapter::{spawn_merge, MergeRequest};
 use crate::train::finetune::{spawn_finetune, FinetuneRequest, Method};
 use crate::train::pretrained::GgufType;
 
@@ -59,6 +60,10 @@ pub struct FinetuneArgs {
     save_every: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Train on prompt and answer as plain text, without the chat template (e.g. a judge that
+    /// reads its verdict right after a judgement prompt).
+    #[arg(long)]
+    raw: bool,
     #[arg(long)]
     json: bool,
 }
@@ -82,6 +87,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     r.gguf = args.gguf;
     r.save_every = args.save_every.unwrap_or(r.save_every);
     r.seed = args.seed.unwrap_or(r.seed);
+    r.raw = args.raw;
     let front = Front::new("loading");
     let json = args.json;
     let outcome = front.wait(spawn_finetune(&front.board, r), |s, bar| {
@@ -114,5 +120,34 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     if let Some(out) = &outcome.out {
         println!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct MergeAdapterArgs {
+    /// A folder with a LoRA adapter (`adapter_model.safetensors`, `adapter_config.json`), as
+    /// `finetune --method lora --out` writes.
+    #[arg(long)]
+    adapter: PathBuf,
+    /// The model it was trained on (default: the shipped SmolLM2).
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// Where the merged model goes: a GGUF file with --gguf, else a Hugging Face folder.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_parser = named::<GgufType>())]
+    gguf: Option<GgufType>,
+}
+
+pub fn merge_adapter(args: MergeAdapterArgs) -> Result<()> {
+    let request = MergeRequest {
+        base: args.base.unwrap_or_else(crate::assets::default_model),
+        adapter: args.adapter,
+        out: args.out,
+        gguf: args.gguf,
+    };
+    let front = Front::new("merging");
+    let merged = front.wait(spawn_merge(&front.board, request), |_, _| {})?;
+    println!("{}", merged.0.display());
     Ok(())
 }

@@ -72,6 +72,8 @@ pub enum Command {
     Fuse(fusion::FuseArgs),
     /// Fine-tune a language model on chat data: full, LoRA or a soft prompt.
     Finetune(finetune::FinetuneArgs),
+    /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
+    MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -111,6 +113,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Merge(args) => delta::merge(args),
         Command::Fuse(args) => fusion::run(args),
         Command::Finetune(args) => finetune::run(args),
+        Command::MergeAdapter(args) => finetune::merge_adapter(args),
     }
 }
 

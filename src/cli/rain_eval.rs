@@ -117,6 +117,9 @@ pub struct SelfEvalArgs {
     /// Read the judgement from the option words instead of the letters.
     #[arg(long)]
     judge_words: bool,
+    /// Judgement template for every example (default: each setting's).
+    #[arg(long)]
+    template: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -130,7 +133,14 @@ pub fn self_eval_cmd(args: SelfEvalArgs) -> anyhow::Result<()> {
     } else {
         AnswerBy::Letters
     };
-    let handle = spawn_self_eval(&front.board, model, examples, args.setting, answer_by);
+    let handle = spawn_self_eval(
+        &front.board,
+        model,
+        examples,
+        args.setting,
+        answer_by,
+        args.template.clone(),
+    );
     let report = front.wait(handle, |_, _| {})?.0;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

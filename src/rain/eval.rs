@@ -282,12 +282,14 @@ pub fn read_labelled(path: &Path) -> anyhow::Result<Vec<Labelled>> {
     Ok(out)
 }
 
-/// Self-evaluation accuracy per setting; examples without a setting use `default`.
+/// Self-evaluation accuracy per setting; examples without a setting use `default`. `template`
+/// replaces every setting's judgement template (a fine-tuned judge's own prompt).
 pub fn self_eval_accuracy(
     model: Arc<LanguageModel>,
     examples: &[Labelled],
     default: Setting,
     answer_by: AnswerBy,
+    template: Option<&Path>,
 ) -> anyhow::Result<Vec<SettingAccuracy>> {
     let mut groups: BTreeMap<String, Vec<&Labelled>> = BTreeMap::new();
     for e in examples {
@@ -303,8 +305,8 @@ pub fn self_eval_accuracy(
     let mut out = Vec::new();
     for (name, items) in groups {
         let setting = name.parse::<Setting>()?;
-        let template = JudgeTemplate::load(&setting.template_path())?;
-        let mut judge = Judge::new(model.clone(), template, answer_by)?;
+        let path = template.map_or_else(|| setting.template_path(), Path::to_path_buf);
+        let mut judge = Judge::new(model.clone(), JudgeTemplate::load(&path)?, answer_by)?;
         let (mut bin, mut soft, mut undecided) = (0usize, 0usize, 0usize);
         let (mut goods, mut bads) = (Vec::new(), Vec::new());
         for item in &items {

@@ -251,6 +251,7 @@ pub fn spawn_self_eval(
     examples: Vec<Labelled>,
     default: Setting,
     answer_by: AnswerBy,
+    template: Option<PathBuf>,
 ) -> JobHandle<(), SelfEvalReport> {
     let spec = JobSpec {
         kind: "self-eval-accuracy".into(),
@@ -260,13 +261,18 @@ pub fn spawn_self_eval(
             "examples": examples.len(),
             "setting": default,
             "answer_by": answer_by,
+            "template": template,
         }),
         seed: None,
     };
     board.spawn(spec, move |ctx| {
         ctx.progress(None, format!("judging {} examples", examples.len()));
         Ok(SelfEvalReport(self_eval_accuracy(
-            model, &examples, default, answer_by,
+            model,
+            &examples,
+            default,
+            answer_by,
+            template.as_deref(),
         )?))
     })
 }

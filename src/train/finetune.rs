@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::llama::{LoraConfig, TrainLlama};
 use super::pretrained::{write_gguf, write_hf_folder, GgufType, Pretrained};
-use super::sft::{length_batches, read_jsonl, sft_loss, tokenize, Batch, Tokenized};
+use super::sft::{length_batches, read_jsonl, sft_loss, tokenize, tokenize_raw, Batch, Tokenized};
 use super::{Adam, AdamConfig, StepReport};
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::lm::LanguageModel;
@@ -67,6 +67,9 @@ pub struct FinetuneRequest {
     pub gguf: Option<GgufType>,
     pub save_every: usize,
     pub seed: u64,
+    /// Train on prompt and answer as plain text, without the chat template (see
+    /// [`super::sft::tokenize_raw`]).
+    pub raw: bool,
 }
 
 impl FinetuneRequest {
@@ -88,6 +91,7 @@ impl FinetuneRequest {
             gguf: None,
             save_every: 50,
             seed: 0,
+            raw: false,
         }
     }
 }
@@ -158,10 +162,11 @@ fn trainable(
     Ok((model, vars))
 }
 
-fn tokenized(lm: &LanguageModel, path: &std::path::Path, seq_len: usize) -> Result<Vec<Tokenized>> {
+fn tokenized(lm: &LanguageModel, path: &std::path::Path, request: &FinetuneRequest) -> Result<Vec<Tokenized>> {
+    let form = if request.raw { tokenize_raw } else { tokenize };
     read_jsonl(path)?
         .iter()
-        .map(|e| tokenize(lm, e, seq_len))
+        .map(|e| form(lm, e, request.seq_len))
         .collect()
 }
 
@@ -252,9 +257,9 @@ pub fn finetune(
     let pretrained = Pretrained::load(&request.model)?;
     let pad = lm.tokenizer.eos.unwrap_or(0);
     on_stage("tokenising the data")?;
-    let train = tokenized(&lm, &request.data, request.seq_len)?;
+    let train = tokenized(&lm, &request.data, request)?;
     let eval = match &request.eval {
-        Some(p) => Some(tokenized(&lm, p, request.seq_len)?),
+        Some(p) => Some(tokenized(&lm, p, request)?),
         None => None,
     };
     let (mut model, vars) = trainable(&pretrained, &lm, request)?;

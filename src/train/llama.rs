@@ -484,6 +484,39 @@ impl TrainLlama {
         Ok(out)
     }
 
+    /// The LoRA adapters under PEFT's names relative to the model
+    /// (`model.layers.0.self_attn.q_proj.lora_A.weight`, …) and the configuration they were
+    /// made with; `None` without adapters.
+    pub fn lora(&self) -> Option<(Vec<(String, Tensor)>, LoraConfig)> {
+        let mut weights = Vec::new();
+        let mut targets: Vec<String> = Vec::new();
+        let mut shape = None;
+        for (i, l) in self.layers.iter().enumerate() {
+            for (name, p) in l.projections() {
+                let Some(lora) = &p.lora else { continue };
+                let short = name.rsplit('.').next().unwrap_or(name).to_string();
+                if !targets.contains(&short) {
+                    targets.push(short);
+                }
+                let rank = lora.a.dims().first().copied().unwrap_or(0);
+                shape = Some((rank, lora.scale * rank as f64, lora.dropout));
+                let at = format!("model.layers.{i}.{name}");
+                weights.push((format!("{at}.lora_A.weight"), lora.a.detach()));
+                weights.push((format!("{at}.lora_B.weight"), lora.b.detach()));
+            }
+        }
+        let (rank, alpha, dropout) = shape?;
+        Some((
+            weights,
+            LoraConfig {
+                rank,
+                alpha,
+                dropout,
+                targets,
+            },
+        ))
+    }
+
     /// A checkpoint folder written by [`LlamaShape::hf_config`] and a saved VarMap.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;

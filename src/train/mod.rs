@@ -2,6 +2,7 @@
 //! that carry Hugging Face tensor names, Adam/AdamW/AdamR, and the step loop with progress
 //! reports. The model zoo is built with it.
 
+pub mod adapter;
 pub mod bert;
 pub mod finetune;
 pub mod llama;

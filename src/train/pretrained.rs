@@ -235,8 +235,9 @@ fn unpermute_rope(w: &Tensor, heads: usize) -> Result<Tensor> {
 
 /// Writes `model` (adapters merged) as a Hugging Face folder: f32 `model.safetensors`,
 /// `config.json`, and the tokenizer and chat template of `lm` as `tokenizer.json` and
-/// `tokenizer_config.json`. A soft prompt, if any, goes to `soft_prompt.safetensors`. The
-/// folder is written beside `out` and renamed into place.
+/// `tokenizer_config.json`. A soft prompt, if any, goes to `soft_prompt.safetensors`, LoRA
+/// adapters also on their own (PEFT's `adapter_model.safetensors`, see [`super::adapter`]).
+/// The folder is written beside `out` and renamed into place.
 pub fn write_hf_folder(out: &Path, model: &TrainLlama, lm: &LanguageModel) -> Result<()> {
     let weights: HashMap<String, Tensor> = model.merged_weights()?.into_iter().collect();
     let tok = &lm.tokenizer;
@@ -265,6 +266,7 @@ pub fn write_hf_folder(out: &Path, model: &TrainLlama, lm: &LanguageModel) -> Re
             dir.join("tokenizer_config.json"),
             serde_json::to_string_pretty(&tokenizer_config)?,
         )?;
+        super::adapter::write(dir, model, &lm.info.path)?;
         if let Some(p) = model.soft_prompt() {
             use crate::lm::soft_prompt::{FILE, TENSOR};
             let prompt = HashMap::from([(TENSOR.to_string(), p.detach())]);

@@ -133,12 +133,27 @@ pub fn tokenize(lm: &LanguageModel, ex: &Example, max_len: usize) -> Result<Toke
     })?;
     let prompt_ids = lm.tokenizer.encode_prompt(&prompt)?;
     let answer_ids = lm.tokenizer.encode(answer, true)?;
-    // Keep at least one answer token; drop the prompt's start if it is too long.
+    Ok(join(&prompt_ids, &answer_ids, max_len))
+}
+
+/// The example as plain text: its prompt messages' contents (joined by blank lines) continued
+/// by the answer, no chat template and no end of turn — for models that read a verdict after
+/// a fixed text, such as a judge after its judgement prompt. Cut as [`tokenize`] cuts.
+pub fn tokenize_raw(lm: &LanguageModel, ex: &Example, max_len: usize) -> Result<Tokenized> {
+    let prompt: Vec<&str> = ex.prompt.iter().map(|m| m.content.as_str()).collect();
+    let prompt_ids = lm.tokenizer.encode_prompt(&prompt.join("\n\n"))?;
+    let answer_ids = lm.tokenizer.encode(&ex.answer, false)?;
+    Ok(join(&prompt_ids, &answer_ids, max_len))
+}
+
+/// Prompt then answer in `max_len` tokens: at least one answer token, the prompt's start
+/// dropped if it is too long.
+fn join(prompt_ids: &[u32], answer_ids: &[u32], max_len: usize) -> Tokenized {
     let keep_prompt = prompt_ids.len().min(max_len.saturating_sub(1).max(1));
     let mut ids = prompt_ids[prompt_ids.len() - keep_prompt..].to_vec();
     let answer_start = ids.len();
     ids.extend(answer_ids.iter().take(max_len.saturating_sub(answer_start)));
-    Ok(Tokenized { ids, answer_start })
+    Tokenized { ids, answer_start }
 }
 
 /// Example indices in batches of similar length (less padding): sorted by length, cut into

@@ -448,3 +448,70 @@ fn qwen2_trains_its_biases_and_exports_folder_and_gguf() {
     eprintln!("qwen2 Q8_0 export vs training forward: {diff:.2e}");
     assert!(diff < 0.1, "qwen2 Q8_0: max |Δlogit| {diff}");
 }
+
+/// Raw examples: the prompt's text then the answer's, no chat template and no end of turn —
+/// how a judge reads its verdict letter right after the judgement prompt.
+#[test]
+fn raw_examples_are_the_prompt_then_the_answer() {
+    use alignscope::train::sft::tokenize_raw;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.jsonl");
+    std::fs::write(
+        &path,
+        "{\"prompt\": \"Is it harmful? The answer is: (\", \"completion\": \"A\"}\n",
+    )
+    .unwrap();
+    let example = &read_jsonl(&path).unwrap()[0];
+    let lm = crate::common::shipped_model();
+    let t = tokenize_raw(&lm, example, 64).unwrap();
+    let prompt = lm.tokenizer.encode_prompt("Is it harmful? The answer is: (").unwrap();
+    assert_eq!(&t.ids[..t.answer_start], &prompt[..]);
+    assert_eq!(&t.ids[t.answer_start..], &[lm.tokenizer.single_token("A").unwrap()]);
+    // The chat form of the same example wraps it in the template and ends the turn.
+    let chat = tokenize(&lm, example, 64).unwrap();
+    assert!(chat.ids.len() > t.ids.len() + 5);
+}
+
+/// A LoRA run also writes its adapter on its own (PEFT's files); merged into the base again,
+/// it gives the exported model's logits. On another base it is a clear error.
+#[test]
+fn a_lora_adapter_ships_alone_and_merges_back() {
+    use alignscope::train::adapter::{self, merge, MergeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let data = doubling_pairs(dir.path(), 12);
+    let mut req = FinetuneRequest::new(tiny_base(), data, Method::Lora);
+    (req.steps, req.batch, req.lr) = (6, 4, 1e-2);
+    let out = dir.path().join("tuned");
+    req.out = Some(out.clone());
+    finetune(&req, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
+    let config = adapter::read_config(&out).unwrap();
+    assert_eq!((config.rank, config.alpha), (8, 16.0));
+    assert_eq!(config.targets, ["q_proj", "k_proj", "v_proj", "o_proj"]);
+    let size = std::fs::metadata(out.join(adapter::WEIGHTS)).unwrap().len();
+    let full = std::fs::metadata(out.join("model.safetensors")).unwrap().len();
+    assert!(size * 4 < full, "adapter {size} B against the model's {full} B");
+
+    let merged = dir.path().join("merged");
+    let request = MergeRequest {
+        base: tiny_base(),
+        adapter: out.clone(),
+        out: merged.clone(),
+        gguf: None,
+    };
+    merge(&request, &mut |_| Ok(())).unwrap();
+    let lm = Arc::new(LanguageModel::load(&out).unwrap());
+    let ids = lm.chat_ids("12").unwrap();
+    let exported = runtime_logits(Session::new(lm), &ids);
+    let remerged = runtime_logits(Session::new(Arc::new(LanguageModel::load(&merged).unwrap())), &ids);
+    let diff = worst(&exported, &remerged);
+    assert!(diff < 1e-4, "re-merged vs exported: {diff}");
+    let base = runtime_logits(Session::new(Arc::new(LanguageModel::load(&tiny_base()).unwrap())), &ids);
+    assert!(worst(&exported, &base) > 1e-3, "the adapter changed the model");
+
+    let wrong = MergeRequest {
+        base: crate::common::fixture("tiny/tiny-qwen2.gguf"),
+        ..request
+    };
+    let err = format!("{:#}", merge(&wrong, &mut |_| Ok(())).unwrap_err());
+    assert!(err.contains(adapter::WEIGHTS) && err.contains("another base model"), "{err}");
+}
