@@ -23,6 +23,7 @@ fn synthetic_replay(nodes: usize) -> Replay {
                     tokens: vec![k],
                     text: format!(" tok{k}"),
                     prior: 0.1,
+                    raw_prior: 0.1,
                     origin: Origin::Expansion,
                     sim: tree.nodes.len(),
                     terminal: false,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds the harm judge's data: conversations labelled harmful/harmless, written as judgement
-prompts (assets/rain/harm-judge.txt) in both option orders, with the answer letter as the
+prompts (assets/judges/harm-judge/template.txt) in both option orders, with the answer letter as the
 completion (for `alignscope finetune --raw`), plus the held-out conversations as a labelled set
 for `alignscope self-eval-accuracy`.
 
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "assets/rain/harm-judge.txt"
+TEMPLATE = ROOT / "assets/judges/harm-judge/template.txt"
 OUT = ROOT / "assets/data/harm-judge"
 
 REFUSALS = [

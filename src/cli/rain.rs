@@ -41,8 +41,9 @@ pub struct RainOptions {
     /// Judgement template file (see assets/rain/README.md).
     #[arg(long)]
     template: Option<PathBuf>,
-    /// The model that judges: `self` (the generator, as in the paper) or a GGUF file or
-    /// Hugging Face folder.
+    /// The model that judges: `self` (the generator, as in the paper), a GGUF file or Hugging
+    /// Face folder, or a shipped judge's name (`harm-judge`: SmolLM2 fine-tuned to judge harm,
+    /// built from its adapter on first use; its template is used unless --template names one).
     #[arg(long, default_value = "self")]
     judge: String,
 }

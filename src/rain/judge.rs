@@ -103,15 +103,26 @@ pub struct Judge {
     pub tokens_processed: usize,
 }
 
-/// The model that judges under `config`: its `judge` file, or the generator itself.
-pub fn judge_model(
-    config: &super::RainConfig,
+/// The model that judges under `config`: the generator itself, a model file or folder, or a
+/// shipped judge by name (see [`super::judges`]; built on first use, `on_stage` told). A
+/// shipped judge's template becomes the config's unless it names one.
+pub fn prepare_judge(
+    config: &mut super::RainConfig,
     generator: &Arc<LanguageModel>,
-) -> Result<Arc<LanguageModel>, LmError> {
-    match &config.judge {
-        Some(path) if path != &generator.info.path => Ok(Arc::new(LanguageModel::load(path)?)),
-        _ => Ok(generator.clone()),
+    on_stage: &mut dyn FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<Arc<LanguageModel>> {
+    let Some(named) = config.judge.clone() else {
+        return Ok(generator.clone());
+    };
+    let (path, template) = super::judges::resolve(&named, on_stage)?;
+    if config.template.is_none() {
+        config.template = template;
     }
+    if path == generator.info.path {
+        return Ok(generator.clone());
+    }
+    on_stage(&format!("loading the judge {}", path.display()))?;
+    Ok(Arc::new(LanguageModel::load(&path)?))
 }
 
 impl Judge {

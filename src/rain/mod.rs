@@ -5,6 +5,7 @@ pub mod config;
 pub mod eval;
 pub mod events;
 pub mod judge;
+pub mod judges;
 pub mod replay;
 pub mod search;
 pub mod task;

@@ -120,11 +120,13 @@ pub fn spawn_rain(
             ))),
             None => None,
         };
-        let config = &request.config;
-        if let Some(path) = &config.judge {
-            ctx.progress(None, format!("loading the judge {}", path.display()));
-        }
-        let judge = super::judge::judge_model(config, &model)?;
+        let mut config = request.config.clone();
+        let judge = super::judge::prepare_judge(&mut config, &model, &mut |stage| {
+            ctx.check()?;
+            ctx.progress(None, stage);
+            Ok(())
+        })?;
+        let config = &config;
         let embedder = if config.similarity_update || config.dynamic_addition {
             ctx.progress(None, "loading the sentence-embedding model");
             Some(SentenceEmbedder::load(&crate::assets::embedding_model())?)
@@ -136,7 +138,7 @@ pub fn spawn_rain(
             model,
             judge,
             embedder.as_ref(),
-            &request.config,
+            config,
             &request.prompt,
             &mut |event| {
                 if let Some(t) = trace.as_mut() {
@@ -202,7 +204,12 @@ pub fn spawn_rain_eval(
         seed: Some(request.config.seed),
     };
     board.spawn(spec, move |ctx| {
-        let judge = super::judge::judge_model(&request.config, &model)?;
+        let mut config = request.config.clone();
+        let judge = super::judge::prepare_judge(&mut config, &model, &mut |stage| {
+            ctx.check()?;
+            ctx.progress(None, stage);
+            Ok(())
+        })?;
         ctx.progress(None, "loading the sentence-embedding model");
         let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
         let mut out = StagedFile::create(&request.out)?;
@@ -212,7 +219,7 @@ pub fn spawn_rain_eval(
             model,
             judge,
             Some(&embedder),
-            &request.config,
+            &config,
             &request.prompts,
             &request.suffix,
             |row| {

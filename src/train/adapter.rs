@@ -46,8 +46,8 @@ pub fn write(dir: &Path, model: &TrainLlama, base: &Path) -> Result<()> {
 /// The configuration in `dir`'s `adapter_config.json`.
 pub fn read_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join(CONFIG);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let c: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
     ensure!(

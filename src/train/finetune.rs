@@ -162,7 +162,11 @@ fn trainable(
     Ok((model, vars))
 }
 
-fn tokenized(lm: &LanguageModel, path: &std::path::Path, request: &FinetuneRequest) -> Result<Vec<Tokenized>> {
+fn tokenized(
+    lm: &LanguageModel,
+    path: &std::path::Path,
+    request: &FinetuneRequest,
+) -> Result<Vec<Tokenized>> {
     let form = if request.raw { tokenize_raw } else { tokenize };
     read_jsonl(path)?
         .iter()

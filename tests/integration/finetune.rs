@@ -464,9 +464,15 @@ fn raw_examples_are_the_prompt_then_the_answer() {
     let example = &read_jsonl(&path).unwrap()[0];
     let lm = crate::common::shipped_model();
     let t = tokenize_raw(&lm, example, 64).unwrap();
-    let prompt = lm.tokenizer.encode_prompt("Is it harmful? The answer is: (").unwrap();
+    let prompt = lm
+        .tokenizer
+        .encode_prompt("Is it harmful? The answer is: (")
+        .unwrap();
     assert_eq!(&t.ids[..t.answer_start], &prompt[..]);
-    assert_eq!(&t.ids[t.answer_start..], &[lm.tokenizer.single_token("A").unwrap()]);
+    assert_eq!(
+        &t.ids[t.answer_start..],
+        &[lm.tokenizer.single_token("A").unwrap()]
+    );
     // The chat form of the same example wraps it in the template and ends the turn.
     let chat = tokenize(&lm, example, 64).unwrap();
     assert!(chat.ids.len() > t.ids.len() + 5);
@@ -488,8 +494,13 @@ fn a_lora_adapter_ships_alone_and_merges_back() {
     assert_eq!((config.rank, config.alpha), (8, 16.0));
     assert_eq!(config.targets, ["q_proj", "k_proj", "v_proj", "o_proj"]);
     let size = std::fs::metadata(out.join(adapter::WEIGHTS)).unwrap().len();
-    let full = std::fs::metadata(out.join("model.safetensors")).unwrap().len();
-    assert!(size * 4 < full, "adapter {size} B against the model's {full} B");
+    let full = std::fs::metadata(out.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        size * 4 < full,
+        "adapter {size} B against the model's {full} B"
+    );
 
     let merged = dir.path().join("merged");
     let request = MergeRequest {
@@ -502,16 +513,28 @@ fn a_lora_adapter_ships_alone_and_merges_back() {
     let lm = Arc::new(LanguageModel::load(&out).unwrap());
     let ids = lm.chat_ids("12").unwrap();
     let exported = runtime_logits(Session::new(lm), &ids);
-    let remerged = runtime_logits(Session::new(Arc::new(LanguageModel::load(&merged).unwrap())), &ids);
+    let remerged = runtime_logits(
+        Session::new(Arc::new(LanguageModel::load(&merged).unwrap())),
+        &ids,
+    );
     let diff = worst(&exported, &remerged);
     assert!(diff < 1e-4, "re-merged vs exported: {diff}");
-    let base = runtime_logits(Session::new(Arc::new(LanguageModel::load(&tiny_base()).unwrap())), &ids);
-    assert!(worst(&exported, &base) > 1e-3, "the adapter changed the model");
+    let base = runtime_logits(
+        Session::new(Arc::new(LanguageModel::load(&tiny_base()).unwrap())),
+        &ids,
+    );
+    assert!(
+        worst(&exported, &base) > 1e-3,
+        "the adapter changed the model"
+    );
 
     let wrong = MergeRequest {
         base: crate::common::fixture("tiny/tiny-qwen2.gguf"),
         ..request
     };
     let err = format!("{:#}", merge(&wrong, &mut |_| Ok(())).unwrap_err());
-    assert!(err.contains(adapter::WEIGHTS) && err.contains("another base model"), "{err}");
+    assert!(
+        err.contains(adapter::WEIGHTS) && err.contains("another base model"),
+        "{err}"
+    );
 }
