@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod lm;
 pub mod names;
 pub mod rain;
+pub mod text;
 pub mod train;
 pub mod ui;
 pub mod zoo;

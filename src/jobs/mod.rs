@@ -287,6 +287,14 @@ impl<P> JobCtx<P> {
         Ok(())
     }
 
+    /// Reports a stage without a fraction, first stopping if the job was cancelled: what engine
+    /// functions taking an `on_stage` callback are given.
+    pub fn stage(&self, stage: &str) -> anyhow::Result<()> {
+        self.check()?;
+        self.progress(None, stage);
+        Ok(())
+    }
+
     pub fn progress(&self, fraction: Option<f32>, message: impl Into<String>) {
         let message = message.into();
         self.board.update(self.id, |j| {

@@ -88,7 +88,10 @@ pub fn spawn_generate(
 ) -> JobHandle<GeneratedToken, GenerateOutcome> {
     let spec = JobSpec {
         kind: "generate".into(),
-        title: format!("Generate: {}", truncate(&request.prompt_label, 40)),
+        title: format!(
+            "Generate: {}",
+            crate::text::elide(&request.prompt_label, 40)
+        ),
         inputs: json!({
             "model": model.info.path,
             "prompt": request.prompt_label,
@@ -127,12 +130,4 @@ pub fn spawn_generate(
             session,
         })
     })
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    }
 }

@@ -62,7 +62,7 @@ struct Search<'a> {
 }
 
 /// RAIN with `model` generating and `judge` evaluating (the same model for self-evaluation;
-/// see [`super::judge::judge_model`]).
+/// see [`super::judge::prepare_judge`]).
 pub fn run_rain(
     model: Arc<LanguageModel>,
     judge: Arc<LanguageModel>,

@@ -100,10 +100,7 @@ pub fn spawn_rain(
 ) -> JobHandle<Event, RainOutcome> {
     let spec = JobSpec {
         kind: "rain".into(),
-        title: format!(
-            "RAIN: {}",
-            request.prompt.chars().take(40).collect::<String>()
-        ),
+        title: format!("RAIN: {}", crate::text::elide(&request.prompt, 40)),
         inputs: json!({
             "model": model.info.path,
             "prompt": request.prompt,
@@ -121,11 +118,7 @@ pub fn spawn_rain(
             None => None,
         };
         let mut config = request.config.clone();
-        let judge = super::judge::prepare_judge(&mut config, &model, &mut |stage| {
-            ctx.check()?;
-            ctx.progress(None, stage);
-            Ok(())
-        })?;
+        let judge = super::judge::prepare_judge(&mut config, &model, &mut |s| ctx.stage(s))?;
         let config = &config;
         let embedder = if config.similarity_update || config.dynamic_addition {
             ctx.progress(None, "loading the sentence-embedding model");
@@ -205,11 +198,7 @@ pub fn spawn_rain_eval(
     };
     board.spawn(spec, move |ctx| {
         let mut config = request.config.clone();
-        let judge = super::judge::prepare_judge(&mut config, &model, &mut |stage| {
-            ctx.check()?;
-            ctx.progress(None, stage);
-            Ok(())
-        })?;
+        let judge = super::judge::prepare_judge(&mut config, &model, &mut |s| ctx.stage(s))?;
         ctx.progress(None, "loading the sentence-embedding model");
         let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
         let mut out = StagedFile::create(&request.out)?;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
 use super::llama::{LoraConfig, TrainLlama};
 use super::pretrained::{write_gguf, write_hf_folder, GgufType, Pretrained};
@@ -79,31 +79,21 @@ pub fn read_config(dir: &Path) -> Result<LoraConfig> {
 pub fn apply(model: &mut TrainLlama, dir: &Path) -> Result<()> {
     let config = read_config(dir)?;
     let path = dir.join(WEIGHTS);
-    let file = candle_core::safetensors::load(&path, &Device::Cpu)
-        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-    let file: HashMap<&str, &Tensor> = file
-        .iter()
-        .map(|(k, v)| (k.strip_prefix(PREFIX).unwrap_or(k), v))
-        .collect();
     let vars = candle_nn::VarMap::new();
     model.add_lora(&config, super::seeded_builder(&vars, 0))?;
-    let data = vars
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
-    for (name, var) in data.iter() {
-        let t = file
-            .get(name.as_str())
-            .with_context(|| format!("{}: no tensor {name}", path.display()))?;
-        ensure!(
-            t.dims() == var.dims(),
-            "{}: {name} has shape {:?}, the model needs {:?} (another base model?)",
-            path.display(),
-            t.dims(),
-            var.dims()
-        );
-        var.set(&t.to_dtype(DType::F32)?)?;
-    }
+    let missing = super::load_into(&vars, &path, PREFIX).with_context(|| {
+        format!(
+            "{}: does not fit this model (another base model?)",
+            path.display()
+        )
+    })?;
+    ensure!(
+        missing.is_empty(),
+        "{}: {} adapter tensors missing, e.g. {} (another base model?)",
+        path.display(),
+        missing.len(),
+        missing[0]
+    );
     Ok(())
 }
 
@@ -156,11 +146,7 @@ pub fn spawn_merge(board: &JobBoard, request: MergeRequest) -> JobHandle<(), Mer
         seed: None,
     };
     board.spawn(spec, move |ctx| {
-        merge(&request, &mut |stage| {
-            ctx.check()?;
-            ctx.progress(None, stage);
-            Ok(())
-        })?;
+        merge(&request, &mut |stage| ctx.stage(stage))?;
         Ok(Merged(request.out.clone()))
     })
 }

@@ -366,11 +366,7 @@ pub fn spawn_finetune(
         seed: Some(request.seed),
     };
     board.spawn(spec, move |ctx: &JobCtx<FinetuneStep>| {
-        let mut on_stage = |stage: &str| {
-            ctx.check()?;
-            ctx.progress(None, stage);
-            Ok(())
-        };
+        let mut on_stage = |stage: &str| ctx.stage(stage);
         finetune(&request, &mut on_stage, &mut |s| {
             ctx.check()?;
             ctx.progress(

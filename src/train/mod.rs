@@ -93,8 +93,10 @@ pub fn train_loop(
     Ok(losses)
 }
 
-/// Sets every variable of `varmap` whose name, with `prefix` in front, is in the safetensors
-/// file (any float dtype, read as f32). Returns the variables the file did not have.
+/// Sets every variable of `varmap` from the safetensors file (any float dtype, read as f32),
+/// where the file names it as the variable does, without `prefix` (`bert.` variables from a
+/// bare BERT file) or with it (PEFT's `base_model.model.` names). Returns the variables the
+/// file did not have.
 pub fn load_into(varmap: &VarMap, file: &Path, prefix: &str) -> anyhow::Result<Vec<String>> {
     let tensors = candle_core::safetensors::load(file, &Device::Cpu)
         .with_context(|| format!("{}: not a readable safetensors file", file.display()))?;
@@ -106,7 +108,12 @@ pub fn load_into(varmap: &VarMap, file: &Path, prefix: &str) -> anyhow::Result<V
         .map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
     for (name, var) in data.iter() {
         let key = name.strip_prefix(prefix).unwrap_or(name);
-        match by_name.get(key).or_else(|| by_name.get(name.as_str())) {
+        let prefixed = format!("{prefix}{name}");
+        let found = by_name
+            .get(key)
+            .or_else(|| by_name.get(name.as_str()))
+            .or_else(|| by_name.get(prefixed.as_str()));
+        match found {
             Some(t) => {
                 let t = t.to_dtype(DType::F32)?;
                 anyhow::ensure!(

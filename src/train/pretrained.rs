@@ -149,12 +149,12 @@ impl Pretrained {
             "mlp_bias",
             "use_sliding_window",
         ] {
-            let set = match &c[key] {
-                serde_json::Value::Null | serde_json::Value::Bool(false) => false,
-                _ => true,
-            };
+            let unset = matches!(
+                &c[key],
+                serde_json::Value::Null | serde_json::Value::Bool(false)
+            );
             ensure!(
-                !set,
+                unset,
                 "{}: `{key}` is set; training supports plain llama attention (no rotary scaling, no biases but Qwen2's, no sliding window)",
                 path.display()
             );

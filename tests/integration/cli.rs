@@ -553,25 +553,32 @@ fn finetune_headless_writes_a_model_and_a_record() {
     let data = crate::common::doubling_pairs(runs.path(), 8);
     let out = runs.path().join("tuned");
     let base = alignscope::zoo::specs::spec("tiny-base").unwrap().path();
-    let report = json_output(
-        alignscope(runs.path())
-            .arg("finetune")
+    let finetune = |args: &[&str]| {
+        let mut cmd = alignscope(runs.path());
+        cmd.arg("finetune")
             .arg("--model")
             .arg(&base)
             .arg("--data")
-            .arg(&data)
-            .args([
-                "--method", "full", "--steps", "3", "--batch", "2", "--json", "--out",
-            ])
-            .arg(&out),
+            .arg(&data);
+        cmd.args(args);
+        cmd
+    };
+    let record_of = |kind: &str| {
+        run_records(runs.path())
+            .into_iter()
+            .find(|r| r["kind"] == kind)
+            .unwrap_or_else(|| panic!("no run record of kind {kind}"))
+    };
+    let report = json_output(
+        finetune(&[
+            "--method", "full", "--steps", "3", "--batch", "2", "--json", "--out",
+        ])
+        .arg(&out),
     );
     assert_eq!(report["losses"].as_array().unwrap().len(), 3, "{report}");
     assert_eq!(report["method"], "full");
     alignscope::lm::LanguageModel::load(&out).expect("the fine-tuned folder loads");
-    let record = run_records(runs.path())
-        .into_iter()
-        .find(|r| r["kind"] == "finetune")
-        .expect("a run record of the fine-tune");
+    let record = record_of("finetune");
     assert_eq!(record["state"], "done");
     assert_eq!(record["inputs"]["method"], "full");
     assert_eq!(record["inputs"]["steps"], 3);
@@ -579,24 +586,18 @@ fn finetune_headless_writes_a_model_and_a_record() {
     // A prompt-tuned model answers through `generate --soft-prompt`, which records the file.
     let prompted = runs.path().join("prompted");
     json_output(
-        alignscope(runs.path())
-            .arg("finetune")
-            .arg("--model")
-            .arg(&base)
-            .arg("--data")
-            .arg(&data)
-            .args([
-                "--method",
-                "prompt",
-                "--prompt-len",
-                "4",
-                "--steps",
-                "2",
-                "--batch",
-                "2",
-            ])
-            .args(["--json", "--out"])
-            .arg(&prompted),
+        finetune(&[
+            "--method",
+            "prompt",
+            "--prompt-len",
+            "4",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+        ])
+        .args(["--json", "--out"])
+        .arg(&prompted),
     );
     let soft_prompt = prompted.join("soft_prompt.safetensors");
     let answer = json_output(
@@ -621,24 +622,14 @@ fn finetune_headless_writes_a_model_and_a_record() {
         answer["tokens"].as_array().is_some_and(|t| !t.is_empty()),
         "{answer}"
     );
-    let record = run_records(runs.path())
-        .into_iter()
-        .find(|r| r["kind"] == "generate")
-        .expect("a run record of the generation");
+    let record = record_of("generate");
     assert_eq!(
         record["inputs"]["soft_prompt"],
         soft_prompt.to_str().unwrap()
     );
 
     std::fs::write(&data, "{\"prompt\": \"x\"}\n").unwrap();
-    let err = failure_stderr(
-        alignscope(runs.path())
-            .arg("finetune")
-            .arg("--model")
-            .arg(&base)
-            .arg("--data")
-            .arg(&data),
-    );
+    let err = failure_stderr(&mut finetune(&[]));
     assert!(
         err.contains("pairs.jsonl") && err.contains("line 1"),
         "{err}"

@@ -40,6 +40,24 @@ fn training_logits(model: &TrainLlama, ids: &[u32]) -> Vec<Vec<f32>> {
         .unwrap()
 }
 
+/// `steps` Adam steps of the SFT loss on `batch` over `vars`; the loss before and after.
+fn train_steps(
+    model: &TrainLlama,
+    vars: &candle_nn::VarMap,
+    batch: &Batch,
+    steps: usize,
+    lr: f64,
+) -> (f32, f32) {
+    let loss = || sft_loss(model, batch).unwrap().to_scalar::<f32>().unwrap();
+    let first = loss();
+    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
+    for _ in 0..steps {
+        let l = sft_loss(model, batch).unwrap();
+        opt.step(&l.backward().unwrap(), lr).unwrap();
+    }
+    (first, loss())
+}
+
 fn worst(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.iter()
         .zip(b)
@@ -173,19 +191,7 @@ fn lora_merged_equals_lora_applied_and_the_export_keeps_the_logits() {
         .collect();
     let refs: Vec<&Tokenized> = items.iter().collect();
     let batch = Batch::new(&refs, 0).unwrap();
-    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
-    let first = sft_loss(&model, &batch)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    for _ in 0..10 {
-        let loss = sft_loss(&model, &batch).unwrap();
-        opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
-    }
-    let last = sft_loss(&model, &batch)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let (first, last) = train_steps(&model, &vars, &batch, 10, 1e-2);
     assert!(last < first - 0.1, "LoRA loss {first} → {last}");
 
     model.train = false;
@@ -304,11 +310,7 @@ fn gguf_exports_load_in_the_runtime_with_the_trained_logits() {
     let example = &read_jsonl(&crate::common::doubling_pairs(dir.path(), 1)).unwrap()[0];
     let item = tokenize(&lm, example, 64).unwrap();
     let batch = Batch::new(&[&item], 0).unwrap();
-    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
-    for _ in 0..2 {
-        let loss = sft_loss(&model, &batch).unwrap();
-        opt.step(&loss.backward().unwrap(), 1e-3).unwrap();
-    }
+    train_steps(&model, &vars, &batch, 2, 1e-3);
     model.train = false;
     let q8 = dir.path().join("tuned-q8_0.gguf");
     write_gguf(&q8, &model, &gguf, GgufType::Q8_0).unwrap();
@@ -401,19 +403,7 @@ fn qwen2_trains_its_biases_and_exports_folder_and_gguf() {
         answer_start: 3,
     };
     let batch = Batch::new(&[&item], 0).unwrap();
-    let mut opt = alignscope::train::Adam::new(vars.all_vars(), Default::default()).unwrap();
-    let first = sft_loss(&model, &batch)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    for _ in 0..5 {
-        let loss = sft_loss(&model, &batch).unwrap();
-        opt.step(&loss.backward().unwrap(), 1e-3).unwrap();
-    }
-    let last = sft_loss(&model, &batch)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let (first, last) = train_steps(&model, &vars, &batch, 5, 1e-3);
     assert!(last < first, "loss {first} → {last}");
     let weights: std::collections::HashMap<_, _> =
         model.merged_weights().unwrap().into_iter().collect();

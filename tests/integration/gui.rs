@@ -657,7 +657,7 @@ fn every_lab_opens_from_the_list() {
         // Finished jobs would show their timings on the Jobs page.
         h.state().board.clear_finished();
         h.run_steps(3);
-        h.snapshot(&format!("lab_{id}"));
+        h.snapshot(format!("lab_{id}"));
     }
 }
 

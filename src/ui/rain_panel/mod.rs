@@ -44,7 +44,8 @@ pub struct RainPanel {
     pub scrub: Option<usize>,
     pub view: TreeViewState,
     pub trace_input: String,
-    /// The judge as typed: empty or `self` for self-evaluation, else a model file or folder.
+    /// The judge as typed: empty or `self` for self-evaluation, else a shipped judge's name or
+    /// a model file or folder.
     pub judge_input: String,
     /// Where the running search writes its trace.
     pub trace_dir: Option<PathBuf>,

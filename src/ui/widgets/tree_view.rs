@@ -9,6 +9,7 @@ use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 use crate::rain::events::Event;
 use crate::rain::replay::Replay;
 use crate::rain::tree::{NodeId, Tree};
+use crate::text::elide;
 
 const DX: f32 = 26.0;
 const DY: f32 = 64.0;
@@ -124,27 +125,21 @@ pub fn max_soft(replay: &Replay) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Labels to draw: every node's chunk when zoomed in far enough to read them (`room` characters
-/// fit between neighbours), and always those on the committed path and the current
-/// simulation's path, elided to fit.
-pub fn node_labels(replay: &Replay, room: usize) -> Vec<(NodeId, String)> {
+/// Labels to draw among the nodes `shown` accepts (those on screen): every node's chunk when
+/// zoomed in far enough to read them (`room` characters fit between neighbours), and always
+/// those on the committed path and the current simulation's path, elided to fit.
+pub fn node_labels(
+    replay: &Replay,
+    room: usize,
+    shown: impl Fn(NodeId) -> bool,
+) -> Vec<(NodeId, String)> {
     let tree = &replay.tree;
     let mut always: Vec<NodeId> = replay.committed.iter().map(|c| c.0).collect();
     always.extend(replay.path.iter().copied());
-    let elide = |text: &str, max: usize| {
-        let text = text.trim().replace('\n', " ");
-        if text.chars().count() <= max {
-            text
-        } else {
-            format!(
-                "{}…",
-                text.chars().take(max.saturating_sub(1)).collect::<String>()
-            )
-        }
-    };
+    let elide = |text: &str, max: usize| elide(&text.trim().replace('\n', " "), max);
     tree.nodes
         .iter()
-        .filter(|n| n.id != 0)
+        .filter(|n| n.id != 0 && shown(n.id))
         .filter_map(|n| {
             if always.contains(&n.id) {
                 Some((n.id, elide(&n.text, room.max(12))))
@@ -275,11 +270,8 @@ pub fn tree_view(
     // About 6 px per character at 11 px; one leaf slot is DX·zoom wide.
     let room = (DX * zoom / 6.0) as usize;
     state.drawn_labels.clear();
-    for (id, label) in node_labels(replay, room) {
+    for (id, label) in node_labels(replay, room, |id| visible.contains(screen(id))) {
         let c = screen(id);
-        if !visible.contains(c) {
-            continue;
-        }
         let at = c + Vec2::new(0.0, radius(tree.node(id).n) * zoom.sqrt() + 2.0);
         let galley = painter.layout_no_wrap(label.clone(), label_font.clone(), text_color);
         let bg = Rect::from_center_size(
@@ -399,12 +391,13 @@ mod tests {
         replay.committed.push((a, 3));
         replay.path = vec![0, a, c];
         // Zoomed out: only the committed and current paths, elided.
-        let labels = node_labels(&replay, 2);
+        let labels = node_labels(&replay, 2, |_| true);
         let ids: Vec<NodeId> = labels.iter().map(|l| l.0).collect();
         assert_eq!(ids, vec![a, c]);
         assert_eq!(labels[0].1, "The sea is …");
         // Zoomed in: every node.
-        assert_eq!(node_labels(&replay, 8).len(), 3);
+        assert_eq!(node_labels(&replay, 8, |_| true).len(), 3);
+        assert_eq!(node_labels(&replay, 8, |id| id == c).len(), 1);
 
         for (id, q) in [(a, 0.0), (b, -1.0)] {
             let stats = NodeStats {
