@@ -12,6 +12,7 @@ pub mod eval;
 pub mod fs;
 pub mod fusion;
 pub mod gpu;
+pub mod graft;
 pub mod jobs;
 pub mod lm;
 pub mod names;

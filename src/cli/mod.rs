@@ -9,6 +9,7 @@ mod delta;
 mod finetune;
 mod fusion;
 mod generate;
+mod graft;
 mod rain;
 mod rain_eval;
 mod zoo;
@@ -70,6 +71,11 @@ pub enum Command {
     /// Optimal-transport fusion of two ViT classifiers (same width or into the narrower one),
     /// against the parents and vanilla averaging.
     Fuse(fusion::FuseArgs),
+    /// Skill localization: graft the few fine-tuned parameters that carry a task onto the
+    /// pretrained model (learned mask, top-k, random, DARE) and score them.
+    Graft(graft::GraftArgs),
+    /// Overlap |γi ∩ γj| / |γj| of grafting masks over the same pretrained model.
+    GraftOverlap(graft::OverlapArgs),
     /// Fine-tune a language model on chat data: full, LoRA or a soft prompt.
     Finetune(finetune::FinetuneArgs),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
@@ -112,6 +118,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::PruneSweep(args) => delta::prune_sweep(args),
         Command::Merge(args) => delta::merge(args),
         Command::Fuse(args) => fusion::run(args),
+        Command::Graft(args) => graft::run(args),
+        Command::GraftOverlap(args) => graft::overlap(args),
         Command::Finetune(args) => finetune::run(args),
         Command::MergeAdapter(args) => finetune::merge_adapter(args),
     }

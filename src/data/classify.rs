@@ -23,7 +23,23 @@ crate::named_enum! {
         Sentiment = "sentiment",
         /// On which continent is this city?
         Continent = "continent",
+        /// Is a review's VADER word mildly or strongly felt (|rating| ≥ 2), whatever its sign?
+        Intensity = "intensity",
+        /// Is this city larger or smaller than the median of the shipped cities?
+        Size = "size",
+        /// All four at once: texts prefixed with the task's name, one joint label space.
+        All = "all",
     }
+}
+
+impl ClassTask {
+    /// The single tasks, in the order of the joint label space of [`ClassTask::All`].
+    pub const SINGLE: [ClassTask; 4] = [
+        ClassTask::Sentiment,
+        ClassTask::Intensity,
+        ClassTask::Continent,
+        ClassTask::Size,
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +49,8 @@ pub struct ClassData {
     pub label_descriptions: Vec<String>,
     pub train: Vec<(String, usize)>,
     pub eval: Vec<(String, usize)>,
+    /// A shifted held-out set (new templates, less known cities); empty where none exists.
+    pub ood: Vec<(String, usize)>,
 }
 
 const REVIEW_TEMPLATES: [&str; 4] = [
@@ -41,28 +59,80 @@ const REVIEW_TEMPLATES: [&str; 4] = [
     "what a {w} trip.",
     "i found the book {w}.",
 ];
+/// Wordings never used in training, for the out-of-distribution sets.
+const OOD_TEMPLATES: [&str; 3] = [
+    "my neighbour called the concert {w}.",
+    "{w} is the word for that hotel.",
+    "the whole evening was rather {w}.",
+];
+/// Cities past the training ranks that the continent task's shifted set draws on.
+const OOD_CITIES_PER_CONTINENT: usize = 40;
+
+/// Review sentences labelled by `label(rating)`: held-out words (at most 400) in training
+/// templates as `eval`, the same words in unseen templates as `ood`.
+fn word_task(
+    sources: &Sources,
+    rng: &mut StdRng,
+    label: impl Fn(f32) -> usize,
+) -> (Vec<(String, usize)>, Vec<(String, usize)>, Vec<(String, usize)>) {
+    let mut words: Vec<(String, usize)> = sources
+        .words
+        .iter()
+        .map(|w| (w.word.clone(), label(w.rating)))
+        .collect();
+    words.shuffle(rng);
+    let cut = (words.len() as f64 * EVAL_FRACTION) as usize;
+    let sentences =
+        |ws: &[(String, usize)], templates: &[&str], rng: &mut StdRng| -> Vec<(String, usize)> {
+            ws.iter()
+                .map(|(w, l)| {
+                    let t = templates.choose(rng).expect("templates");
+                    (t.replace("{w}", w), *l)
+                })
+                .collect()
+        };
+    let held_out = &words[..cut.min(400)];
+    let eval = sentences(held_out, &REVIEW_TEMPLATES, rng);
+    let train = sentences(&words[cut..], &REVIEW_TEMPLATES, rng);
+    let ood = sentences(held_out, &OOD_TEMPLATES, rng);
+    (train, eval, ood)
+}
+
+/// `task`'s data as the multi-task model sees it: texts prefixed with the task's name, labels
+/// moved to the task's place in the joint label space, which the returned range gives.
+pub fn multi_task_view(task: ClassTask, sources: &Sources) -> (ClassData, std::ops::Range<usize>) {
+    let mut offset = 0;
+    for t in ClassTask::SINGLE {
+        let d = class_data(t, sources);
+        if t != task {
+            offset += d.labels.len();
+            continue;
+        }
+        let prefix = |rows: Vec<(String, usize)>| -> Vec<(String, usize)> {
+            rows.into_iter()
+                .map(|(text, l)| (format!("{}: {text}", t.name()), l + offset))
+                .collect()
+        };
+        let range = offset..offset + d.labels.len();
+        let view = ClassData {
+            labels: d.labels.iter().map(|l| format!("{}/{l}", t.name())).collect(),
+            label_descriptions: d.label_descriptions,
+            train: prefix(d.train),
+            eval: prefix(d.eval),
+            ood: prefix(d.ood),
+        };
+        return (view, range);
+    }
+    let all = class_data(ClassTask::All, sources);
+    let n = all.labels.len();
+    (all, 0..n)
+}
 
 pub fn class_data(task: ClassTask, sources: &Sources) -> ClassData {
     let mut rng = StdRng::seed_from_u64(SPLIT_SEED);
     match task {
         ClassTask::Sentiment => {
-            let mut words: Vec<(String, usize)> = sources
-                .words
-                .iter()
-                .map(|w| (w.word.clone(), usize::from(w.rating > 0.0)))
-                .collect();
-            words.shuffle(&mut rng);
-            let cut = (words.len() as f64 * EVAL_FRACTION) as usize;
-            let sentences = |ws: &[(String, usize)], rng: &mut StdRng| -> Vec<(String, usize)> {
-                ws.iter()
-                    .map(|(w, l)| {
-                        let t = REVIEW_TEMPLATES.choose(rng).expect("templates");
-                        (t.replace("{w}", w), *l)
-                    })
-                    .collect()
-            };
-            let eval = sentences(&words[..cut.min(400)], &mut rng);
-            let train = sentences(&words[cut..], &mut rng);
+            let (train, eval, ood) = word_task(sources, &mut rng, |r| usize::from(r > 0.0));
             ClassData {
                 labels: vec!["negative".into(), "positive".into()],
                 label_descriptions: vec![
@@ -71,32 +141,99 @@ pub fn class_data(task: ClassTask, sources: &Sources) -> ClassData {
                 ],
                 train,
                 eval,
+                ood,
             }
+        }
+        ClassTask::Intensity => {
+            let (train, eval, ood) = word_task(sources, &mut rng, |r| usize::from(r.abs() >= 2.0));
+            ClassData {
+                labels: vec!["mild".into(), "strong".into()],
+                label_descriptions: vec![
+                    "a mild, lukewarm, so-so feeling.".into(),
+                    "an intense, extreme, strong feeling.".into(),
+                ],
+                train,
+                eval,
+                ood,
+            }
+        }
+        ClassTask::Size => {
+            let mut sizes: Vec<u64> = sources.cities.iter().map(|c| c.population).collect();
+            sizes.sort_unstable();
+            let median = sizes[sizes.len() / 2];
+            let mut cities: Vec<(String, usize)> = sources
+                .cities
+                .iter()
+                .map(|c| (c.name.clone(), usize::from(c.population >= median)))
+                .collect();
+            cities.shuffle(&mut rng);
+            let cut = (cities.len() as f64 * EVAL_FRACTION) as usize;
+            ClassData {
+                labels: vec!["smaller".into(), "larger".into()],
+                label_descriptions: vec![
+                    "a small, little-known town".into(),
+                    "a huge, famous metropolis".into(),
+                ],
+                eval: cities[..cut.min(400)].to_vec(),
+                train: cities[cut..].to_vec(),
+                ood: Vec::new(),
+            }
+        }
+        ClassTask::All => {
+            let mut all = ClassData {
+                labels: Vec::new(),
+                label_descriptions: Vec::new(),
+                train: Vec::new(),
+                eval: Vec::new(),
+                ood: Vec::new(),
+            };
+            for t in ClassTask::SINGLE {
+                let (d, _) = multi_task_view(t, sources);
+                all.labels.extend(d.labels);
+                all.label_descriptions.extend(d.label_descriptions);
+                all.train.extend(d.train);
+                all.eval.extend(d.eval);
+                all.ood.extend(d.ood);
+            }
+            all
         }
         ClassTask::Continent => {
             let labels: Vec<String> =
                 ["Africa", "Asia", "Europe", "North America", "South America"]
                     .map(String::from)
                     .to_vec();
-            let (mut train, mut eval) = (Vec::new(), Vec::new());
+            let (mut train, mut eval, mut ood) = (Vec::new(), Vec::new(), Vec::new());
             for (l, name) in labels.iter().enumerate() {
-                let mut cities: Vec<String> = sources
+                let on_continent: Vec<String> = sources
                     .cities
                     .iter()
                     .filter(|c| &c.continent == name)
-                    .take(CITIES_PER_CONTINENT)
                     .map(|c| c.name.clone())
+                    .collect();
+                let mut cities: Vec<String> = on_continent
+                    .iter()
+                    .take(CITIES_PER_CONTINENT)
+                    .cloned()
                     .collect();
                 cities.shuffle(&mut rng);
                 let cut = (cities.len() as f64 * EVAL_FRACTION) as usize;
                 eval.extend(cities[..cut].iter().map(|c| (c.clone(), l)));
                 train.extend(cities[cut..].iter().map(|c| (c.clone(), l)));
+                // Smaller, less known cities: the shifted set.
+                ood.extend(
+                    on_continent
+                        .iter()
+                        .skip(CITIES_PER_CONTINENT)
+                        .take(OOD_CITIES_PER_CONTINENT)
+                        .map(|c| (c.clone(), l)),
+                );
             }
             ClassData {
                 label_descriptions: labels.iter().map(|l| format!("a city in {l}")).collect(),
                 labels,
                 train,
                 eval,
+                ood,
             }
         }
     }
@@ -111,7 +248,7 @@ mod tests {
     fn held_out_texts_never_appear_in_training() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/zoo/data");
         let sources = Sources::load(&dir).unwrap();
-        for task in [ClassTask::Sentiment, ClassTask::Continent] {
+        for task in ClassTask::SINGLE.into_iter().chain([ClassTask::All]) {
             let d = class_data(task, &sources);
             let train: HashSet<&str> = d.train.iter().map(|(t, _)| t.as_str()).collect();
             assert!(d.eval.len() >= 100, "{task:?}");

@@ -24,6 +24,7 @@ pub struct SentimentWord {
 pub struct City {
     pub name: String,
     pub continent: String,
+    pub population: u64,
 }
 
 /// The three tables, loaded once per build or evaluation.
@@ -49,6 +50,7 @@ impl Sources {
         let cities = read_tsv(&dir.join("cities.tsv"), 4, |f| City {
             name: f[0].into(),
             continent: f[2].into(),
+            population: f[3].parse().unwrap_or(0),
         })?;
         Ok(Self {
             countries,

@@ -24,13 +24,17 @@ pub fn exact_match<S: AsRef<str>, T: AsRef<str>>(pred: &[S], gold: &[T]) -> f64 
     hits as f64 / gold.len() as f64
 }
 
-/// Expected calibration error with `bins` equal-width confidence bins: the mean, weighted by
-/// bin size, of |accuracy − mean confidence| (Guo et al., 2017).
-pub fn expected_calibration_error(confidence: &[f32], correct: &[bool], bins: usize) -> f64 {
+/// One confidence bin of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ReliabilityBin {
+    pub count: usize,
+    pub mean_confidence: f64,
+    pub accuracy: f64,
+}
+
+/// `bins` equal-width confidence bins over [0, 1] with their size, mean confidence and accuracy.
+pub fn reliability(confidence: &[f32], correct: &[bool], bins: usize) -> Vec<ReliabilityBin> {
     assert_eq!(confidence.len(), correct.len());
-    if confidence.is_empty() {
-        return 0.0;
-    }
     let mut count = vec![0usize; bins];
     let mut conf_sum = vec![0f64; bins];
     let mut hit_sum = vec![0f64; bins];
@@ -40,11 +44,34 @@ pub fn expected_calibration_error(confidence: &[f32], correct: &[bool], bins: us
         conf_sum[b] += c as f64;
         hit_sum[b] += f64::from(u8::from(ok));
     }
-    let n = confidence.len() as f64;
     (0..bins)
-        .filter(|&b| count[b] > 0)
-        .map(|b| (hit_sum[b] - conf_sum[b]).abs() / n)
-        .sum()
+        .map(|b| {
+            let n = count[b].max(1) as f64;
+            ReliabilityBin {
+                count: count[b],
+                mean_confidence: conf_sum[b] / n,
+                accuracy: hit_sum[b] / n,
+            }
+        })
+        .collect()
+}
+
+/// Expected calibration error with `bins` equal-width confidence bins: the mean, weighted by
+/// bin size, of |accuracy − mean confidence| (Guo et al., 2017).
+pub fn expected_calibration_error(confidence: &[f32], correct: &[bool], bins: usize) -> f64 {
+    ece_of_bins(&reliability(confidence, correct, bins))
+}
+
+/// ECE from a reliability diagram's bins.
+pub fn ece_of_bins(bins: &[ReliabilityBin]) -> f64 {
+    let n: usize = bins.iter().map(|b| b.count).sum();
+    if n == 0 {
+        return 0.0;
+    }
+    bins.iter()
+        .map(|b| b.count as f64 * (b.accuracy - b.mean_confidence).abs())
+        .sum::<f64>()
+        / n as f64
 }
 
 /// exp(mean negative log-likelihood per token).

@@ -23,6 +23,16 @@ impl Report for () {
     }
 }
 
+/// A job whose product is a file or folder.
+impl Report for PathBuf {
+    fn metrics(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    fn outputs(&self) -> serde_json::Value {
+        serde_json::json!(self)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
     pub id: JobId,

@@ -61,6 +61,7 @@ pub fn all() -> Vec<Box<dyn Lab>> {
         Box::new(super::zoo_panel::ZooPanel::default()),
         Box::new(super::delta_panel::DeltaPanel::default()),
         Box::new(super::fusion_panel::FusionPanel::default()),
+        Box::new(super::graft_panel::GraftPanel::default()),
         Box::new(super::finetune_panel::FinetunePanel::default()),
         Box::new(super::jobs_panel::JobsPanel::default()),
     ]

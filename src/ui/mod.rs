@@ -6,6 +6,7 @@ pub mod delta_panel;
 pub mod file_picker;
 pub mod finetune_panel;
 pub mod fusion_panel;
+pub mod graft_panel;
 pub mod generate;
 pub mod jobs_panel;
 pub mod lab;

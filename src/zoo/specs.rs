@@ -107,10 +107,10 @@ fn vit(hidden: usize, seed: u64) -> Recipe {
     })
 }
 
-fn minilm_ft(task: ClassTask, seed: u64) -> Recipe {
+fn minilm_ft(task: ClassTask, steps: usize, seed: u64) -> Recipe {
     Recipe::Minilm(MinilmRecipe {
         task,
-        steps: 150,
+        steps,
         batch: 32,
         peak_lr: 5e-5,
         pull: Pull::None,
@@ -129,6 +129,13 @@ pub fn specs() -> Vec<ZooSpec> {
         base: Some(BASE_DECODER),
         recipe,
         shipped: true,
+    };
+    // MiniLM fine-tunes are 90 MB each: built on first use, not shipped.
+    let m = |name, recipe| ZooSpec {
+        name,
+        base: Some(MINILM),
+        recipe,
+        shipped: false,
     };
     vec![
         ZooSpec {
@@ -166,18 +173,11 @@ pub fn specs() -> Vec<ZooSpec> {
             recipe: Recipe::Pretrained,
             shipped: true,
         },
-        ZooSpec {
-            name: "minilm-sentiment",
-            base: Some(MINILM),
-            recipe: minilm_ft(ClassTask::Sentiment, 7),
-            shipped: false,
-        },
-        ZooSpec {
-            name: "minilm-continent",
-            base: Some(MINILM),
-            recipe: minilm_ft(ClassTask::Continent, 8),
-            shipped: false,
-        },
+        m("minilm-sentiment", minilm_ft(ClassTask::Sentiment, 150, 7)),
+        m("minilm-continent", minilm_ft(ClassTask::Continent, 150, 8)),
+        m("minilm-intensity", minilm_ft(ClassTask::Intensity, 150, 12)),
+        m("minilm-size", minilm_ft(ClassTask::Size, 150, 13)),
+        m("minilm-all", minilm_ft(ClassTask::All, 300, 14)),
         ZooSpec {
             name: "vit-a",
             base: None,

@@ -54,6 +54,8 @@ fn help_lists_what_works() {
         "prune",
         "merge",
         "fuse",
+        "graft",
+        "graft-overlap",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
@@ -416,6 +418,8 @@ fn fuse_into_the_narrower_model_headless() {
     let out = dir.path().join("fused");
     let report = json_output(alignscope(dir.path()).args([
         "fuse",
+        "graft",
+        "graft-overlap",
         "--model-a",
         "vit-a",
         "--model-b",
@@ -634,4 +638,50 @@ fn finetune_headless_writes_a_model_and_a_record() {
         err.contains("pairs.jsonl") && err.contains("line 1"),
         "{err}"
     );
+}
+
+#[test]
+fn graft_and_overlap_headless() {
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (base, ft) = crate::common::tiny_bert_pair();
+    let json = json_output(
+        alignscope(runs.path())
+            .args(["graft", "--finetuned"])
+            .arg(&ft)
+            .arg("--base")
+            .arg(&base)
+            .args(["--method", "topk,random", "--sparsity", "0.01,0.001", "--eval", "--json"])
+            .arg("--out")
+            .arg(out.path()),
+    );
+    let rows = json["rows"].as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["fine-tuned", "no graft", "topk", "random", "topk", "random"]);
+    let eligible = json["eligible_parameters"].as_u64().unwrap();
+    assert_eq!(rows[2]["kept"].as_u64().unwrap(), (eligible as f64 * 0.01).round() as u64);
+    assert!(rows[2]["test"]["ece"].as_f64().is_some());
+    assert_eq!(run_records(runs.path())[0]["kind"], "graft");
+
+    let masks = ["topk-1%", "random-1%", "topk-0.1%"]
+        .map(|d| out.path().join(d).join("mask.safetensors"));
+    let overlap = json_output(
+        alignscope(runs.path())
+            .args(["graft-overlap", "--json"])
+            .args(&masks),
+    );
+    let m = &overlap["overlap"];
+    assert_eq!(m[0][0].as_f64().unwrap(), 1.0);
+    // Top-k at 0.1% is inside top-k at 1%: all of it overlaps.
+    assert_eq!(m[0][2].as_f64().unwrap(), 1.0);
+    assert!(m[0][1].as_f64().unwrap() < 0.2, "random barely meets top-k");
+
+    std::fs::write(out.path().join("broken.safetensors"), b"{not a mask").unwrap();
+    let err = failure_stderr(
+        alignscope(runs.path())
+            .arg("graft-overlap")
+            .arg(&masks[0])
+            .arg(out.path().join("broken.safetensors")),
+    );
+    assert!(err.contains("broken.safetensors: not a safetensors file"), "{err}");
 }

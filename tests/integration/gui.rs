@@ -745,3 +745,62 @@ fn finetune_page_trains_and_opens_the_result_for_chat() {
     h.run_steps(2);
     assert_eq!(h.state().settings.soft_prompt, None);
 }
+
+/// The Graft page on a tiny BERT pair: a learned mask's search arrives step by step, the
+/// table, reliability diagram and density heatmap fill, and a failed export says why.
+#[test]
+fn graft_page_learns_a_mask_and_reports_a_failed_export() {
+    use alignscope::ui::graft_panel::GraftPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let blocker = runs.path().join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let (base, ft) = crate::common::tiny_bert_pair();
+    // Popped from the end: the fine-tune, its base, then the export's folder.
+    let picked = vec![blocker.join("graft"), base, ft.clone()];
+    let mut h = app_with(runs.path(), egui::vec2(1200.0, 1000.0), picked);
+    h.get_by_label("Graft").click();
+    h.run_steps(2);
+    h.get_by_label("Open folders…").click();
+    h.run_steps(2);
+    {
+        let p = page_mut::<GraftPanel>(h.state_mut());
+        assert_eq!(p.model, ft.display().to_string());
+        p.log_sparsity = -2.0;
+        p.learn.steps = 3;
+        p.learn.lr = 1e12;
+    }
+    h.get_by_label("Learn mask").click();
+    step_until(&mut h, "the mask search to finish", |a| {
+        !page::<GraftPanel>(a).is_running() && !page::<GraftPanel>(a).masks.is_empty()
+    });
+    let p = page::<GraftPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert_eq!(p.steps.len(), 3);
+    let labels: Vec<&str> = p.rows.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels, ["fine-tuned", "no graft", "learned"]);
+    assert_eq!(p.masks.len(), 1);
+    h.run_steps(3);
+    assert!(h.query_by_label_contains("mask search:").is_some());
+    assert!(h
+        .query_by_label("Mask density by layer and module (2×7)")
+        .is_some());
+    assert!(h.query_by_label_contains("fine-tuned 100% (ECE").is_some());
+
+    h.get_by_label("Export…").click();
+    step_until(&mut h, "the export to fail", |a| {
+        page::<GraftPanel>(a).export_status.is_some()
+    });
+    let status = page::<GraftPanel>(h.state()).export_status.clone();
+    assert!(matches!(status, Some(Err(_))), "{status:?}");
+    assert!(h.query_by_label_contains("export failed").is_some());
+    assert!(blocker.is_file(), "nothing replaced the blocking file");
+    // The error and the model's labels name temporary paths that change every run.
+    {
+        let p = page_mut::<GraftPanel>(h.state_mut());
+        p.export_status = None;
+        p.model = "tiny-bert-sentiment".into();
+        p.masks[0].label = "tiny-bert-sentiment · learned 1%".into();
+    }
+    h.run_steps(2);
+    h.snapshot("graft_lab");
+}

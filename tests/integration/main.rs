@@ -9,6 +9,7 @@ mod embed;
 mod finetune;
 mod fusion;
 mod gguf_families;
+mod graft;
 mod gui;
 mod hf_folder;
 mod jobs;
