@@ -23,6 +23,9 @@ pub enum BenchCommand {
     Ot(super::bench_ot::OtBenchArgs),
     /// Fine-tuning SmolLM2 (full and LoRA): training tokens/s and peak memory against PyTorch.
     Train(super::bench_train::TrainBenchArgs),
+    /// Learning a grafting mask on a MiniLM fine-tune: seconds per step and peak memory, and
+    /// the official schedule's projected time.
+    Graft(super::bench_graft::GraftBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +65,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Delta(args) => super::bench_delta::run(args),
         BenchCommand::Ot(args) => super::bench_ot::run(args),
         BenchCommand::Train(args) => super::bench_train::run(args),
+        BenchCommand::Graft(args) => super::bench_graft::run(args),
     }
 }
 

@@ -60,7 +60,8 @@ fn synthetic_ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn peak_rss_mb() -> f64 {
+/// This process's peak resident memory (VmHWM), in MB.
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

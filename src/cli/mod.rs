@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_delta;
+mod bench_graft;
 mod bench_ot;
 mod bench_train;
 mod delta;
