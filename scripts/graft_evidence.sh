@@ -21,3 +21,4 @@ for m in sentiment continent intensity size; do masks+=("$out/masks/$m/learned-0
 for t in sentiment continent intensity size; do masks+=("$out/masks/all-$t/learned-0.01%/mask.safetensors"); done
 "$bin" graft-overlap "${masks[@]}" --json > "$out/overlap.json"
 "$bin" graft-overlap "${masks[@]}"
+python3 "$(dirname "$0")/graft_tables.py" "$out"

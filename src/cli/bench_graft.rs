@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::graft::encoder::EncoderGraft;
 use crate::graft::learn::{learn_mask, LearnOptions};
+use crate::graft::model::Graftable;
 use crate::graft::tasks::task_rows;
 
 /// Batches per step in the official scripts (`gradient_accumulation_steps`).
@@ -37,16 +38,16 @@ pub fn run(args: GraftBenchArgs) -> Result<()> {
     };
     let finetuned = crate::zoo::specs::ensure_built(spec.name, &mut |_| Ok(()))?;
     let base = crate::zoo::specs::spec(crate::zoo::specs::MINILM)?.path();
-    let rows = task_rows(recipe.task, None)?;
+    let (rows, labels) = task_rows(recipe.task, None)?;
     let t = Instant::now();
-    let model = EncoderGraft::load(&base, &finetuned, Some(rows.labels.clone()))?;
+    let model = EncoderGraft::load(&base, &finetuned, Some(labels))?;
     let load_s = t.elapsed().as_secs_f64();
 
     let options = LearnOptions {
         steps: args.steps,
         ..LearnOptions::default()
     };
-    model.set(|_, _| 0.5)?;
+    model.set(&|_, _| 0.5)?;
     let batches: Vec<&[(String, usize)]> = rows.train.chunks(options.batch).take(4).collect();
     model.gradients(&batches[..1])?; // warm-up
     let t = Instant::now();

@@ -14,8 +14,8 @@ use crate::graft::{GraftMethod, Mask};
 
 #[derive(Args, Debug)]
 pub struct GraftArgs {
-    /// The fine-tune: a zoo name (minilm-sentiment, …; built first if missing) or a BERT
-    /// classifier folder.
+    /// The fine-tune: a zoo name (minilm-sentiment, …, built first if missing; or a single-task
+    /// decoder such as tiny-add) or a BERT classifier folder.
     #[arg(long)]
     finetuned: String,
     /// The pretrained model (zoo name or folder); by default the zoo fine-tune's base.
@@ -78,7 +78,7 @@ pub fn run(args: GraftArgs) -> Result<()> {
     println!(
         "{} on {} ({} parameters in the transformer blocks; base {})",
         outcome.finetuned.display(),
-        outcome.task.name(),
+        outcome.task,
         outcome.eligible,
         outcome.base.display()
     );
@@ -86,7 +86,10 @@ pub fn run(args: GraftArgs) -> Result<()> {
         "\n| model | kept | kept params | val acc | test acc | test ECE | OOD acc |\n\
          |---|---:|---:|---:|---:|---:|---:|"
     );
-    let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    let cell = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map_or("–".to_string(), |v| format!("{v:.3}"))
+    };
     for r in &outcome.rows {
         println!(
             "| {} | {} | {} | {:.3} | {} | {} | {} |",

@@ -68,13 +68,16 @@ const OOD_TEMPLATES: [&str; 3] = [
 /// Cities past the training ranks that the continent task's shifted set draws on.
 const OOD_CITIES_PER_CONTINENT: usize = 40;
 
+/// Labelled texts.
+type Rows = Vec<(String, usize)>;
+
 /// Review sentences labelled by `label(rating)`: held-out words (at most 400) in training
 /// templates as `eval`, the same words in unseen templates as `ood`.
 fn word_task(
     sources: &Sources,
     rng: &mut StdRng,
     label: impl Fn(f32) -> usize,
-) -> (Vec<(String, usize)>, Vec<(String, usize)>, Vec<(String, usize)>) {
+) -> (Rows, Rows, Rows) {
     let mut words: Vec<(String, usize)> = sources
         .words
         .iter()

@@ -9,14 +9,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 use tokenizers::{PaddingParams, Tokenizer};
 
-use super::mask::{Mask, MaskTensor};
-use crate::checkpoint::Checkpoint;
-use crate::delta::pairing::Pairing;
-use crate::eval::metrics::{argmax, reliability, ReliabilityBin};
+use super::model::{eligible_tensors, save_folder, Eligible, Graftable, SetScore};
+use crate::eval::metrics::{argmax, ece_of_bins, reliability};
 use crate::train::bert::{id_mask, BertShape, TrainBertClassifier};
 use crate::train::vit::classification_loss;
 
@@ -25,27 +23,8 @@ const EVAL_BATCH: usize = 64;
 /// The paper's calibration bins.
 pub const ECE_BINS: usize = 15;
 
-/// One tensor the mask ranges over.
-pub struct Eligible {
-    pub name: String,
-    pub shape: Vec<usize>,
-    var: Var,
-    pub pre: Vec<f32>,
-    pub delta: Vec<f32>,
-}
-
-/// Accuracy and calibration of one model on one set.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SetScore {
-    pub accuracy: f64,
-    pub ece: f64,
-    pub loss: f64,
-    pub reliability: Vec<ReliabilityBin>,
-}
-
 pub struct EncoderGraft {
     pub finetuned_dir: PathBuf,
-    pub base_dir: PathBuf,
     varmap: VarMap,
     model: TrainBertClassifier,
     tokenizer: Tokenizer,
@@ -119,43 +98,9 @@ impl EncoderGraft {
             .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
         tokenizer.with_padding(Some(PaddingParams::default()));
 
-        let base_ck = Checkpoint::open(base)?;
-        let ft_ck = Checkpoint::open(finetuned)?;
-        let pairing = Pairing::new(&base_ck, &ft_ck)?;
-        let vars = varmap.data().lock().map_err(|_| anyhow::anyhow!("poisoned VarMap"))?;
-        let mut eligible = Vec::new();
-        for pair in &pairing.pairs {
-            let ft = pair.finetuned;
-            if !is_eligible(&ft.name) || !ft.is_float() {
-                continue;
-            }
-            let b = pair.base.with_context(|| {
-                format!("{}: the base has no {}", base.display(), ft.name)
-            })?;
-            let var = vars
-                .get(&ft.name)
-                .with_context(|| format!("the classifier has no variable {}", ft.name))?
-                .clone();
-            let pre = base_ck.read_f32(b)?;
-            let delta: Vec<f32> =
-                ft_ck.read_f32(ft)?.iter().zip(&pre).map(|(f, p)| f - p).collect();
-            eligible.push(Eligible {
-                name: ft.name.clone(),
-                shape: ft.shape.clone(),
-                var,
-                pre,
-                delta,
-            });
-        }
-        drop(vars);
-        ensure!(
-            !eligible.is_empty(),
-            "{}: no transformer-block tensors (encoder.layer.*) to graft",
-            finetuned.display()
-        );
+        let eligible = eligible_tensors(&varmap, base, finetuned, is_eligible)?;
         Ok(Self {
             finetuned_dir: finetuned.to_path_buf(),
-            base_dir: base.to_path_buf(),
             varmap,
             model,
             tokenizer,
@@ -163,43 +108,6 @@ impl EncoderGraft {
             eligible,
             labels,
         })
-    }
-
-    /// Parameters the mask ranges over.
-    pub fn numel(&self) -> usize {
-        self.eligible.iter().map(|e| e.pre.len()).sum()
-    }
-
-    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
-        self.eligible.iter().map(|e| (e.name.clone(), e.shape.clone())).collect()
-    }
-
-    /// An all-zero mask over the eligible tensors.
-    pub fn empty_mask(&self) -> Mask {
-        Mask {
-            tensors: self.eligible.iter().map(|e| MaskTensor::zeros(&e.name, &e.shape)).collect(),
-            meta: Default::default(),
-        }
-    }
-
-    /// Sets every eligible tensor to `θ_pre + coef(t, i) · δ` (coefficient 1: the fine-tune).
-    pub fn set(&self, coef: impl Fn(usize, usize) -> f32 + Sync) -> Result<()> {
-        for (t, e) in self.eligible.iter().enumerate() {
-            let values: Vec<f32> = e
-                .pre
-                .iter()
-                .zip(&e.delta)
-                .enumerate()
-                .map(|(i, (p, d))| p + coef(t, i) * d)
-                .collect();
-            e.var.set(&Tensor::from_vec(values, e.shape.as_slice(), &Device::Cpu)?)?;
-        }
-        Ok(())
-    }
-
-    /// The grafted model of a binary mask.
-    pub fn set_mask(&self, mask: &Mask) -> Result<()> {
-        self.set(|t, i| f32::from(u8::from(mask.tensors[t].get(i))))
     }
 
     /// Logits over the task's labels for `texts`.
@@ -213,37 +121,6 @@ impl EncoderGraft {
         Ok(logits.narrow(1, self.labels.start, self.labels.len())?)
     }
 
-    /// Mean cross-entropy of a batch (labels in the model's own numbering).
-    pub fn loss(&self, rows: &[(String, usize)]) -> Result<Tensor> {
-        let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
-        let gold: Vec<u32> = rows.iter().map(|(_, l)| (l - self.labels.start) as u32).collect();
-        let gold = Tensor::from_vec(gold, rows.len(), &Device::Cpu)?;
-        Ok(classification_loss(&self.logits(&texts)?, &gold)?)
-    }
-
-    /// Gradient of the mean loss over `batches` with respect to each eligible tensor.
-    pub fn gradients(&self, batches: &[&[(String, usize)]]) -> Result<(f32, Vec<Vec<f32>>)> {
-        let mut sum: Vec<Vec<f32>> = self.eligible.iter().map(|e| vec![0.0; e.pre.len()]).collect();
-        let mut loss_sum = 0.0;
-        for batch in batches {
-            let loss = self.loss(batch)?;
-            loss_sum += loss.to_scalar::<f32>()?;
-            let grads = loss.backward()?;
-            for (e, acc) in self.eligible.iter().zip(&mut sum) {
-                if let Some(g) = grads.get(e.var.as_tensor()) {
-                    for (a, v) in acc.iter_mut().zip(g.flatten_all()?.to_vec1::<f32>()?) {
-                        *a += v;
-                    }
-                }
-            }
-        }
-        let n = batches.len().max(1) as f32;
-        for acc in &mut sum {
-            acc.iter_mut().for_each(|a| *a /= n);
-        }
-        Ok((loss_sum / n, sum))
-    }
-
     /// Class probabilities (over the task's labels) of each row.
     pub fn probs(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(texts.len());
@@ -254,13 +131,32 @@ impl EncoderGraft {
         Ok(out)
     }
 
-    /// Accuracy only (the mask search's train and validation checks).
-    pub fn accuracy(&self, rows: &[(String, usize)]) -> Result<f64> {
+}
+
+impl Graftable for EncoderGraft {
+    type Row = (String, usize);
+
+    fn eligible(&self) -> &[Eligible] {
+        &self.eligible
+    }
+
+    /// Mean cross-entropy of a batch (labels in the model's own numbering).
+    fn loss(&self, rows: &[(String, usize)]) -> Result<Tensor> {
+        let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+        let gold: Vec<u32> = rows
+            .iter()
+            .map(|(_, l)| (l - self.labels.start) as u32)
+            .collect();
+        let gold = Tensor::from_vec(gold, rows.len(), &Device::Cpu)?;
+        Ok(classification_loss(&self.logits(&texts)?, &gold)?)
+    }
+
+    fn accuracy(&self, rows: &[(String, usize)]) -> Result<f64> {
         Ok(self.score(rows)?.accuracy)
     }
 
     /// Accuracy, ECE over [`ECE_BINS`] bins, the reliability diagram and mean loss.
-    pub fn score(&self, rows: &[(String, usize)]) -> Result<SetScore> {
+    fn score(&self, rows: &[(String, usize)]) -> Result<SetScore> {
         let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
         let probs = self.probs(&texts)?;
         let mut confidence = Vec::with_capacity(rows.len());
@@ -277,23 +173,17 @@ impl EncoderGraft {
         let n = rows.len().max(1) as f64;
         Ok(SetScore {
             accuracy: correct.iter().filter(|&&c| c).count() as f64 / n,
-            ece: crate::eval::metrics::ece_of_bins(&bins),
+            ece: ece_of_bins(&bins),
             loss: loss / n,
             reliability: bins,
         })
     }
 
-    /// Writes the model as it is now (after [`EncoderGraft::set_mask`]) as a classifier folder
-    /// next to the fine-tune's tokenizer and side files, atomically.
-    pub fn save(&self, out: &Path) -> Result<()> {
-        let sides = Checkpoint::open(&self.finetuned_dir)?.side_files()?;
-        crate::zoo::save_checkpoint(out, &self.varmap, &self.config, |dir| {
-            for f in sides {
-                if f.file_name().is_some_and(|n| n != "config.json") {
-                    std::fs::copy(&f, dir.join(f.file_name().unwrap_or_default()))?;
-                }
-            }
-            Ok(())
-        })
+    fn save(&self, out: &Path) -> Result<()> {
+        save_folder(&self.varmap, &self.config, &self.finetuned_dir, out)
+    }
+
+    fn place(&self, name: &str) -> (String, String) {
+        place(name)
     }
 }

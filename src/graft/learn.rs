@@ -11,8 +11,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::encoder::EncoderGraft;
 use super::mask::Mask;
+use super::model::Graftable;
 use super::select::{kept_count, top_k};
 
 /// The options of a learned mask; the defaults are the official code's except the learning
@@ -73,22 +73,22 @@ fn sigmoid(x: f32) -> f32 {
 /// Learns a mask keeping about `sparsity` of the eligible parameters of `model`, with
 /// gradients from `train` and selection on `train` + `val`. `on_step` may stop the search by
 /// returning an error. The model is left at the best mask's graft.
-pub fn learn_mask(
-    model: &EncoderGraft,
-    train: &[(String, usize)],
-    val: &[(String, usize)],
+pub fn learn_mask<M: Graftable>(
+    model: &M,
+    train: &[M::Row],
+    val: &[M::Row],
     sparsity: f64,
     options: &LearnOptions,
     on_step: &mut dyn FnMut(&LearnStep) -> Result<()>,
 ) -> Result<Mask> {
     let names = model.shapes();
-    let deltas: Vec<&[f32]> = model.eligible.iter().map(|e| e.delta.as_slice()).collect();
+    let deltas: Vec<&[f32]> = model.eligible().iter().map(|e| e.delta.as_slice()).collect();
     let k = kept_count(sparsity, model.numel());
     let base = top_k(&names, &deltas, k);
     let base_f: Vec<Vec<f32>> = base.tensors.iter().map(|t| t.to_f32()).collect();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut s: Vec<Vec<f32>> = model
-        .eligible
+        .eligible()
         .iter()
         .map(|e| (0..e.pre.len()).map(|_| rng.random::<f32>()).collect())
         .collect();
@@ -98,19 +98,19 @@ pub fn learn_mask(
         g + (1.0 - 2.0 * g) * sigmoid(s[t][i] - b)
     };
     // The rows the gradient sees, in a fixed order (the official code's first batches).
-    let mut rows: Vec<(String, usize)> = train.to_vec();
+    let mut rows: Vec<M::Row> = train.to_vec();
     rows.shuffle(&mut rng);
     rows.truncate(options.batch * options.batches_per_step);
-    let batches: Vec<&[(String, usize)]> = rows.chunks(options.batch.max(1)).collect();
+    let batches: Vec<&[M::Row]> = rows.chunks(options.batch.max(1)).collect();
 
     let mut best = (f64::NEG_INFINITY, base.clone());
     for step in 1..=options.steps {
-        model.set(|t, i| relaxed(&s, t, i))?;
+        model.set(&|t, i| relaxed(&s, t, i))?;
         let (loss, grads) = model.gradients(&batches)?;
         let lr = options.lr as f32;
         let mut max_score_change = 0f32;
         for (t, (st, g)) in s.iter_mut().zip(&grads).enumerate() {
-            let delta = &model.eligible[t].delta;
+            let delta = &model.eligible()[t].delta;
             for (i, sv) in st.iter_mut().enumerate() {
                 let sg = sigmoid(*sv - b);
                 let chain = (1.0 - 2.0 * base_f[t][i]) * sg * (1.0 - sg);

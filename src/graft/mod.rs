@@ -2,9 +2,11 @@
 //! the fine-tuning delta δ = θ_ft − θ_pre such that `θ_pre + γ ⊙ δ` keeps the fine-tune's
 //! task skill. See docs/graft.md.
 
+pub mod decoder;
 pub mod encoder;
 pub mod learn;
 pub mod mask;
+pub mod model;
 pub mod select;
 pub mod tasks;
 

@@ -12,12 +12,15 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::encoder::{place, EncoderGraft, SetScore};
+use super::decoder::DecoderGraft;
+use super::encoder::EncoderGraft;
 use super::learn::{learn_mask, LearnOptions, LearnStep};
 use super::mask::{Density, Mask};
+use super::model::{Graftable, SetScore};
 use super::select::{dare, kept_count, random_k, top_k};
 use crate::data::classify::{class_data, multi_task_view, ClassTask};
 use crate::data::sources::Sources;
+use crate::data::{Example, TextTask};
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::zoo::tasks::build_progress;
 
@@ -46,7 +49,8 @@ const SPLIT_SEED: u64 = 0x6EAF7;
 /// One fine-tune and what to graft from it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GraftRequest {
-    /// A zoo name (built first if missing) or a BERT classifier folder.
+    /// A zoo name (built first if missing; MiniLM classifiers and single-task decoders) or a
+    /// BERT classifier folder.
     pub finetuned: String,
     /// The pretrained model; by default the zoo base of a zoo fine-tune.
     pub base: Option<String>,
@@ -109,7 +113,7 @@ pub enum GraftUpdate {
 pub struct GraftOutcome {
     pub finetuned: PathBuf,
     pub base: PathBuf,
-    pub task: ClassTask,
+    pub task: String,
     pub eligible: usize,
     pub rows: Vec<GraftRow>,
     pub steps: Vec<(f64, LearnStep)>,
@@ -120,7 +124,7 @@ impl GraftOutcome {
         json!({
             "finetuned": self.finetuned,
             "base": self.base,
-            "task": self.task.name(),
+            "task": self.task,
             "eligible_parameters": self.eligible,
             "rows": self.rows,
             "steps": self.steps.iter().map(|(s, st)| json!({"sparsity": s, "step": st})).collect::<Vec<_>>(),
@@ -164,19 +168,21 @@ fn task_of(dir: &Path) -> Result<ClassTask> {
         .with_context(|| format!("{}: unknown task {name:?}", dir.display()))
 }
 
-/// Train rows for gradients, validation rows, and the task's labels in the model.
-pub struct TaskRows {
-    pub task: ClassTask,
-    pub train: Vec<(String, usize)>,
-    pub val: Vec<(String, usize)>,
-    pub test: Vec<(String, usize)>,
-    pub ood: Vec<(String, usize)>,
-    pub labels: std::ops::Range<usize>,
+/// Train rows for gradients, validation rows, test and shifted rows of one task.
+pub struct TaskRows<R> {
+    pub task: String,
+    pub train: Vec<R>,
+    pub val: Vec<R>,
+    pub test: Vec<R>,
+    pub ood: Vec<R>,
 }
 
-/// The rows of `task` for a model trained on `trained_on` (the multi-task model sees prefixed
-/// texts and a slice of its joint labels).
-pub fn task_rows(trained_on: ClassTask, task: Option<ClassTask>) -> Result<TaskRows> {
+/// The rows of `task` for a model trained on `trained_on` and the task's labels in the model
+/// (the multi-task model sees prefixed texts and a slice of its joint labels).
+pub fn task_rows(
+    trained_on: ClassTask,
+    task: Option<ClassTask>,
+) -> Result<(TaskRows<(String, usize)>, std::ops::Range<usize>)> {
     let sources = Sources::load(&crate::zoo::dir().join("data"))?;
     let (task, (data, labels)) = match (trained_on, task) {
         (ClassTask::All, None | Some(ClassTask::All)) => bail!(
@@ -201,13 +207,35 @@ pub fn task_rows(trained_on: ClassTask, task: Option<ClassTask>) -> Result<TaskR
     let mut train = data.train;
     train.shuffle(&mut StdRng::seed_from_u64(SPLIT_SEED));
     let val = train.split_off(train.len().saturating_sub(VAL_ROWS));
-    Ok(TaskRows {
-        task,
+    let rows = TaskRows {
+        task: task.name().to_string(),
         train,
         val,
         test: data.eval,
         ood: data.ood,
-        labels,
+    };
+    Ok((rows, labels))
+}
+
+/// Training rows a decoder task draws (fresh examples from the task's generators).
+const DECODER_TRAIN_ROWS: usize = 2000;
+
+/// The rows of a decoder text task: drawn training examples (validation among them, from a
+/// seed no zoo recipe uses) and the zoo's held-out set. No shifted set.
+pub fn decoder_rows(task: TextTask) -> Result<TaskRows<Example>> {
+    let mut ctx = crate::zoo::specs::EvalContext::new()?;
+    let tasks = ctx.text_tasks();
+    let mut rng = StdRng::seed_from_u64(SPLIT_SEED);
+    let mut train: Vec<Example> = (0..DECODER_TRAIN_ROWS + VAL_ROWS)
+        .map(|_| tasks.sample_train(task, &mut rng))
+        .collect();
+    let val = train.split_off(DECODER_TRAIN_ROWS);
+    Ok(TaskRows {
+        task: task.name().to_string(),
+        train,
+        val,
+        test: tasks.eval_set(task).to_vec(),
+        ood: Vec::new(),
     })
 }
 
@@ -223,18 +251,15 @@ pub fn percent(sparsity: f64) -> String {
     }
 }
 
-/// Scores the model as it is set now.
-fn score_row(
-    model: &EncoderGraft,
-    rows: &TaskRows,
+/// `row` with the scores of the model as it is set now, and the time since `started`.
+fn scored<M: Graftable>(
+    model: &M,
+    rows: &TaskRows<M::Row>,
     eval: bool,
-    label: String,
-    method: Option<GraftMethod>,
-    sparsity: f64,
-    kept: usize,
+    row: GraftRow,
     started: Instant,
 ) -> Result<GraftRow> {
-    let score = |set: &[(String, usize)]| -> Result<Option<SetScore>> {
+    let score = |set: &[M::Row]| -> Result<Option<SetScore>> {
         Ok(if eval && !set.is_empty() {
             Some(model.score(set)?)
         } else {
@@ -242,25 +267,42 @@ fn score_row(
         })
     };
     Ok(GraftRow {
-        label,
-        method,
-        sparsity,
-        kept,
         val_accuracy: model.accuracy(&rows.val)?,
         test: score(&rows.test)?,
         ood: score(&rows.ood)?,
         seconds: started.elapsed().as_secs_f64(),
-        densities: Vec::new(),
-        out: None,
+        ..row
     })
 }
 
-/// A fine-tune ready to graft: folders, task rows and the loaded model.
+impl GraftRow {
+    /// A row before scoring.
+    fn new(label: &str, method: Option<GraftMethod>, sparsity: f64, kept: usize) -> Self {
+        Self {
+            label: label.to_string(),
+            method,
+            sparsity,
+            kept,
+            val_accuracy: 0.0,
+            test: None,
+            ood: None,
+            seconds: 0.0,
+            densities: Vec::new(),
+            out: None,
+        }
+    }
+}
+
+/// A fine-tune ready to graft, of either family, with its task rows.
+enum Family {
+    Encoder(EncoderGraft, TaskRows<(String, usize)>),
+    Decoder(DecoderGraft, TaskRows<Example>),
+}
+
 struct Loaded {
     finetuned: PathBuf,
     base: PathBuf,
-    rows: TaskRows,
-    model: EncoderGraft,
+    family: Family,
 }
 
 fn load(
@@ -268,32 +310,49 @@ fn load(
     on_build: &mut dyn FnMut(crate::zoo::BuildEvent) -> Result<()>,
 ) -> Result<Loaded> {
     let finetuned = crate::zoo::resolve(&request.finetuned, on_build)?;
+    let spec = crate::zoo::specs::spec(&request.finetuned).ok();
     let base_name = match &request.base {
         Some(b) => b.clone(),
-        None => crate::zoo::specs::spec(&request.finetuned)
-            .ok()
+        None => spec
+            .as_ref()
             .and_then(|s| s.base)
             .map(String::from)
             .with_context(|| {
-                format!("{}: give the pretrained model it was fine-tuned from", request.finetuned)
+                format!(
+                    "{}: give the pretrained model it was fine-tuned from",
+                    request.finetuned
+                )
             })?,
     };
     let base = crate::zoo::resolve(&base_name, on_build)?;
-    let rows = task_rows(task_of(&finetuned)?, request.task)?;
-    let model = EncoderGraft::load(&base, &finetuned, Some(rows.labels.clone()))?;
+    let family = match spec.map(|s| s.recipe) {
+        Some(crate::zoo::specs::Recipe::Decoder(r)) => {
+            let [task] = r.tasks[..] else {
+                bail!(
+                    "{}: grafting takes single-task decoders (this one has {} tasks)",
+                    request.finetuned,
+                    r.tasks.len()
+                );
+            };
+            Family::Decoder(DecoderGraft::load(&base, &finetuned, task)?, decoder_rows(task)?)
+        }
+        _ => {
+            let (rows, labels) = task_rows(task_of(&finetuned)?, request.task)?;
+            Family::Encoder(EncoderGraft::load(&base, &finetuned, Some(labels))?, rows)
+        }
+    };
     Ok(Loaded {
         finetuned,
         base,
-        rows,
-        model,
+        family,
     })
 }
 
 /// Sets the model to the graft of `mask` (DARE's survivors rescaled by 1/keep).
-fn apply(model: &EncoderGraft, mask: &Mask, method: GraftMethod, sparsity: f64) -> Result<()> {
+fn apply<M: Graftable>(model: &M, mask: &Mask, method: GraftMethod, sparsity: f64) -> Result<()> {
     if method == GraftMethod::Dare {
         let scale = 1.0 / sparsity as f32;
-        model.set(|t, i| if mask.tensors[t].get(i) { scale } else { 0.0 })
+        model.set(&|t, i| if mask.tensors[t].get(i) { scale } else { 0.0 })
     } else {
         model.set_mask(mask)
     }
@@ -301,7 +360,7 @@ fn apply(model: &EncoderGraft, mask: &Mask, method: GraftMethod, sparsity: f64) 
 
 /// Writes `mask.safetensors` and the grafted model (`grafted/`, the model as it is set) into
 /// `dir`, each atomically.
-fn write_graft(model: &EncoderGraft, mask: &Mask, dir: &Path) -> Result<()> {
+fn write_graft<M: Graftable>(model: &M, mask: &Mask, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     mask.save(&dir.join("mask.safetensors"))?;
     model.save(&dir.join("grafted"))
@@ -317,9 +376,34 @@ pub fn run(
     let Loaded {
         finetuned,
         base,
-        rows,
-        model,
+        family,
     } = load(request, on_build)?;
+    let provenance = [
+        ("finetuned".to_string(), finetuned.display().to_string()),
+        ("base".to_string(), base.display().to_string()),
+    ];
+    let (task, eligible, (rows, steps)) = match &family {
+        Family::Encoder(m, rows) => (rows.task.clone(), m.numel(), graft_all(m, rows, request, &provenance, on)?),
+        Family::Decoder(m, rows) => (rows.task.clone(), m.numel(), graft_all(m, rows, request, &provenance, on)?),
+    };
+    Ok(GraftOutcome {
+        finetuned,
+        base,
+        task,
+        eligible,
+        rows,
+        steps,
+    })
+}
+
+/// The rows of one request on a loaded model: references, then each (sparsity, method).
+fn graft_all<M: Graftable>(
+    model: &M,
+    rows: &TaskRows<M::Row>,
+    request: &GraftRequest,
+    provenance: &[(String, String)],
+    on: &mut dyn FnMut(GraftUpdate) -> Result<()>,
+) -> Result<(Vec<GraftRow>, Vec<(f64, LearnStep)>)> {
     let numel = model.numel();
     let mut out_rows = Vec::new();
     let mut steps = Vec::new();
@@ -331,12 +415,14 @@ pub fn run(
     };
 
     let t = Instant::now();
-    model.set(|_, _| 1.0)?;
-    let row = score_row(&model, &rows, request.eval, "fine-tuned".into(), None, 1.0, numel, t)?;
+    model.set(&|_, _| 1.0)?;
+    let row = GraftRow::new("fine-tuned", None, 1.0, numel);
+    let row = scored(model, rows, request.eval, row, t)?;
     emit(row, &mut out_rows, on)?;
     let t = Instant::now();
-    model.set(|_, _| 0.0)?;
-    let row = score_row(&model, &rows, request.eval, "no graft".into(), None, 0.0, 0, t)?;
+    model.set(&|_, _| 0.0)?;
+    let row = GraftRow::new("no graft", None, 0.0, 0);
+    let row = scored(model, rows, request.eval, row, t)?;
     emit(row, &mut out_rows, on)?;
 
     let names = model.shapes();
@@ -349,9 +435,9 @@ pub fn run(
         for &method in &request.methods {
             let t = Instant::now();
             let seed = request.learn.seed;
-            let mask = match method {
+            let mut mask = match method {
                 GraftMethod::Learned => learn_mask(
-                    &model,
+                    model,
                     &rows.train,
                     &rows.val,
                     sparsity,
@@ -366,35 +452,25 @@ pub fn run(
                 )?,
                 GraftMethod::Topk => {
                     let deltas: Vec<&[f32]> =
-                        model.eligible.iter().map(|e| e.delta.as_slice()).collect();
+                        model.eligible().iter().map(|e| e.delta.as_slice()).collect();
                     top_k(&names, &deltas, k)
                 }
                 GraftMethod::Random => random_k(&names, k, seed),
                 GraftMethod::Dare => dare(&names, sparsity, seed),
             };
-            apply(&model, &mask, method, sparsity)?;
-            let mut row = score_row(
-                &model,
-                &rows,
-                request.eval,
-                method.name().into(),
-                Some(method),
-                sparsity,
-                mask.count(),
-                t,
-            )?;
-            row.densities = mask.densities(place);
-            let mut mask = mask;
+            apply(model, &mask, method, sparsity)?;
+            let row = GraftRow::new(method.name(), Some(method), sparsity, mask.count());
+            let mut row = scored(model, rows, request.eval, row, t)?;
+            row.densities = mask.densities(|n| model.place(n));
+            mask.meta.extend(provenance.iter().cloned());
             mask.meta.extend([
-                ("finetuned".to_string(), finetuned.display().to_string()),
-                ("base".to_string(), base.display().to_string()),
-                ("task".to_string(), rows.task.name().to_string()),
+                ("task".to_string(), rows.task.clone()),
                 ("method".to_string(), method.name().to_string()),
                 ("sparsity".to_string(), sparsity.to_string()),
             ]);
             if let Some(dir) = &request.out {
                 let dir = dir.join(format!("{}-{}", method.name(), percent(sparsity)));
-                write_graft(&model, &mask, &dir)?;
+                write_graft(model, &mask, &dir)?;
                 row.out = Some(dir);
             }
             let index = out_rows.len();
@@ -402,14 +478,7 @@ pub fn run(
             on(GraftUpdate::Mask(index, mask))?;
         }
     }
-    Ok(GraftOutcome {
-        finetuned,
-        base,
-        task: rows.task,
-        eligible: numel,
-        rows: out_rows,
-        steps,
-    })
+    Ok((out_rows, steps))
 }
 
 fn forward_updates(ctx: &JobCtx<GraftUpdate>, update: GraftUpdate) -> Result<()> {
@@ -460,11 +529,16 @@ pub fn export(
     out: &Path,
     on_build: &mut dyn FnMut(crate::zoo::BuildEvent) -> Result<()>,
 ) -> Result<()> {
-    let loaded = load(request, on_build)?;
-    mask.check_shapes(&loaded.model.shapes(), out)?;
     let method = row.method.context("only grafts can be exported")?;
-    apply(&loaded.model, mask, method, row.sparsity)?;
-    write_graft(&loaded.model, mask, out)
+    fn write<M: Graftable>(m: &M, mask: &Mask, method: GraftMethod, s: f64, out: &Path) -> Result<()> {
+        mask.check_shapes(&m.shapes(), out)?;
+        apply(m, mask, method, s)?;
+        write_graft(m, mask, out)
+    }
+    match &load(request, on_build)?.family {
+        Family::Encoder(m, _) => write(m, mask, method, row.sparsity, out),
+        Family::Decoder(m, _) => write(m, mask, method, row.sparsity, out),
+    }
 }
 
 pub fn spawn_export(

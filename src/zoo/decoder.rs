@@ -46,7 +46,7 @@ pub struct DecoderRecipe {
 }
 
 /// One padded batch: inputs `[b, t]`, next-token targets `[b·t]`, loss weights `[b·t]`.
-fn batch_tensors(rows: &[(Vec<u32>, usize)]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+pub fn batch_tensors(rows: &[(Vec<u32>, usize)]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let t = rows.iter().map(|(ids, _)| ids.len() - 1).max().unwrap_or(1);
     let (mut inputs, mut targets, mut weights) = (Vec::new(), Vec::new(), Vec::new());
     for (ids, loss_from) in rows {

@@ -5,6 +5,7 @@
 use alignscope::data::classify::ClassTask;
 use alignscope::eval::classifier::bert_eval;
 use alignscope::graft::encoder::EncoderGraft;
+use alignscope::graft::model::Graftable;
 use alignscope::graft::tasks::{run, task_rows, GraftRequest, GraftUpdate};
 use alignscope::graft::{GraftMethod, Mask};
 
@@ -22,17 +23,17 @@ fn request(methods: Vec<GraftMethod>) -> GraftRequest {
 #[test]
 fn the_full_mask_is_the_fine_tune_and_the_empty_one_the_base_blocks() {
     let (base, ft) = tiny_bert_pair();
-    let rows = task_rows(ClassTask::Sentiment, None).unwrap();
+    let (rows, _) = task_rows(ClassTask::Sentiment, None).unwrap();
     let model = EncoderGraft::load(&base, &ft, None).unwrap();
     // 2 layers × (4 attention matrices + 2 MLP matrices, their biases, 2 norms × 2).
     assert_eq!(model.eligible.len(), 2 * 16);
-    model.set(|_, _| 1.0).unwrap();
+    model.set(&|_, _| 1.0).unwrap();
     let ours = model.score(&rows.test).unwrap();
     let theirs = bert_eval(&ft, &rows.test).unwrap();
     assert_eq!(ours.accuracy, theirs.accuracy);
     assert!((ours.loss - theirs.loss).abs() < 1e-4, "{} {}", ours.loss, theirs.loss);
     // Zero coefficients put the base's block weights back.
-    model.set(|_, _| 0.0).unwrap();
+    model.set(&|_, _| 0.0).unwrap();
     let out = tempfile::tempdir().unwrap();
     model.save(&out.path().join("m")).unwrap();
     let written = alignscope::checkpoint::Checkpoint::open(&out.path().join("m")).unwrap();
@@ -49,10 +50,10 @@ fn the_score_gradient_is_the_loss_gradient_times_delta() {
     // d L(θ_pre + c ⊙ δ) / d c_i = (∇θL)_i · δ_i: checked by finite differences on the
     // parameter with the largest product.
     let (base, ft) = tiny_bert_pair();
-    let rows = task_rows(ClassTask::Sentiment, None).unwrap();
+    let (rows, _) = task_rows(ClassTask::Sentiment, None).unwrap();
     let model = EncoderGraft::load(&base, &ft, None).unwrap();
     let batch = &rows.train[..16];
-    model.set(|_, _| 0.5).unwrap();
+    model.set(&|_, _| 0.5).unwrap();
     let (loss, grads) = model.gradients(&[batch]).unwrap();
     let (mut best, mut at) = (0f32, (0, 0));
     for (t, g) in grads.iter().enumerate() {
@@ -64,7 +65,9 @@ fn the_score_gradient_is_the_loss_gradient_times_delta() {
         }
     }
     let eps = 0.5;
-    model.set(|t, i| if (t, i) == at { 0.5 + eps } else { 0.5 }).unwrap();
+    model
+        .set(&|t, i| if (t, i) == at { 0.5 + eps } else { 0.5 })
+        .unwrap();
     let moved = model.loss(batch).unwrap().to_scalar::<f32>().unwrap();
     let predicted = loss + eps * best;
     assert!(best.abs() > 1e-6, "some parameter matters: {best}");
@@ -109,7 +112,7 @@ fn every_method_keeps_its_share_and_exports_what_it_scored() {
     assert_eq!(outcome.rows[2].kept, chosen.kept);
     // Each export: the mask loads back with its provenance, the grafted model scores in
     // candle-transformers what the run reported.
-    let rows = task_rows(ClassTask::Sentiment, None).unwrap();
+    let (rows, _) = task_rows(ClassTask::Sentiment, None).unwrap();
     for row in &outcome.rows[2..] {
         let dir = row.out.as_ref().unwrap();
         let mask = Mask::load(&dir.join("mask.safetensors")).unwrap();
@@ -148,4 +151,27 @@ fn a_mask_over_another_model_is_refused() {
         .collect();
     let err = mask.check_shapes(&shapes, &path).unwrap_err().to_string();
     assert!(err.contains("mask.safetensors") && err.contains("in this model"), "{err}");
+}
+
+#[test]
+fn a_zoo_decoder_grafts_through_the_same_job() {
+    // Keeping every parameter is the fine-tune again; keeping none, the base's blocks under the
+    // fine-tuned embeddings and head.
+    let mut r = GraftRequest::new("tiny-add");
+    r.methods = vec![GraftMethod::Topk];
+    r.sparsities = vec![1.0];
+    r.eval = false;
+    let outcome = run(&r, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
+    assert_eq!(outcome.task, "add");
+    let [fine, none, all] = &outcome.rows[..] else {
+        panic!("{:?}", outcome.rows)
+    };
+    assert!(fine.val_accuracy > 0.9, "{}", fine.val_accuracy);
+    assert!(none.val_accuracy < 0.1, "{}", none.val_accuracy);
+    assert_eq!(all.kept, outcome.eligible);
+    assert_eq!(all.val_accuracy, fine.val_accuracy);
+    let layers: std::collections::BTreeSet<&str> =
+        all.densities.iter().map(|d| d.layer.as_str()).collect();
+    assert_eq!(layers.len(), 4, "{layers:?}");
+    assert!(all.densities.iter().any(|d| d.module == "mlp in"));
 }

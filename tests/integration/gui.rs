@@ -804,3 +804,31 @@ fn graft_page_learns_a_mask_and_reports_a_failed_export() {
     h.run_steps(2);
     h.snapshot("graft_lab");
 }
+
+/// The picture in docs/graft.md: the Graft page after a sweep of minilm-sentiment (learned,
+/// top-k, random and DARE at 0.001% … 1%; about ten minutes, and the fine-tune is built first
+/// if missing). Run with `cargo test --release --test integration -- --ignored graft_docs`.
+#[test]
+#[ignore]
+fn graft_docs_screenshot() {
+    use alignscope::ui::graft_panel::GraftPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1300.0, 1050.0), Vec::new());
+    h.get_by_label("Graft").click();
+    h.run_steps(2);
+    h.get_by_label("Sweep sparsities").click();
+    h.run_steps(2);
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while page::<GraftPanel>(h.state()).is_running() || page::<GraftPanel>(h.state()).masks.len() < 16 {
+        assert!(Instant::now() < deadline, "the sweep did not finish");
+        assert_eq!(page::<GraftPanel>(h.state()).error, None);
+        h.step();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Show the learned mask at 0.01%.
+    let p = page_mut::<GraftPanel>(h.state_mut());
+    p.shown = p.masks.iter().position(|m| m.label.ends_with("learned 0.01%"));
+    assert!(p.shown.is_some());
+    h.run_steps(3);
+    h.snapshot("graft_docs");
+}

@@ -20,13 +20,23 @@ use crate::graft::tasks::{
 use crate::graft::{GraftMethod, Mask};
 use crate::jobs::{JobBoard, JobHandle};
 
-/// The zoo's MiniLM fine-tunes, the multi-task one last.
-pub const MODELS: [&str; 5] = [
+/// The zoo's single-task MiniLM fine-tunes, in the order of [`ClassTask::SINGLE`].
+pub const ENCODERS: [&str; 4] = [
     "minilm-sentiment",
     "minilm-continent",
     "minilm-intensity",
     "minilm-size",
-    "minilm-all",
+];
+/// The MiniLM fine-tuned on all four tasks.
+pub const MULTI_TASK: &str = "minilm-all";
+/// The zoo's single-task decoder fine-tunes (plain and AdamR).
+pub const DECODERS: [&str; 6] = [
+    "tiny-add",
+    "tiny-add-adamr",
+    "tiny-sentiment",
+    "tiny-sentiment-adamr",
+    "tiny-reverse",
+    "tiny-kgqa",
 ];
 
 /// A finished mask with what it was made from.
@@ -68,7 +78,7 @@ pub struct GraftPanel {
 impl Default for GraftPanel {
     fn default() -> Self {
         Self {
-            model: MODELS[0].to_string(),
+            model: ENCODERS[0].to_string(),
             base: None,
             task: ClassTask::Sentiment,
             log_sparsity: -4.0,
@@ -93,7 +103,7 @@ impl GraftPanel {
     }
 
     pub fn is_multi_task(&self) -> bool {
-        self.model == "minilm-all"
+        self.model == MULTI_TASK
     }
 
     pub fn is_running(&self) -> bool {
@@ -136,20 +146,20 @@ impl GraftPanel {
         self.start(board, vec![quick, learned]);
     }
 
-    /// Learned masks of every single-task fine-tune and of the multi-task model per task, at
-    /// the chosen sparsity: the overlap matrix.
+    /// Learned masks of every single-task MiniLM fine-tune and of the multi-task model per
+    /// task, at the chosen sparsity: the overlap matrix.
     pub fn all_tasks(&mut self, board: &JobBoard) {
         let sparsity = self.sparsity();
         let mut requests = Vec::new();
-        for (model, task) in MODELS[..4].iter().zip(ClassTask::SINGLE) {
-            requests.push((model.to_string(), None::<ClassTask>, task));
+        for model in ENCODERS {
+            requests.push((model.to_string(), None));
         }
         for task in ClassTask::SINGLE {
-            requests.push((MODELS[4].to_string(), Some(task), task));
+            requests.push((MULTI_TASK.to_string(), Some(task)));
         }
         let requests = requests
             .into_iter()
-            .map(|(m, t, _)| {
+            .map(|(m, t)| {
                 let mut r = self.request(&m, t);
                 r.sparsities = vec![sparsity];
                 r.eval = false;

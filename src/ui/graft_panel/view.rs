@@ -3,9 +3,9 @@
 use egui::{Color32, ComboBox, DragValue, Grid, RichText, Slider, Ui};
 use egui_plot::{HLine, Legend, Line, Plot, PlotPoints, Points};
 
-use super::{GraftPanel, MODELS};
+use super::{GraftPanel, DECODERS, ENCODERS, MULTI_TASK};
 use crate::data::classify::ClassTask;
-use crate::graft::encoder::SetScore;
+use crate::graft::model::SetScore;
 use crate::graft::tasks::{overlap_matrix, percent, GraftRow};
 use crate::graft::GraftMethod;
 use crate::jobs::JobBoard;
@@ -50,7 +50,8 @@ fn model_row(ui: &mut Ui, panel: &mut GraftPanel, picker: &mut dyn FilePicker) {
         ComboBox::from_id_salt("graft-model")
             .selected_text(crate::text::elide(&panel.model, 40))
             .show_ui(ui, |ui| {
-                for m in MODELS {
+                let models = ENCODERS.iter().chain([&MULTI_TASK]).chain(DECODERS.iter());
+                for &m in models {
                     if ui.selectable_label(panel.model == m, m).clicked() {
                         panel.model = m.to_string();
                         panel.base = None;
@@ -59,7 +60,10 @@ fn model_row(ui: &mut Ui, panel: &mut GraftPanel, picker: &mut dyn FilePicker) {
             })
             .response
             .labelled_by(text.id)
-            .on_hover_text("MiniLM fine-tunes of the zoo, built on first use (about 2 minutes)");
+            .on_hover_text(
+                "Zoo fine-tunes: MiniLM classifiers (built on first use, about 2 minutes each) \
+                 and the tiny decoders",
+            );
         if ui
             .button("Open folders…")
             .on_hover_text("Pick a BERT classifier fine-tune's folder, then its pretrained model's")
@@ -292,6 +296,7 @@ fn reliability_plot(ui: &mut Ui, panel: &GraftPanel) {
         .filter_map(|r| {
             r.test
                 .as_ref()
+                .filter(|t| !t.reliability.is_empty())
                 .map(|t| (format!("{} {} (ECE {:.3})", r.label, percent(r.sparsity), t.ece), t))
         })
         .collect();
