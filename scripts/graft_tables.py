@@ -13,12 +13,11 @@ def pct(s):
 
 
 def cell(x):
-    return "–" if x is None else f"{x:.3f}"
+    return "–" if x is None or x != x else f"{x:.3f}"
 
 
-for t in tasks:
-    d = json.loads((out / f"sweep-{t}.json").read_text())
-    print(f"\n**minilm-{t}** ({d['eligible_parameters']:,} block parameters)\n")
+def sweep_table(title, d):
+    print(f"\n**{title}** ({d['eligible_parameters']:,} block parameters)\n")
     print("| model | start k | kept (final) | test acc | recovered | ECE | OOD acc |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     ft = next(r for r in d["rows"] if r["label"] == "fine-tuned")["test"]["accuracy"]
@@ -30,7 +29,12 @@ for t in tasks:
         kept = f"{r['kept']:,} ({r['kept'] / d['eligible_parameters'] * 100:.3g}%)"
         ood = r["ood"]["accuracy"] if r["ood"] else None
         rec_s = "–" if r["method"] is None else f"{rec * 100:.0f}%"
-        print(f"| {r['label']} | {start} | {kept} | {acc:.3f} | {rec_s} | {r['test']['ece']:.3f} | {cell(ood)} |")
+        ece = r["test"]["ece"]
+        print(f"| {r['label']} | {start} | {kept} | {acc:.3f} | {rec_s} | {cell(ece)} | {cell(ood)} |")
+
+
+for t in tasks:
+    sweep_table(f"minilm-{t}", json.loads((out / f"sweep-{t}.json").read_text()))
 
 print("\n**minilm-all** (multi-task), learned masks at 0.01% per task\n")
 print("| task | fine-tuned | no graft | learned | kept (final) | ECE ft → graft |")
@@ -49,3 +53,8 @@ print("|---|" + "---:|" * len(names))
 for n, row in zip(names, o["overlap"]):
     print(f"| {n} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
 print("\nkept: " + ", ".join(f"{n} {k:,}" for n, k in zip(names, o["kept"])))
+
+for m in ["tiny-add", "tiny-add-adamr", "tiny-sentiment", "tiny-sentiment-adamr"]:
+    f = out / f"dec-{m}.json"
+    if f.exists():
+        sweep_table(f"{m} (exact match)", json.loads(f.read_text()))

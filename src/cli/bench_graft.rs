@@ -55,7 +55,14 @@ pub fn run(args: GraftBenchArgs) -> Result<()> {
     let batch_s = t.elapsed().as_secs_f64() / batches.len() as f64;
 
     let t = Instant::now();
-    learn_mask(&model, &rows.train, &rows.val, args.sparsity, &options, &mut |_| Ok(()))?;
+    learn_mask(
+        &model,
+        &rows.train,
+        &rows.val,
+        args.sparsity,
+        &options,
+        &mut |_| Ok(()),
+    )?;
     let learn_s = t.elapsed().as_secs_f64();
     let step_s = learn_s / args.steps.max(1) as f64;
     let official_s = options.steps as f64 * OFFICIAL_BATCHES as f64 * batch_s;
@@ -79,7 +86,10 @@ pub fn run(args: GraftBenchArgs) -> Result<()> {
         args.sparsity * 100.0
     );
     println!("| measure | seconds |\n|---|---:|");
-    println!("| one gradient batch of {} (forward + backward) | {batch_s:.3} |", options.batch);
+    println!(
+        "| one gradient batch of {} (forward + backward) | {batch_s:.3} |",
+        options.batch
+    );
     println!(
         "| one mask step ({} batches, update, rounding, train + validation accuracy) | {step_s:.2} |",
         options.batches_per_step

@@ -67,7 +67,12 @@ pub fn run(args: GraftArgs) -> Result<()> {
         if let (GraftUpdate::Row(r), false) = (update, json) {
             super::say(
                 bar,
-                format!("{} {}: validation {:.3}", r.label, percent(r.sparsity), r.val_accuracy),
+                format!(
+                    "{} {}: validation {:.3}",
+                    r.label,
+                    percent(r.sparsity),
+                    r.val_accuracy
+                ),
             );
         }
     })?;
@@ -133,7 +138,11 @@ fn mask_label(mask: &Mask, path: &std::path::Path) -> String {
 }
 
 pub fn overlap(args: OverlapArgs) -> Result<()> {
-    let masks: Vec<Mask> = args.masks.iter().map(|p| Mask::load(p)).collect::<Result<_>>()?;
+    let masks: Vec<Mask> = args
+        .masks
+        .iter()
+        .map(|p| Mask::load(p))
+        .collect::<Result<_>>()?;
     let refs: Vec<&Mask> = masks.iter().collect();
     let matrix = overlap_matrix(&refs)?;
     let labels: Vec<String> = masks

@@ -118,7 +118,11 @@ pub fn multi_task_view(task: ClassTask, sources: &Sources) -> (ClassData, std::o
         };
         let range = offset..offset + d.labels.len();
         let view = ClassData {
-            labels: d.labels.iter().map(|l| format!("{}/{l}", t.name())).collect(),
+            labels: d
+                .labels
+                .iter()
+                .map(|l| format!("{}/{l}", t.name()))
+                .collect(),
             label_descriptions: d.label_descriptions,
             train: prefix(d.train),
             eval: prefix(d.eval),

@@ -59,9 +59,8 @@ pub fn place(name: &str) -> (String, String) {
 impl DecoderGraft {
     pub fn load(base: &Path, finetuned: &Path, task: TextTask) -> Result<Self> {
         let (_, config): (serde_json::Value, _) = crate::eval::classifier::read_config(finetuned)?;
-        let shape = LlamaShape::from_hf_config(&config).map_err(|e| {
-            anyhow::anyhow!("{}: not a llama config: {e}", finetuned.display())
-        })?;
+        let shape = LlamaShape::from_hf_config(&config)
+            .map_err(|e| anyhow::anyhow!("{}: not a llama config: {e}", finetuned.display()))?;
         let varmap = VarMap::new();
         let model = TrainLlama::new(shape, crate::train::seeded_builder(&varmap, 0))?;
         let weights = finetuned.join(crate::checkpoint::SINGLE_FILE);
@@ -72,8 +71,7 @@ impl DecoderGraft {
             weights.display(),
             crate::text::elide(&missing.join(", "), 200)
         );
-        let eligible =
-            eligible_tensors(&varmap, base, finetuned, |n| n.contains("model.layers."))?;
+        let eligible = eligible_tensors(&varmap, base, finetuned, |n| n.contains("model.layers."))?;
         Ok(Self {
             finetuned_dir: finetuned.to_path_buf(),
             varmap,

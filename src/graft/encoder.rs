@@ -74,7 +74,10 @@ impl EncoderGraft {
             .map(|m| m.len())
             .filter(|&n| n > 0)
             .with_context(|| {
-                format!("{}: config.json has no id2label: not a classifier", finetuned.display())
+                format!(
+                    "{}: config.json has no id2label: not a classifier",
+                    finetuned.display()
+                )
             })?;
         let labels = labels.unwrap_or(0..num_labels);
         ensure!(
@@ -130,7 +133,6 @@ impl EncoderGraft {
         }
         Ok(out)
     }
-
 }
 
 impl Graftable for EncoderGraft {

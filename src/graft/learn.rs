@@ -82,7 +82,11 @@ pub fn learn_mask<M: Graftable>(
     on_step: &mut dyn FnMut(&LearnStep) -> Result<()>,
 ) -> Result<Mask> {
     let names = model.shapes();
-    let deltas: Vec<&[f32]> = model.eligible().iter().map(|e| e.delta.as_slice()).collect();
+    let deltas: Vec<&[f32]> = model
+        .eligible()
+        .iter()
+        .map(|e| e.delta.as_slice())
+        .collect();
     let k = kept_count(sparsity, model.numel());
     let base = top_k(&names, &deltas, k);
     let base_f: Vec<Vec<f32>> = base.tensors.iter().map(|t| t.to_f32()).collect();

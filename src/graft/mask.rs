@@ -56,7 +56,9 @@ impl MaskTensor {
 
     /// 0/1 per parameter.
     pub fn to_f32(&self) -> Vec<f32> {
-        (0..self.numel()).map(|i| f32::from(u8::from(self.get(i)))).collect()
+        (0..self.numel())
+            .map(|i| f32::from(u8::from(self.get(i))))
+            .collect()
     }
 }
 
@@ -189,7 +191,12 @@ impl Mask {
         let views: Vec<(String, TensorView)> = self
             .tensors
             .iter()
-            .map(|t| Ok((t.name.clone(), TensorView::new(Dtype::U8, vec![t.bits.len()], &t.bits)?)))
+            .map(|t| {
+                Ok((
+                    t.name.clone(),
+                    TensorView::new(Dtype::U8, vec![t.bits.len()], &t.bits)?,
+                ))
+            })
             .collect::<Result<_>>()?;
         let bytes = safetensors::serialize(views, Some(meta))?;
         crate::fs::write_atomic(path, &bytes)
@@ -211,7 +218,11 @@ impl Mask {
             .collect();
         let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
         names.sort();
-        ensure!(!names.is_empty(), "{}: the mask holds no tensors", path.display());
+        ensure!(
+            !names.is_empty(),
+            "{}: the mask holds no tensors",
+            path.display()
+        );
         let mut tensors = Vec::with_capacity(names.len());
         for name in names {
             let view = st.tensor(&name)?;
@@ -290,7 +301,10 @@ mod tests {
         a.save(&path).unwrap();
         let b = Mask::load(&path).unwrap();
         assert_eq!(a, b);
-        let shapes = vec![("t0".to_string(), vec![3, 4]), ("t1".to_string(), vec![4, 3])];
+        let shapes = vec![
+            ("t0".to_string(), vec![3, 4]),
+            ("t1".to_string(), vec![4, 3]),
+        ];
         let err = b.check_shapes(&shapes, &path).unwrap_err().to_string();
         assert!(err.contains("t1 is [3, 4] in the mask but [4, 3]"), "{err}");
         std::fs::write(&path, b"not a mask").unwrap();

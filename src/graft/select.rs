@@ -15,7 +15,10 @@ pub fn kept_count(sparsity: f64, numel: usize) -> usize {
 
 /// The `k` largest |δ| of all `deltas` (ties broken by position).
 pub fn top_k(names: &[(String, Vec<usize>)], deltas: &[&[f32]], k: usize) -> Mask {
-    let mut all: Vec<f32> = deltas.iter().flat_map(|d| d.iter().map(|v| v.abs())).collect();
+    let mut all: Vec<f32> = deltas
+        .iter()
+        .flat_map(|d| d.iter().map(|v| v.abs()))
+        .collect();
     let k = k.min(all.len());
     let mut mask = zeros(names);
     if k == 0 {
@@ -47,8 +50,8 @@ pub fn top_k(names: &[(String, Vec<usize>)], deltas: &[&[f32]], k: usize) -> Mas
 pub fn random_k(names: &[(String, Vec<usize>)], k: usize, seed: u64) -> Mask {
     let sizes: Vec<usize> = names.iter().map(|(_, s)| s.iter().product()).collect();
     let total: usize = sizes.iter().sum();
-    let mut picks = rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), total, k.min(total))
-        .into_vec();
+    let mut picks =
+        rand::seq::index::sample(&mut StdRng::seed_from_u64(seed), total, k.min(total)).into_vec();
     picks.sort_unstable();
     let mut mask = zeros(names);
     let (mut t, mut start) = (0, 0);
@@ -104,7 +107,10 @@ mod tests {
 
     #[test]
     fn random_k_and_dare_keep_the_asked_amount() {
-        let names = vec![("a".to_string(), vec![100, 10]), ("b".to_string(), vec![1000])];
+        let names = vec![
+            ("a".to_string(), vec![100, 10]),
+            ("b".to_string(), vec![1000]),
+        ];
         let m = random_k(&names, 37, 5);
         assert_eq!(m.count(), 37);
         assert_eq!(m, random_k(&names, 37, 5), "seeded");

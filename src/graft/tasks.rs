@@ -151,7 +151,11 @@ impl Report for GraftOutcome {
         .unwrap_or_default()
     }
     fn outputs(&self) -> serde_json::Value {
-        json!(self.rows.iter().filter_map(|r| r.out.clone()).collect::<Vec<_>>())
+        json!(self
+            .rows
+            .iter()
+            .filter_map(|r| r.out.clone())
+            .collect::<Vec<_>>())
     }
 }
 
@@ -159,7 +163,10 @@ impl Report for GraftOutcome {
 fn task_of(dir: &Path) -> Result<ClassTask> {
     let (_, raw): (serde_json::Value, _) = crate::eval::classifier::read_config(dir)?;
     let name = raw["finetuning_task"].as_str().with_context(|| {
-        format!("{}: config.json names no finetuning_task; pass the task", dir.display())
+        format!(
+            "{}: config.json names no finetuning_task; pass the task",
+            dir.display()
+        )
     })?;
     ClassTask::ALL
         .iter()
@@ -196,7 +203,11 @@ pub fn task_rows(
             (d, 0..n)
         }),
         (t, Some(asked)) if asked != t => {
-            bail!("the model was fine-tuned on {}, not {}", t.name(), asked.name())
+            bail!(
+                "the model was fine-tuned on {}, not {}",
+                t.name(),
+                asked.name()
+            )
         }
         (t, Some(_)) => (t, {
             let d = class_data(t, &sources);
@@ -334,7 +345,10 @@ fn load(
                     r.tasks.len()
                 );
             };
-            Family::Decoder(DecoderGraft::load(&base, &finetuned, task)?, decoder_rows(task)?)
+            Family::Decoder(
+                DecoderGraft::load(&base, &finetuned, task)?,
+                decoder_rows(task)?,
+            )
         }
         _ => {
             let (rows, labels) = task_rows(task_of(&finetuned)?, request.task)?;
@@ -383,8 +397,16 @@ pub fn run(
         ("base".to_string(), base.display().to_string()),
     ];
     let (task, eligible, (rows, steps)) = match &family {
-        Family::Encoder(m, rows) => (rows.task.clone(), m.numel(), graft_all(m, rows, request, &provenance, on)?),
-        Family::Decoder(m, rows) => (rows.task.clone(), m.numel(), graft_all(m, rows, request, &provenance, on)?),
+        Family::Encoder(m, rows) => (
+            rows.task.clone(),
+            m.numel(),
+            graft_all(m, rows, request, &provenance, on)?,
+        ),
+        Family::Decoder(m, rows) => (
+            rows.task.clone(),
+            m.numel(),
+            graft_all(m, rows, request, &provenance, on)?,
+        ),
     };
     Ok(GraftOutcome {
         finetuned,
@@ -451,8 +473,11 @@ fn graft_all<M: Graftable>(
                     },
                 )?,
                 GraftMethod::Topk => {
-                    let deltas: Vec<&[f32]> =
-                        model.eligible().iter().map(|e| e.delta.as_slice()).collect();
+                    let deltas: Vec<&[f32]> = model
+                        .eligible()
+                        .iter()
+                        .map(|e| e.delta.as_slice())
+                        .collect();
                     top_k(&names, &deltas, k)
                 }
                 GraftMethod::Random => random_k(&names, k, seed),
@@ -507,7 +532,10 @@ fn forward_updates(ctx: &JobCtx<GraftUpdate>, update: GraftUpdate) -> Result<()>
     Ok(())
 }
 
-pub fn spawn_graft(board: &JobBoard, request: GraftRequest) -> JobHandle<GraftUpdate, GraftOutcome> {
+pub fn spawn_graft(
+    board: &JobBoard,
+    request: GraftRequest,
+) -> JobHandle<GraftUpdate, GraftOutcome> {
     let spec = JobSpec {
         kind: "graft".into(),
         title: format!("graft {}", request.finetuned),
@@ -530,7 +558,13 @@ pub fn export(
     on_build: &mut dyn FnMut(crate::zoo::BuildEvent) -> Result<()>,
 ) -> Result<()> {
     let method = row.method.context("only grafts can be exported")?;
-    fn write<M: Graftable>(m: &M, mask: &Mask, method: GraftMethod, s: f64, out: &Path) -> Result<()> {
+    fn write<M: Graftable>(
+        m: &M,
+        mask: &Mask,
+        method: GraftMethod,
+        s: f64,
+        out: &Path,
+    ) -> Result<()> {
         mask.check_shapes(&m.shapes(), out)?;
         apply(m, mask, method, s)?;
         write_graft(m, mask, out)

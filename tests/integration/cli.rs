@@ -651,20 +651,33 @@ fn graft_and_overlap_headless() {
             .arg(&ft)
             .arg("--base")
             .arg(&base)
-            .args(["--method", "topk,random", "--sparsity", "0.01,0.001", "--eval", "--json"])
+            .args([
+                "--method",
+                "topk,random",
+                "--sparsity",
+                "0.01,0.001",
+                "--eval",
+                "--json",
+            ])
             .arg("--out")
             .arg(out.path()),
     );
     let rows = json["rows"].as_array().unwrap();
     let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
-    assert_eq!(labels, ["fine-tuned", "no graft", "topk", "random", "topk", "random"]);
+    assert_eq!(
+        labels,
+        ["fine-tuned", "no graft", "topk", "random", "topk", "random"]
+    );
     let eligible = json["eligible_parameters"].as_u64().unwrap();
-    assert_eq!(rows[2]["kept"].as_u64().unwrap(), (eligible as f64 * 0.01).round() as u64);
+    assert_eq!(
+        rows[2]["kept"].as_u64().unwrap(),
+        (eligible as f64 * 0.01).round() as u64
+    );
     assert!(rows[2]["test"]["ece"].as_f64().is_some());
     assert_eq!(run_records(runs.path())[0]["kind"], "graft");
 
-    let masks = ["topk-1%", "random-1%", "topk-0.1%"]
-        .map(|d| out.path().join(d).join("mask.safetensors"));
+    let masks =
+        ["topk-1%", "random-1%", "topk-0.1%"].map(|d| out.path().join(d).join("mask.safetensors"));
     let overlap = json_output(
         alignscope(runs.path())
             .args(["graft-overlap", "--json"])
@@ -683,5 +696,8 @@ fn graft_and_overlap_headless() {
             .arg(&masks[0])
             .arg(out.path().join("broken.safetensors")),
     );
-    assert!(err.contains("broken.safetensors: not a safetensors file"), "{err}");
+    assert!(
+        err.contains("broken.safetensors: not a safetensors file"),
+        "{err}"
+    );
 }

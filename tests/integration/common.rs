@@ -65,10 +65,9 @@ pub fn tiny_bert_pair() -> (PathBuf, PathBuf) {
         let base = dir.path().join("base");
         let ft = dir.path().join("ft");
         let minilm = alignscope::assets::embedding_model();
-        let mut config: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(minilm.join("config.json")).unwrap(),
-        )
-        .unwrap();
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(minilm.join("config.json")).unwrap())
+                .unwrap();
         for (k, v) in [
             ("hidden_size", 32),
             ("num_hidden_layers", 2),

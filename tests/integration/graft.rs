@@ -31,7 +31,12 @@ fn the_full_mask_is_the_fine_tune_and_the_empty_one_the_base_blocks() {
     let ours = model.score(&rows.test).unwrap();
     let theirs = bert_eval(&ft, &rows.test).unwrap();
     assert_eq!(ours.accuracy, theirs.accuracy);
-    assert!((ours.loss - theirs.loss).abs() < 1e-4, "{} {}", ours.loss, theirs.loss);
+    assert!(
+        (ours.loss - theirs.loss).abs() < 1e-4,
+        "{} {}",
+        ours.loss,
+        theirs.loss
+    );
     // Zero coefficients put the base's block weights back.
     model.set(&|_, _| 0.0).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -94,12 +99,26 @@ fn every_method_keeps_its_share_and_exports_what_it_scored() {
     .unwrap();
     let k = (0.01 * outcome.eligible as f64).round() as usize;
     let labels: Vec<&str> = outcome.rows.iter().map(|r| r.label.as_str()).collect();
-    assert_eq!(labels, ["fine-tuned", "no graft", "learned", "topk", "random", "dare"]);
+    assert_eq!(
+        labels,
+        [
+            "fine-tuned",
+            "no graft",
+            "learned",
+            "topk",
+            "random",
+            "dare"
+        ]
+    );
     for row in &outcome.rows[3..5] {
         assert_eq!(row.kept, k, "{}", row.label);
     }
     let dare = &outcome.rows[5];
-    assert!((dare.kept as f64 - k as f64).abs() < 0.3 * k as f64, "{}", dare.kept);
+    assert!(
+        (dare.kept as f64 - k as f64).abs() < 0.3 * k as f64,
+        "{}",
+        dare.kept
+    );
     // The search moves the mask at this learning rate, reports every step and keeps the best.
     assert_eq!(steps.len(), 3);
     assert!(steps.iter().any(|s| s.changed > 0), "{steps:?}");
@@ -119,7 +138,12 @@ fn every_method_keeps_its_share_and_exports_what_it_scored() {
         assert_eq!(mask.count(), row.kept);
         assert_eq!(mask.meta["method"], row.label);
         let score = bert_eval(&dir.join("grafted"), &rows.test).unwrap();
-        assert_eq!(score.accuracy, row.test.as_ref().unwrap().accuracy, "{}", row.label);
+        assert_eq!(
+            score.accuracy,
+            row.test.as_ref().unwrap().accuracy,
+            "{}",
+            row.label
+        );
     }
 }
 
@@ -150,7 +174,10 @@ fn a_mask_over_another_model_is_refused() {
         })
         .collect();
     let err = mask.check_shapes(&shapes, &path).unwrap_err().to_string();
-    assert!(err.contains("mask.safetensors") && err.contains("in this model"), "{err}");
+    assert!(
+        err.contains("mask.safetensors") && err.contains("in this model"),
+        "{err}"
+    );
 }
 
 #[test]

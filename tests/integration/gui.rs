@@ -819,7 +819,9 @@ fn graft_docs_screenshot() {
     h.get_by_label("Sweep sparsities").click();
     h.run_steps(2);
     let deadline = Instant::now() + Duration::from_secs(3600);
-    while page::<GraftPanel>(h.state()).is_running() || page::<GraftPanel>(h.state()).masks.len() < 16 {
+    while page::<GraftPanel>(h.state()).is_running()
+        || page::<GraftPanel>(h.state()).masks.len() < 16
+    {
         assert!(Instant::now() < deadline, "the sweep did not finish");
         assert_eq!(page::<GraftPanel>(h.state()).error, None);
         h.step();
@@ -827,7 +829,10 @@ fn graft_docs_screenshot() {
     }
     // Show the learned mask at 0.01%.
     let p = page_mut::<GraftPanel>(h.state_mut());
-    p.shown = p.masks.iter().position(|m| m.label.ends_with("learned 0.01%"));
+    p.shown = p
+        .masks
+        .iter()
+        .position(|m| m.label.ends_with("learned 0.01%"));
     assert!(p.shown.is_some());
     h.run_steps(3);
     h.snapshot("graft_docs");

@@ -180,9 +180,11 @@ impl GraftPanel {
         let Some(request) = self.queue.pop_front() else {
             return;
         };
-        let same = self.running.as_ref().is_some_and(|(m, t)| {
-            *m == request.finetuned && *t == request.task
-        }) || (request.finetuned == self.model && request.task == self.task_arg());
+        let same = self
+            .running
+            .as_ref()
+            .is_some_and(|(m, t)| *m == request.finetuned && *t == request.task)
+            || (request.finetuned == self.model && request.task == self.task_arg());
         if !same {
             // Another model's rows would mix into the curves.
             self.rows.clear();
@@ -215,6 +217,20 @@ impl GraftPanel {
                 .retain(|r| !(r.method == row.method && r.sparsity == row.sparsity));
         }
         self.rows.push(row);
+        // The fine-tune, no graft, then grafts by sparsity, methods in their list order.
+        let key = |r: &GraftRow| match r.method {
+            None => (0, -r.sparsity, 0),
+            Some(m) => (
+                1,
+                r.sparsity,
+                GraftMethod::ALL.iter().position(|x| *x == m).unwrap_or(0),
+            ),
+        };
+        self.rows.sort_by(|a, b| {
+            key(a)
+                .partial_cmp(&key(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
     }
 
     fn take_results(&mut self, board: &JobBoard) {
@@ -235,7 +251,13 @@ impl GraftPanel {
         let mut rows_seen = Vec::new();
         for update in updates {
             match update {
-                GraftUpdate::Step { step, .. } => self.steps.push(step),
+                GraftUpdate::Step { step, .. } => {
+                    // A new search (the next sparsity of a sweep) replaces the curve.
+                    if step.step == 1 {
+                        self.steps.clear();
+                    }
+                    self.steps.push(step);
+                }
                 GraftUpdate::Row(row) => rows_seen.push(row),
                 GraftUpdate::Mask(_, mask) => {
                     let Some(row) = rows_seen.last().cloned() else {
@@ -283,7 +305,13 @@ impl GraftPanel {
         };
         self.export_status = None;
         let request = self.request(&kept.model, kept.task);
-        self.export = Some(spawn_export(board, request, kept.mask.clone(), kept.row.clone(), out));
+        self.export = Some(spawn_export(
+            board,
+            request,
+            kept.mask.clone(),
+            kept.row.clone(),
+            out,
+        ));
     }
 
     pub fn shown_mask(&self) -> Option<&KeptMask> {

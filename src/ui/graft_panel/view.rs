@@ -236,7 +236,10 @@ fn search_plot(ui: &mut Ui, panel: &GraftPanel) {
         .allow_scroll(false)
         .show(ui, |plot| {
             plot.line(Line::new("train accuracy", series(&|s| s.train_accuracy)));
-            plot.line(Line::new("validation accuracy", series(&|s| s.val_accuracy)));
+            plot.line(Line::new(
+                "validation accuracy",
+                series(&|s| s.val_accuracy),
+            ));
             plot.line(Line::new("loss", series(&|s| s.loss as f64)));
         });
     if let Some(last) = panel.steps.last() {
@@ -297,7 +300,12 @@ fn reliability_plot(ui: &mut Ui, panel: &GraftPanel) {
             r.test
                 .as_ref()
                 .filter(|t| !t.reliability.is_empty())
-                .map(|t| (format!("{} {} (ECE {:.3})", r.label, percent(r.sparsity), t.ece), t))
+                .map(|t| {
+                    (
+                        format!("{} {} (ECE {:.3})", r.label, percent(r.sparsity), t.ece),
+                        t,
+                    )
+                })
         })
         .collect();
     ui.label(RichText::new("Reliability on the test set (15 bins)").strong());
@@ -316,8 +324,7 @@ fn reliability_plot(ui: &mut Ui, panel: &GraftPanel) {
         .allow_scroll(false)
         .show(ui, |plot| {
             plot.line(
-                Line::new("perfect calibration", vec![[0.0, 0.0], [1.0, 1.0]])
-                    .color(Color32::GRAY),
+                Line::new("perfect calibration", vec![[0.0, 0.0], [1.0, 1.0]]).color(Color32::GRAY),
             );
             for (name, s) in &curves {
                 let pts: Vec<[f64; 2]> = s
@@ -372,7 +379,10 @@ fn density_map(ui: &mut Ui, panel: &GraftPanel) {
 
 fn overlap_map(ui: &mut Ui, panel: &GraftPanel) {
     ui.add_space(6.0);
-    ui.label(RichText::new("Mask overlap: share of column j's kept parameters that row i keeps too").strong());
+    ui.label(
+        RichText::new("Mask overlap: share of column j's kept parameters that row i keeps too")
+            .strong(),
+    );
     let masks: Vec<&crate::graft::Mask> = panel.masks.iter().map(|k| &k.mask).collect();
     if masks.len() < 2 {
         ui.label(RichText::new("Two masks or more: try Masks of all tasks.").weak());
