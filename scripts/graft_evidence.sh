@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Graft lab's evidence (docs/graft.md): for each single-task MiniLM fine-tune, every method
 # at 0.001% … 1%; learned masks at 0.01% of every fine-tune and of the multi-task model per task;
-# their overlap matrix. Usage: scripts/graft_evidence.sh OUT [BINARY]
+# the decoder fine-tunes (plain and AdamR) at 0.01% … 10%; the masks' overlap matrix.
+# Usage: scripts/graft_evidence.sh OUT [BINARY]   (about an hour on 2 cores with a dev build)
 set -euo pipefail
 out=${1:?output folder}
 bin=${2:-target/release/alignscope}
@@ -15,6 +16,10 @@ done
 for t in sentiment continent intensity size; do
   "$bin" graft --finetuned minilm-all --task $t --method learned --sparsity 1e-4 --eval --json \
     --out "$out/masks/all-$t" > "$out/multi-$t.json"
+done
+for m in tiny-add tiny-add-adamr tiny-sentiment tiny-sentiment-adamr; do
+  "$bin" graft --finetuned $m --method learned,topk,random,dare \
+    --sparsity 1e-4,1e-3,1e-2,1e-1 --eval --json > "$out/dec-$m.json"
 done
 masks=()
 for m in sentiment continent intensity size; do masks+=("$out/masks/$m/learned-0.01%/mask.safetensors"); done

@@ -168,9 +168,12 @@ pub fn class_data(task: ClassTask, sources: &Sources) -> ClassData {
             let mut sizes: Vec<u64> = sources.cities.iter().map(|c| c.population).collect();
             sizes.sort_unstable();
             let median = sizes[sizes.len() / 2];
+            // One row per name (the largest city of that name), so no name is in both splits.
+            let mut seen = std::collections::HashSet::new();
             let mut cities: Vec<(String, usize)> = sources
                 .cities
                 .iter()
+                .filter(|c| seen.insert(c.name.as_str()))
                 .map(|c| (c.name.clone(), usize::from(c.population >= median)))
                 .collect();
             cities.shuffle(&mut rng);

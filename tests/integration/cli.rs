@@ -418,8 +418,6 @@ fn fuse_into_the_narrower_model_headless() {
     let out = dir.path().join("fused");
     let report = json_output(alignscope(dir.path()).args([
         "fuse",
-        "graft",
-        "graft-overlap",
         "--model-a",
         "vit-a",
         "--model-b",

@@ -807,7 +807,8 @@ fn graft_page_learns_a_mask_and_reports_a_failed_export() {
 
 /// The picture in docs/graft.md: the Graft page after a sweep of minilm-sentiment (learned,
 /// top-k, random and DARE at 0.001% … 1%; about ten minutes, and the fine-tune is built first
-/// if missing). Run with `cargo test --release --test integration -- --ignored graft_docs`.
+/// if missing). Run with `UPDATE_SNAPSHOTS=1 cargo test --test integration -- --ignored
+/// graft_docs` and move `tests/snapshots/graft_docs.png` to `docs/graft-lab.png`.
 #[test]
 #[ignore]
 fn graft_docs_screenshot() {
