@@ -189,7 +189,7 @@ pub struct TaskRows<R> {
 pub fn task_rows(
     trained_on: ClassTask,
     task: Option<ClassTask>,
-) -> Result<(TaskRows<(String, usize)>, std::ops::Range<usize>)> {
+) -> Result<(ClassRows, std::ops::Range<usize>)> {
     let sources = Sources::load(&crate::zoo::dir().join("data"))?;
     let (task, (data, labels)) = match (trained_on, task) {
         (ClassTask::All, None | Some(ClassTask::All)) => bail!(
@@ -227,6 +227,11 @@ pub fn task_rows(
     };
     Ok((rows, labels))
 }
+
+/// The rows of a classification task.
+pub type ClassRows = TaskRows<(String, usize)>;
+/// Each (sparsity, search step) of the learned masks of a run.
+type Steps = Vec<(f64, LearnStep)>;
 
 /// Training rows a decoder task draws (fresh examples from the task's generators).
 const DECODER_TRAIN_ROWS: usize = 2000;
@@ -306,8 +311,8 @@ impl GraftRow {
 
 /// A fine-tune ready to graft, of either family, with its task rows.
 enum Family {
-    Encoder(EncoderGraft, TaskRows<(String, usize)>),
-    Decoder(DecoderGraft, TaskRows<Example>),
+    Encoder(Box<EncoderGraft>, ClassRows),
+    Decoder(Box<DecoderGraft>, TaskRows<Example>),
 }
 
 struct Loaded {
@@ -345,14 +350,13 @@ fn load(
                     r.tasks.len()
                 );
             };
-            Family::Decoder(
-                DecoderGraft::load(&base, &finetuned, task)?,
-                decoder_rows(task)?,
-            )
+            let model = DecoderGraft::load(&base, &finetuned, task)?;
+            Family::Decoder(Box::new(model), decoder_rows(task)?)
         }
         _ => {
             let (rows, labels) = task_rows(task_of(&finetuned)?, request.task)?;
-            Family::Encoder(EncoderGraft::load(&base, &finetuned, Some(labels))?, rows)
+            let model = EncoderGraft::load(&base, &finetuned, Some(labels))?;
+            Family::Encoder(Box::new(model), rows)
         }
     };
     Ok(Loaded {
@@ -400,12 +404,12 @@ pub fn run(
         Family::Encoder(m, rows) => (
             rows.task.clone(),
             m.numel(),
-            graft_all(m, rows, request, &provenance, on)?,
+            graft_all(&**m, rows, request, &provenance, on)?,
         ),
         Family::Decoder(m, rows) => (
             rows.task.clone(),
             m.numel(),
-            graft_all(m, rows, request, &provenance, on)?,
+            graft_all(&**m, rows, request, &provenance, on)?,
         ),
     };
     Ok(GraftOutcome {
@@ -425,7 +429,7 @@ fn graft_all<M: Graftable>(
     request: &GraftRequest,
     provenance: &[(String, String)],
     on: &mut dyn FnMut(GraftUpdate) -> Result<()>,
-) -> Result<(Vec<GraftRow>, Vec<(f64, LearnStep)>)> {
+) -> Result<(Vec<GraftRow>, Steps)> {
     let numel = model.numel();
     let mut out_rows = Vec::new();
     let mut steps = Vec::new();
@@ -570,8 +574,8 @@ pub fn export(
         write_graft(m, mask, out)
     }
     match &load(request, on_build)?.family {
-        Family::Encoder(m, _) => write(m, mask, method, row.sparsity, out),
-        Family::Decoder(m, _) => write(m, mask, method, row.sparsity, out),
+        Family::Encoder(m, _) => write(&**m, mask, method, row.sparsity, out),
+        Family::Decoder(m, _) => write(&**m, mask, method, row.sparsity, out),
     }
 }
 
