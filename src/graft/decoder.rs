@@ -11,7 +11,7 @@ use anyhow::{ensure, Result};
 use candle_core::Tensor;
 use candle_nn::VarMap;
 
-use super::model::{eligible_tensors, save_folder, Eligible, Graftable, SetScore};
+use super::model::{eligible_tensors, place_in, save_folder, Eligible, Graftable, SetScore};
 use crate::data::{Example, TextTask};
 use crate::delta::lab::ScratchDir;
 use crate::eval::decoder::exact_match_eval;
@@ -33,27 +33,19 @@ pub struct DecoderGraft {
 /// `(layer, module)` of a llama block tensor: `layer 2`, and `q`, `k`, `v`, `o`, `mlp in`
 /// (gate and up), `mlp out` or `norm`.
 pub fn place(name: &str) -> (String, String) {
-    let layer = name
-        .split("layers.")
-        .nth(1)
-        .and_then(|r| r.split('.').next())
-        .map_or_else(|| "?".to_string(), |l| format!("layer {l}"));
-    let module = if name.contains("norm") {
-        "norm"
-    } else if name.contains("q_proj") {
-        "q"
-    } else if name.contains("k_proj") {
-        "k"
-    } else if name.contains("v_proj") {
-        "v"
-    } else if name.contains("o_proj") {
-        "o"
-    } else if name.contains("gate_proj") || name.contains("up_proj") {
-        "mlp in"
-    } else {
-        "mlp out"
-    };
-    (layer, module.to_string())
+    place_in(
+        name,
+        "layers.",
+        &[
+            ("norm", "norm"),
+            ("q_proj", "q"),
+            ("k_proj", "k"),
+            ("v_proj", "v"),
+            ("o_proj", "o"),
+            ("gate_proj", "mlp in"),
+            ("up_proj", "mlp in"),
+        ],
+    )
 }
 
 impl DecoderGraft {

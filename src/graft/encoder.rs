@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 use tokenizers::{PaddingParams, Tokenizer};
 
-use super::model::{eligible_tensors, save_folder, Eligible, Graftable, SetScore};
+use super::model::{eligible_tensors, place_in, save_folder, Eligible, Graftable, SetScore};
 use crate::eval::metrics::{argmax, ece_of_bins, reliability};
 use crate::train::bert::{id_mask, BertShape, TrainBertClassifier};
 use crate::train::vit::classification_loss;
@@ -42,27 +42,18 @@ pub fn is_eligible(name: &str) -> bool {
 /// `(layer, module)` of an eligible tensor, for the density heatmap: `layer 3`, and `q`, `k`,
 /// `v`, `o`, `mlp in`, `mlp out` or `norm`.
 pub fn place(name: &str) -> (String, String) {
-    let layer = name
-        .split("layer.")
-        .nth(1)
-        .and_then(|r| r.split('.').next())
-        .map_or_else(|| "?".to_string(), |l| format!("layer {l}"));
-    let module = if name.contains("LayerNorm") {
-        "norm"
-    } else if name.contains("self.query") {
-        "q"
-    } else if name.contains("self.key") {
-        "k"
-    } else if name.contains("self.value") {
-        "v"
-    } else if name.contains("attention.output") {
-        "o"
-    } else if name.contains("intermediate") {
-        "mlp in"
-    } else {
-        "mlp out"
-    };
-    (layer, module.to_string())
+    place_in(
+        name,
+        "layer.",
+        &[
+            ("LayerNorm", "norm"),
+            ("self.query", "q"),
+            ("self.key", "k"),
+            ("self.value", "v"),
+            ("attention.output", "o"),
+            ("intermediate", "mlp in"),
+        ],
+    )
 }
 
 impl EncoderGraft {

@@ -84,6 +84,22 @@ pub fn eligible_tensors(
     Ok(out)
 }
 
+/// `(layer, module)` of a block tensor for the density heatmap: `layer N` from the number after
+/// `layer_key`, and the module of the first `(pattern, module)` the name contains, else
+/// `mlp out`.
+pub fn place_in(name: &str, layer_key: &str, modules: &[(&str, &str)]) -> (String, String) {
+    let layer = name
+        .split(layer_key)
+        .nth(1)
+        .and_then(|r| r.split('.').next())
+        .map_or_else(|| "?".to_string(), |l| format!("layer {l}"));
+    let module = modules
+        .iter()
+        .find(|(pattern, _)| name.contains(pattern))
+        .map_or("mlp out", |(_, m)| m);
+    (layer, module.to_string())
+}
+
 /// A model whose transformer blocks can be grafted.
 pub trait Graftable {
     /// One labelled example.

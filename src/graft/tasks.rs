@@ -197,11 +197,6 @@ pub fn task_rows(
             ClassTask::SINGLE.map(|t| t.name()).join(", ")
         ),
         (ClassTask::All, Some(t)) => (t, multi_task_view(t, &sources)),
-        (t, None) => (t, {
-            let d = class_data(t, &sources);
-            let n = d.labels.len();
-            (d, 0..n)
-        }),
         (t, Some(asked)) if asked != t => {
             bail!(
                 "the model was fine-tuned on {}, not {}",
@@ -209,11 +204,11 @@ pub fn task_rows(
                 asked.name()
             )
         }
-        (t, Some(_)) => (t, {
+        (t, _) => {
             let d = class_data(t, &sources);
             let n = d.labels.len();
-            (d, 0..n)
-        }),
+            (t, (d, 0..n))
+        }
     };
     let mut train = data.train;
     train.shuffle(&mut StdRng::seed_from_u64(SPLIT_SEED));

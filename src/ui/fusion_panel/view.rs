@@ -9,6 +9,7 @@ use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, Resi
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
 use crate::ui::widgets::heatmap::Heatmap;
+use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::{outcome_line, BAD};
 
 const BEST: Color32 = Color32::from_rgb(120, 200, 120);
@@ -170,14 +171,8 @@ fn option_rows(ui: &mut Ui, panel: &mut FusionPanel) {
 fn run_row(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard) {
     ui.horizontal(|ui| {
         if panel.is_running() {
-            if ui.button("Cancel").clicked() {
+            if job_progress(ui, board, panel.job_id()) {
                 panel.cancel(board);
-            }
-            if let Some(status) = panel.job_id().and_then(|id| board.status(id)) {
-                if let Some(p) = status.progress {
-                    ui.add(egui::ProgressBar::new(p).desired_width(160.0));
-                }
-                ui.label(status.message);
             }
         } else {
             if ui.button("Run fusion").clicked() {

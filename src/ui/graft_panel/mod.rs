@@ -63,6 +63,8 @@ pub struct GraftPanel {
     queue: VecDeque<GraftRequest>,
     /// The running request's model and task, for labelling its masks.
     running: Option<(String, Option<ClassTask>)>,
+    /// The model and task the rows belong to.
+    rows_of: Option<(String, Option<ClassTask>)>,
     /// The live search of the latest learned mask.
     pub steps: Vec<LearnStep>,
     /// Rows of the shown model and task: references and every graft made so far.
@@ -86,6 +88,7 @@ impl Default for GraftPanel {
             job: None,
             queue: VecDeque::new(),
             running: None,
+            rows_of: None,
             steps: Vec::new(),
             rows: Vec::new(),
             masks: Vec::new(),
@@ -180,15 +183,6 @@ impl GraftPanel {
         let Some(request) = self.queue.pop_front() else {
             return;
         };
-        let same = self
-            .running
-            .as_ref()
-            .is_some_and(|(m, t)| *m == request.finetuned && *t == request.task)
-            || (request.finetuned == self.model && request.task == self.task_arg());
-        if !same {
-            // Another model's rows would mix into the curves.
-            self.rows.clear();
-        }
         self.running = Some((request.finetuned.clone(), request.task));
         self.steps.clear();
         self.job = Some(spawn_graft(board, request));
@@ -203,12 +197,14 @@ impl GraftPanel {
 
     /// Rows of the shown model; references are replaced, grafts accumulate.
     fn add_row(&mut self, row: GraftRow) {
-        let shown_model = self
-            .running
-            .as_ref()
-            .is_some_and(|(m, t)| *m == self.model && *t == self.task_arg());
-        if !shown_model {
+        let shown = Some((self.model.clone(), self.task_arg()));
+        if self.running != shown {
             return;
+        }
+        if self.rows_of != shown {
+            // Another model's rows would mix into the curves.
+            self.rows.clear();
+            self.rows_of = shown;
         }
         if row.method.is_none() {
             self.rows.retain(|r| r.label != row.label);

@@ -11,6 +11,7 @@ use crate::graft::GraftMethod;
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
 use crate::ui::widgets::heatmap::Heatmap;
+use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::{outcome_line, BAD};
 
 const SIDE: f32 = 210.0;
@@ -114,14 +115,8 @@ fn model_row(ui: &mut Ui, panel: &mut GraftPanel, picker: &mut dyn FilePicker) {
 fn run_row(ui: &mut Ui, panel: &mut GraftPanel, board: &JobBoard) {
     ui.horizontal(|ui| {
         if panel.is_running() {
-            if ui.button("Cancel").clicked() {
+            if job_progress(ui, board, panel.job_id()) {
                 panel.cancel(board);
-            }
-            if let Some(status) = panel.job_id().and_then(|id| board.status(id)) {
-                if let Some(p) = status.progress {
-                    ui.add(egui::ProgressBar::new(p).desired_width(160.0));
-                }
-                ui.label(status.message);
             }
             return;
         }

@@ -1,6 +1,7 @@
 //! Reusable widgets.
 
 pub mod heatmap;
+pub mod job_progress;
 pub mod model_picker;
 pub mod outcome;
 pub mod token_view;
