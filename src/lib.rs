@@ -16,6 +16,7 @@ pub mod graft;
 pub mod jobs;
 pub mod lm;
 pub mod names;
+pub mod promot;
 pub mod rain;
 pub mod text;
 pub mod train;

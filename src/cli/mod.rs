@@ -11,6 +11,7 @@ mod finetune;
 mod fusion;
 mod generate;
 mod graft;
+mod promot;
 mod rain;
 mod rain_eval;
 mod zoo;
@@ -79,6 +80,11 @@ pub enum Command {
     GraftOverlap(graft::OverlapArgs),
     /// Fine-tune a language model on chat data: full, LoRA or a soft prompt.
     Finetune(finetune::FinetuneArgs),
+    /// ProMoT: fine-tune, prompt-tune, or both in two stages, then score the task and the
+    /// in-context suite.
+    Promot(promot::PromotArgs),
+    /// Score a model on the in-context suite (k-shot chats), with the format-specialisation rate.
+    IclEval(promot::IclEvalArgs),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
     MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
@@ -123,6 +129,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::GraftOverlap(args) => graft::overlap(args),
         Command::Finetune(args) => finetune::run(args),
         Command::MergeAdapter(args) => finetune::merge_adapter(args),
+        Command::Promot(args) => promot::run(args),
+        Command::IclEval(args) => promot::icl_eval(args),
     }
 }
 

@@ -68,6 +68,11 @@ const OOD_TEMPLATES: [&str; 3] = [
 /// Cities past the training ranks that the continent task's shifted set draws on.
 const OOD_CITIES_PER_CONTINENT: usize = 40;
 
+/// The sentiment task's labels, by index.
+pub const SENTIMENT_LABELS: [&str; 2] = ["negative", "positive"];
+/// The continent task's labels, by index.
+pub const CONTINENTS: [&str; 5] = ["Africa", "Asia", "Europe", "North America", "South America"];
+
 /// Labelled texts.
 type Rows = Vec<(String, usize)>;
 
@@ -141,7 +146,7 @@ pub fn class_data(task: ClassTask, sources: &Sources) -> ClassData {
         ClassTask::Sentiment => {
             let (train, eval, ood) = word_task(sources, &mut rng, |r| usize::from(r > 0.0));
             ClassData {
-                labels: vec!["negative".into(), "positive".into()],
+                labels: SENTIMENT_LABELS.map(String::from).to_vec(),
                 label_descriptions: vec![
                     "this is bad, negative and unpleasant.".into(),
                     "this is good, positive and pleasant.".into(),
@@ -208,10 +213,7 @@ pub fn class_data(task: ClassTask, sources: &Sources) -> ClassData {
             all
         }
         ClassTask::Continent => {
-            let labels: Vec<String> =
-                ["Africa", "Asia", "Europe", "North America", "South America"]
-                    .map(String::from)
-                    .to_vec();
+            let labels: Vec<String> = CONTINENTS.map(String::from).to_vec();
             let (mut train, mut eval, mut ood) = (Vec::new(), Vec::new(), Vec::new());
             for (l, name) in labels.iter().enumerate() {
                 let on_continent: Vec<String> = sources

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::metrics::{argmax, exact_match, log_prob, perplexity};
 use crate::data::Example;
-use crate::lm::{LanguageModel, Session};
+use crate::lm::{LanguageModel, Session, SoftPrompt};
 
 /// Sessions fed together per batch.
 const BATCH: usize = 100;
@@ -49,9 +49,11 @@ fn feed_some(sessions: &mut [Session], feeds: &[(usize, &[u32])]) -> Result<()> 
     Ok(())
 }
 
-/// Greedy continuations of `prompts`, stopping at a stop token or after `max_new` tokens.
+/// Greedy continuations of `prompts` (after `soft_prompt`, if any), stopping at a stop token
+/// or after `max_new` tokens.
 pub fn greedy_answers(
     model: &Arc<LanguageModel>,
+    soft_prompt: Option<&Arc<SoftPrompt>>,
     prompts: &[&str],
     max_new: usize,
 ) -> Result<Vec<String>> {
@@ -61,8 +63,13 @@ pub fn greedy_answers(
             .iter()
             .map(|p| model.tokenizer.encode_prompt(p))
             .collect::<Result<_, _>>()?;
-        let mut sessions: Vec<Session> =
-            chunk.iter().map(|_| Session::new(model.clone())).collect();
+        let mut sessions: Vec<Session> = chunk
+            .iter()
+            .map(|_| match soft_prompt {
+                Some(p) => Session::with_soft_prompt(model.clone(), p.clone()),
+                None => Ok(Session::new(model.clone())),
+            })
+            .collect::<Result<_, _>>()?;
         let mut refs: Vec<&mut Session> = sessions.iter_mut().collect();
         let slices: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
         Session::feed_batch(&mut refs, &slices)?;
@@ -104,7 +111,7 @@ pub fn exact_match_eval(
     max_new: usize,
 ) -> Result<(f64, Vec<Answer>)> {
     let prompts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
-    let got = greedy_answers(model, &prompts, max_new)?;
+    let got = greedy_answers(model, None, &prompts, max_new)?;
     let gold: Vec<&str> = examples.iter().map(|e| e.answer.as_str()).collect();
     let score = exact_match(&got, &gold);
     let answers = examples

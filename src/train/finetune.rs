@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use candle_core::Tensor;
 use candle_nn::VarMap;
 use serde::Serialize;
 use serde_json::json;
@@ -15,7 +16,7 @@ use super::pretrained::{write_gguf, write_hf_folder, GgufType, Pretrained};
 use super::sft::{length_batches, read_jsonl, sft_loss, tokenize, tokenize_raw, Batch, Tokenized};
 use super::{Adam, AdamConfig, StepReport};
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
-use crate::lm::LanguageModel;
+use crate::lm::{LanguageModel, SoftPrompt};
 
 crate::named_enum! {
     "method";
@@ -60,6 +61,10 @@ pub struct FinetuneRequest {
     pub lora: LoraConfig,
     /// Soft-prompt length (prompt tuning).
     pub prompt_len: usize,
+    /// A soft prompt (`soft_prompt.safetensors`) put before every input: frozen while full or
+    /// LoRA tuning trains the model (ProMoT's second stage), the starting point of prompt
+    /// tuning. It is saved beside the exported model.
+    pub soft_prompt: Option<PathBuf>,
     /// Write the fine-tuned model here (every `save_every` steps and at the end).
     pub out: Option<PathBuf>,
     /// Also write a GGUF of this type beside `out` (`<out>-q8_0.gguf`; needs a GGUF source,
@@ -87,6 +92,7 @@ impl FinetuneRequest {
             seq_len: 256,
             lora: LoraConfig::default(),
             prompt_len: 20,
+            soft_prompt: None,
             out: None,
             gguf: None,
             save_every: 50,
@@ -140,7 +146,18 @@ fn trainable(
     request: &FinetuneRequest,
 ) -> Result<(TrainLlama, VarMap)> {
     let vars = VarMap::new();
-    let model = match request.method {
+    let given = match &request.soft_prompt {
+        Some(path) => {
+            let p = SoftPrompt::load(path)?;
+            Some(Tensor::from_slice(
+                p.rows(),
+                (p.len(), p.hidden()),
+                &candle_core::Device::Cpu,
+            )?)
+        }
+        None => None,
+    };
+    let mut model = match request.method {
         Method::Full => pretrained.model(&vars)?,
         Method::Lora => {
             let mut m = pretrained.frozen_model()?;
@@ -149,16 +166,25 @@ fn trainable(
         }
         Method::Prompt => {
             let mut m = pretrained.frozen_model()?;
-            // Initialised from the embeddings of a neutral instruction, as prompt tuning does.
-            let init = lm.tokenizer.encode("Answer the question below.", false)?;
-            m.add_soft_prompt(
-                request.prompt_len,
-                &init,
-                super::seeded_builder(&vars, request.seed),
-            )?;
+            let vb = super::seeded_builder(&vars, request.seed);
+            match &given {
+                Some(rows) => m.learn_soft_prompt(rows, vb)?,
+                None => {
+                    // Initialised from the embeddings of a neutral instruction, as prompt
+                    // tuning does.
+                    let init = lm.tokenizer.encode("Answer the question below.", false)?;
+                    m.add_soft_prompt(request.prompt_len, &init, vb)?;
+                }
+            }
             m
         }
     };
+    if let (Some(rows), false) = (&given, request.method == Method::Prompt) {
+        let path = request.soft_prompt.as_deref().unwrap_or(std::path::Path::new(""));
+        model
+            .freeze_soft_prompt(rows)
+            .with_context(|| path.display().to_string())?;
+    }
     Ok((model, vars))
 }
 

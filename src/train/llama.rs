@@ -354,13 +354,38 @@ impl TrainLlama {
         } else {
             Tensor::zeros((len, h), DType::F32, self.embed.device())?
         };
-        let values: Vec<f32> = rows.flatten_all()?.to_vec1()?;
+        self.learn_soft_prompt(&rows, vb)
+    }
+
+    /// Prepends learnable embeddings (the `soft_prompt` variable of `vb`) that start as `rows`
+    /// `[n, hidden]`.
+    pub fn learn_soft_prompt(&mut self, rows: &Tensor, vb: VarBuilder) -> Result<()> {
+        let (len, h) = self.prompt_dims(rows)?;
         let p = vb.get_with_hints((len, h), "soft_prompt", Init::Const(0.0))?;
-        // The builder made a zero variable; give it the token embeddings.
+        // The builder made a zero variable; give it the rows.
         let var = candle_core::Var::from_tensor(&p)?;
-        var.set(&Tensor::from_vec(values, (len, h), p.device())?)?;
+        var.set(&rows.to_dtype(DType::F32)?.contiguous()?)?;
         self.soft_prompt = Some(p);
         Ok(())
+    }
+
+    /// Prepends fixed embeddings `[n, hidden]` that no gradient reaches: ProMoT's second stage
+    /// tunes the model with the first stage's prompt frozen in front.
+    pub fn freeze_soft_prompt(&mut self, rows: &Tensor) -> Result<()> {
+        self.prompt_dims(rows)?;
+        self.soft_prompt = Some(rows.to_dtype(DType::F32)?.detach());
+        Ok(())
+    }
+
+    fn prompt_dims(&self, rows: &Tensor) -> Result<(usize, usize)> {
+        let (len, h) = rows.dims2()?;
+        if h != self.shape.hidden_size || len == 0 {
+            candle_core::bail!(
+                "a soft prompt of shape [{len}, {h}] does not fit this model (hidden size {})",
+                self.shape.hidden_size
+            );
+        }
+        Ok((len, h))
     }
 
     pub fn soft_prompt(&self) -> Option<&Tensor> {

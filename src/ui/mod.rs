@@ -8,6 +8,7 @@ pub mod finetune_panel;
 pub mod fusion_panel;
 pub mod generate;
 pub mod graft_panel;
+pub mod promot_panel;
 pub mod jobs_panel;
 pub mod lab;
 pub mod model_slot;

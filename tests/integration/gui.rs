@@ -838,3 +838,68 @@ fn graft_docs_screenshot() {
     h.run_steps(3);
     h.snapshot("graft_docs");
 }
+
+/// The ProMoT page on a tiny run: Run trains both stages with their curves, the table gets the
+/// row, the side-by-side chat shows each model's answer, and a broken result file is named.
+#[test]
+fn promot_page_runs_a_tiny_promot_and_compares_answers() {
+    use alignscope::promot::run::{run_dir, PromotMethod, RESULT_FILE};
+    use alignscope::promot::tasks::PromotTask;
+    use alignscope::ui::promot_panel::PromotPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1300.0, 900.0), Vec::new());
+    h.get_by_label("ProMoT").click();
+    h.run_steps(2);
+    {
+        let p = page_mut::<PromotPanel>(h.state_mut());
+        p.root = root.path().to_path_buf();
+        p.request.model = alignscope::zoo::specs::spec("tiny-base").unwrap().path();
+        (p.request.steps, p.request.prompt_steps, p.request.prompt_len) = (2, 3, 4);
+        p.request.batch = 4;
+    }
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("No results for this task yet").is_some());
+    h.get_by_label("Run").click();
+    step_until(&mut h, "the ProMoT run to finish", |a| {
+        let p = page::<PromotPanel>(a);
+        !p.is_running() && (p.error.is_some() || p.results.contains_key(&PromotMethod::Promot))
+    });
+    let p = page::<PromotPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert_eq!((p.prompt_losses.len(), p.model_losses.len()), (3, 2));
+    assert!(p.results.contains_key(&PromotMethod::Promot));
+    h.run_steps(2);
+    // The navigation, the method picker, the table row and the answers row.
+    assert!(h.query_all_by_label("ProMoT").count() >= 4);
+    assert!(h.query_by_label("in the task's labels").is_some());
+    assert!(h.query_by_label("question 1 of 30").is_some());
+    h.get_by_label(">").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("question 2 of 30").is_some());
+    // The shown chat is the second capital question, with its expected answer.
+    let p = page::<PromotPanel>(h.state());
+    let second = p.results[&PromotMethod::Promot]
+        .as_ref()
+        .unwrap()
+        .icl
+        .answers
+        .iter()
+        .filter(|a| a.question.task == alignscope::promot::icl::IclTask::Capital)
+        .nth(1)
+        .unwrap()
+        .clone();
+    assert!(h
+        .query_by_label(&format!("user: {}", second.question.query.input))
+        .is_some());
+
+    // A fine-tune result that is not JSON: the page names the file.
+    let broken = run_dir(root.path(), PromotTask::Continent, PromotMethod::Finetune);
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join(RESULT_FILE), "{ not json").unwrap();
+    page_mut::<PromotPanel>(h.state_mut()).task = PromotTask::Continent;
+    h.run_steps(3);
+    assert!(h
+        .query_by_label_contains(&format!("{RESULT_FILE}: not a ProMoT result"))
+        .is_some());
+}

@@ -13,6 +13,7 @@ mod graft;
 mod gui;
 mod hf_folder;
 mod jobs;
+mod promot;
 mod kernels;
 mod lm_runtime;
 mod rain;
