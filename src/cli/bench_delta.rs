@@ -142,7 +142,7 @@ pub fn run(args: DeltaBenchArgs) -> Result<()> {
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => {
-            owned = crate::delta::lab::ScratchDir::new()?;
+            owned = crate::fs::ScratchDir::new()?;
             owned.path().to_path_buf()
         }
     };

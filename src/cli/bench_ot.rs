@@ -108,7 +108,7 @@ fn pot(args: &OtBenchArgs, dir: &Path, n: usize, cost: &[f64]) -> Result<Pot> {
 }
 
 pub fn run(args: OtBenchArgs) -> Result<()> {
-    let dir = crate::delta::lab::ScratchDir::new()?;
+    let dir = crate::fs::ScratchDir::new()?;
     println!(
         "| n | Sinkhorn ours s | POT s | POT ÷ ours | max \\|T − T_POT\\| | EMD ours s | pivots | POT s | POT ÷ ours | cost rel. diff |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );

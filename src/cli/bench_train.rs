@@ -181,7 +181,7 @@ pub fn run(args: TrainBenchArgs) -> Result<()> {
         return Ok(());
     }
     // PyTorch reads the same weights as an f32 folder, and the same ids.
-    let scratch = crate::delta::lab::ScratchDir::new()?;
+    let scratch = crate::fs::ScratchDir::new()?;
     let folder = scratch.path().join("model");
     let pretrained = Pretrained::load(&model)?;
     let vocab = pretrained.shape.vocab_size;

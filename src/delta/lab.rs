@@ -2,9 +2,9 @@
 //! zoo fine-tune into a scratch folder, score it on its held-out task, choose DAREx-q's q on
 //! validation data or unlabelled inputs, and sweep metric against drop rate.
 
+use crate::fs::ScratchDir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,33 +57,6 @@ impl std::str::FromStr for QChoice {
                 format!("q {s:?}: a number in (0, 1], auto, unsupervised or analytical")
             })?),
         })
-    }
-}
-
-/// A scratch folder under the system's temporary directory, removed when dropped.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn new() -> Result<Self> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "alignscope-delta-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        Ok(Self(dir))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

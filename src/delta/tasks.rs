@@ -9,10 +9,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::darex::QSearch;
-use super::lab::{decoder_task_scores, sweep, zoo_pairs, Point, QChoice, ScratchDir, ZooProbe};
+use super::lab::{decoder_task_scores, sweep, zoo_pairs, Point, QChoice, ZooProbe};
 use super::prune::{prune_checkpoint, Engine, Method, Output, Progress, PruneSpec, RunSummary};
 use super::MergeConfig;
 use crate::checkpoint::Checkpoint;
+use crate::fs::ScratchDir;
 use crate::gpu::DeviceChoice;
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::zoo::specs::Recipe;

@@ -13,8 +13,8 @@ use candle_nn::VarMap;
 
 use super::model::{eligible_tensors, place_in, save_folder, Eligible, Graftable, SetScore};
 use crate::data::{Example, TextTask};
-use crate::delta::lab::ScratchDir;
 use crate::eval::decoder::exact_match_eval;
+use crate::fs::ScratchDir;
 use crate::lm::LanguageModel;
 use crate::train::llama::{LlamaShape, TrainLlama};
 use crate::train::nn::masked_cross_entropy;

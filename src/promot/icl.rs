@@ -339,8 +339,7 @@ pub fn evaluate(
     }
     let mean = scores.iter().map(|s| s.accuracy).sum::<f64>() / scores.len().max(1) as f64;
     let specialised = labels.map(|l| {
-        answers.iter().filter(|a| in_labels(&a.got, l)).count() as f64
-            / answers.len().max(1) as f64
+        answers.iter().filter(|a| in_labels(&a.got, l)).count() as f64 / answers.len().max(1) as f64
     });
     Ok(IclReport {
         shots,
@@ -360,7 +359,10 @@ mod tests {
         assert!(correct(" Paris.\nIt is in France.", "Paris"));
         assert!(correct("paris", "Paris"));
         assert!(!correct("The capital is Paris", "Paris"));
-        assert!(in_labels("Positive.", &["positive".into(), "negative".into()]));
+        assert!(in_labels(
+            "Positive.",
+            &["positive".into(), "negative".into()]
+        ));
         assert!(!in_labels("Tokyo", &["positive".into()]));
     }
 }

@@ -168,9 +168,10 @@ impl Report for PromotOutcome {
 
 impl PromotOutcome {
     pub fn read(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a ProMoT result", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a ProMoT result", path.display()))
     }
 }
 
@@ -208,7 +209,9 @@ fn stage(
     on_stage: &mut dyn FnMut(&str) -> Result<()>,
     on_step: &mut dyn FnMut(PromotStep) -> Result<()>,
 ) -> Result<(Vec<f32>, f64)> {
-    let outcome = finetune(request, on_stage, &mut |step| on_step(PromotStep { stage, step }))?;
+    let outcome = finetune(request, on_stage, &mut |step| {
+        on_step(PromotStep { stage, step })
+    })?;
     let per_step = outcome.seconds / outcome.losses.len().max(1) as f64;
     Ok((outcome.losses, per_step))
 }
@@ -229,13 +232,16 @@ pub fn promot(
     let prompt_file = request.out.join(PROMPT_FILE);
     let model_dir = request.out.join("model");
     let from_gguf = request.model.is_file();
-    let scratch = crate::delta::lab::ScratchDir::new()?;
+    let scratch = crate::fs::ScratchDir::new()?;
     let mut prompt_losses = Vec::new();
     let mut prompt_seconds = None;
     if request.method.tunes_prompt() {
         if let Some(done) = same_prompt_stage(request) {
             on_stage("reusing the soft prompt of the prompt-tuning run")?;
-            crate::fs::write_atomic(&prompt_file, &std::fs::read(done.request.out.join(PROMPT_FILE))?)?;
+            crate::fs::write_atomic(
+                &prompt_file,
+                &std::fs::read(done.request.out.join(PROMPT_FILE))?,
+            )?;
             prompt_losses = done.prompt_losses;
             prompt_seconds = done.prompt_step_seconds;
         } else {
@@ -335,7 +341,10 @@ fn same_prompt_stage(request: &PromotRequest) -> Option<PromotOutcome> {
 /// The base model as the tuned ones are scored: a GGUF base is dequantised and written again
 /// as Q8_0 (once, `assets/promot/<stem>-q8_0.gguf`), as every tuned model is exported, so the
 /// suite compares weights, not quantisations. A folder is used as it is.
-pub fn base_for_eval(model: &Path, on_stage: &mut dyn FnMut(&str) -> Result<()>) -> Result<PathBuf> {
+pub fn base_for_eval(
+    model: &Path,
+    on_stage: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<PathBuf> {
     if model.is_dir() {
         return Ok(model.to_path_buf());
     }

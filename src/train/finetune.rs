@@ -180,7 +180,10 @@ fn trainable(
         }
     };
     if let (Some(rows), false) = (&given, request.method == Method::Prompt) {
-        let path = request.soft_prompt.as_deref().unwrap_or(std::path::Path::new(""));
+        let path = request
+            .soft_prompt
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
         model
             .freeze_soft_prompt(rows)
             .with_context(|| path.display().to_string())?;

@@ -56,6 +56,9 @@ fn help_lists_what_works() {
         "fuse",
         "graft",
         "graft-overlap",
+        "finetune",
+        "promot",
+        "icl-eval",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
@@ -698,4 +701,74 @@ fn graft_and_overlap_headless() {
         err.contains("broken.safetensors: not a safetensors file"),
         "{err}"
     );
+}
+
+#[test]
+fn icl_eval_and_promot_headless() {
+    let runs = tempfile::tempdir().unwrap();
+    let tiny = alignscope::zoo::specs::spec("tiny-base").unwrap().path();
+    let report = json_output(alignscope(runs.path()).args([
+        "icl-eval",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--tasks",
+        "plural,addition",
+        "--shots",
+        "1",
+        "--labels-of",
+        "continent",
+        "--json",
+    ]));
+    let tasks: Vec<&str> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks, ["plural", "addition"]);
+    assert_eq!(report["shots"], 1);
+    assert_eq!(report["answers"].as_array().unwrap().len(), 60);
+    assert!(report["specialised"].is_number());
+    let records = run_records(runs.path());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["kind"], "icl-eval");
+
+    // A soft prompt that is not one, and a task that does not exist.
+    let broken = runs.path().join("prompt.safetensors");
+    std::fs::write(&broken, b"not safetensors").unwrap();
+    let err = failure_stderr(alignscope(runs.path()).args([
+        "icl-eval",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--soft-prompt",
+        broken.to_str().unwrap(),
+    ]));
+    assert!(err.contains("prompt.safetensors"), "{err}");
+    let err = failure_stderr(alignscope(runs.path()).args(["promot", "--task", "rte"]));
+    assert!(
+        err.contains("sentiment") && err.contains("continent"),
+        "{err}"
+    );
+
+    // A tiny prompt-tuning run writes its soft prompt and scores.
+    let out = runs.path().join("prompt-run");
+    let result = json_output(alignscope(runs.path()).args([
+        "promot",
+        "--model",
+        tiny.to_str().unwrap(),
+        "--method",
+        "prompt",
+        "--prompt-steps",
+        "2",
+        "--prompt-len",
+        "3",
+        "--batch",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(result["prompt_losses"].as_array().unwrap().len(), 2);
+    assert!(out.join("soft_prompt.safetensors").exists());
+    assert!(out.join("result.json").exists());
 }

@@ -855,11 +855,17 @@ fn promot_page_runs_a_tiny_promot_and_compares_answers() {
         let p = page_mut::<PromotPanel>(h.state_mut());
         p.root = root.path().to_path_buf();
         p.request.model = alignscope::zoo::specs::spec("tiny-base").unwrap().path();
-        (p.request.steps, p.request.prompt_steps, p.request.prompt_len) = (2, 3, 4);
+        (
+            p.request.steps,
+            p.request.prompt_steps,
+            p.request.prompt_len,
+        ) = (2, 3, 4);
         p.request.batch = 4;
     }
     h.run_steps(2);
-    assert!(h.query_by_label_contains("No results for this task yet").is_some());
+    assert!(h
+        .query_by_label_contains("No results for this task yet")
+        .is_some());
     h.get_by_label("Run").click();
     step_until(&mut h, "the ProMoT run to finish", |a| {
         let p = page::<PromotPanel>(a);

@@ -59,10 +59,23 @@ fn promot_trains_the_prompt_then_the_model_with_the_prompt_frozen() {
     assert_eq!(copied.rows(), trained.rows());
     // The weights did change.
     let base = tiny_request(root.path(), PromotMethod::Base).model;
-    let a = candle_core::safetensors::load(base.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
-    let b = candle_core::safetensors::load(request.out.join("model/model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let a =
+        candle_core::safetensors::load(base.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let b = candle_core::safetensors::load(
+        request.out.join("model/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let w = "model.layers.0.mlp.up_proj.weight";
-    let diff = (&a[w] - &b[w]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (&a[w] - &b[w])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(diff > 0.0, "model stage left {w} unchanged");
 
     // The stored result is what the run returned.
@@ -78,18 +91,41 @@ fn scores_are_counted_from_the_answers() {
     assert!(stages.is_empty(), "the base model is not trained");
     let labels = PromotTask::Sentiment.labels();
     for t in &o.icl.tasks {
-        let answers: Vec<_> = o.icl.answers.iter().filter(|a| a.question.task == t.task).collect();
-        let right = answers.iter().filter(|a| icl::correct(&a.got, &a.question.query.answer)).count();
-        assert_eq!(t.accuracy, right as f64 / answers.len() as f64, "{}", t.task);
+        let answers: Vec<_> = o
+            .icl
+            .answers
+            .iter()
+            .filter(|a| a.question.task == t.task)
+            .collect();
+        let right = answers
+            .iter()
+            .filter(|a| icl::correct(&a.got, &a.question.query.answer))
+            .count();
+        assert_eq!(
+            t.accuracy,
+            right as f64 / answers.len() as f64,
+            "{}",
+            t.task
+        );
         let in_labels = answers
             .iter()
             .filter(|a| labels.iter().any(|l| icl::correct(&a.got, l)))
             .count();
         assert_eq!(t.specialised, Some(in_labels as f64 / answers.len() as f64));
-        assert!(answers.iter().all(|a| a.correct == icl::correct(&a.got, &a.question.query.answer)));
+        assert!(answers
+            .iter()
+            .all(|a| a.correct == icl::correct(&a.got, &a.question.query.answer)));
     }
-    let right = o.target.answers.iter().filter(|(q, got)| icl::correct(got, &q.label)).count();
-    assert_eq!(o.target.accuracy, right as f64 / o.target.answers.len() as f64);
+    let right = o
+        .target
+        .answers
+        .iter()
+        .filter(|(q, got)| icl::correct(got, &q.label))
+        .count();
+    assert_eq!(
+        o.target.accuracy,
+        right as f64 / o.target.answers.len() as f64
+    );
     assert_eq!(o.target.answers.len(), 100);
 }
 
@@ -101,7 +137,10 @@ fn the_suite_asks_each_query_after_other_pairs_as_chat_turns() {
         assert_eq!(qs.len(), 30, "{task}");
         for q in &qs {
             assert_eq!(q.shots.len(), 3);
-            assert!(q.shots.iter().all(|s| s.input != q.query.input), "{task}: the query is a shot");
+            assert!(
+                q.shots.iter().all(|s| s.input != q.query.input),
+                "{task}: the query is a shot"
+            );
             let m = q.messages();
             assert_eq!(m.len(), 7);
             assert_eq!(m[6].content, q.query.input);
@@ -120,10 +159,21 @@ fn the_held_out_task_questions_are_balanced_and_unseen() {
     for &task in PromotTask::ALL {
         let d = task.data(&sources);
         assert_eq!(d.eval.len(), 100);
-        let first: Vec<&str> = d.eval.iter().take(d.labels.len()).map(|r| r.label.as_str()).collect();
+        let first: Vec<&str> = d
+            .eval
+            .iter()
+            .take(d.labels.len())
+            .map(|r| r.label.as_str())
+            .collect();
         let labels: Vec<&str> = d.labels.iter().map(String::as_str).collect();
-        assert_eq!(first, labels, "{task}: held-out questions interleave the labels");
-        assert!(d.eval.iter().all(|e| !d.train.iter().any(|t| t.input == e.input)));
+        assert_eq!(
+            first, labels,
+            "{task}: held-out questions interleave the labels"
+        );
+        assert!(d
+            .eval
+            .iter()
+            .all(|e| !d.train.iter().any(|t| t.input == e.input)));
         assert_eq!(d.labels, task.labels());
     }
 }
@@ -139,9 +189,22 @@ fn a_soft_prompt_reaches_the_suite_through_the_runtime() {
     let prompt = Arc::new(SoftPrompt::load(&request.out.join("soft_prompt.safetensors")).unwrap());
     let sources = sources();
     let ask = |p: Option<&Arc<SoftPrompt>>| {
-        icl::evaluate(&model, p, &sources, &[IclTask::Plural], 3, None, &mut |_| Ok(())).unwrap()
+        icl::evaluate(
+            &model,
+            p,
+            &sources,
+            &[IclTask::Plural],
+            3,
+            None,
+            &mut |_| Ok(()),
+        )
+        .unwrap()
     };
     let (with, without) = (ask(Some(&prompt)), ask(None));
-    assert!(with.answers.iter().zip(&without.answers).any(|(a, b)| a.got != b.got));
+    assert!(with
+        .answers
+        .iter()
+        .zip(&without.answers)
+        .any(|(a, b)| a.got != b.got));
     assert_eq!(with.specialised, None);
 }

@@ -210,18 +210,21 @@ fn losses(ui: &mut Ui, panel: &PromotPanel) {
             _ => Vec::new(),
         }
     };
-    let live = panel.is_running() || !panel.prompt_losses.is_empty() || !panel.model_losses.is_empty();
+    let live =
+        panel.is_running() || !panel.prompt_losses.is_empty() || !panel.model_losses.is_empty();
     let (prompt, model) = if live {
         (panel.prompt_losses.clone(), panel.model_losses.clone())
     } else {
         (stored(|o| &o.prompt_losses), stored(|o| &o.model_losses))
     };
-    ui.label(RichText::new(format!(
-        "Training loss ({}{})",
-        method_label(panel.method),
-        if live { ", this run" } else { ", shipped run" }
-    ))
-    .strong());
+    ui.label(
+        RichText::new(format!(
+            "Training loss ({}{})",
+            method_label(panel.method),
+            if live { ", this run" } else { ", shipped run" }
+        ))
+        .strong(),
+    );
     if prompt.is_empty() && model.is_empty() {
         ui.label("No training: the base model is scored as it is.");
         return;
@@ -269,7 +272,8 @@ fn side_by_side(ui: &mut Ui, panel: &mut PromotPanel) {
             .selected_text(task.name())
             .show_ui(ui, |ui| {
                 for &t in IclTask::ALL {
-                    ui.selectable_value(&mut task, t, t.name()).on_hover_text(t.help());
+                    ui.selectable_value(&mut task, t, t.name())
+                        .on_hover_text(t.help());
                 }
             })
             .response
@@ -277,7 +281,10 @@ fn side_by_side(ui: &mut Ui, panel: &mut PromotPanel) {
         if ui.button("<").on_hover_text("Previous question").clicked() {
             index = index.saturating_sub(1);
         }
-        ui.label(format!("question {} of {count}", index.min(count.saturating_sub(1)) + 1));
+        ui.label(format!(
+            "question {} of {count}",
+            index.min(count.saturating_sub(1)) + 1
+        ));
         if ui.button(">").on_hover_text("Next question").clicked() {
             index += 1;
         }
@@ -307,7 +314,10 @@ fn side_by_side(ui: &mut Ui, panel: &mut PromotPanel) {
                 ui.colored_label(method_color(*m), method_label(*m));
                 let text = crate::text::elide(a.got.trim(), 40);
                 ui.label(RichText::new(text).color(if a.correct { GOOD } else { BAD }));
-                if labels.iter().any(|l| crate::promot::icl::correct(&a.got, l)) {
+                if labels
+                    .iter()
+                    .any(|l| crate::promot::icl::correct(&a.got, l))
+                {
                     ui.small("a label of the fine-tuning task");
                 }
                 ui.end_row();
