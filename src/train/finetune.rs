@@ -267,7 +267,7 @@ pub fn finetune(
     }
     ensure!(
         request.method != Method::Prompt || request.gguf.is_none(),
-        "a GGUF export would leave the soft prompt out (the runtime does not read soft prompts yet)"
+        "prompt tuning changes no weight: its result is the soft prompt in the output folder, not a GGUF"
     );
     let gguf_out = match (request.gguf, &request.out) {
         (None, _) => None,

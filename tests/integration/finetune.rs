@@ -119,6 +119,27 @@ fn training_forward_matches_the_runtime_on_smollm2_with_and_without_a_soft_promp
         "the soft prompt barely changes the logits ({moved})"
     );
     assert!(diff < 1e-3, "with the soft prompt: max |Δlogit| {diff}");
+
+    // A prompt trained here (the ProMoT lab's shipped sentiment prompt): the same in both.
+    let trained = alignscope::assets::dir().join("promot/sentiment/prompt/soft_prompt.safetensors");
+    let trained = SoftPrompt::load(&trained).unwrap();
+    let rows = candle_core::Tensor::from_slice(
+        trained.rows(),
+        (trained.len(), trained.hidden()),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    model.freeze_soft_prompt(&rows).unwrap();
+    let session = Session::with_soft_prompt(exported, Arc::new(trained)).unwrap();
+    let diff = worst(
+        &training_logits(&model, &ids),
+        &runtime_logits(session, &ids),
+    );
+    eprintln!("trained soft prompt: runtime vs training {diff:.2e}");
+    assert!(
+        diff < 1e-3,
+        "with the trained soft prompt: max |Δlogit| {diff}"
+    );
 }
 
 fn tiny_base() -> PathBuf {

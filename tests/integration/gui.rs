@@ -883,7 +883,7 @@ fn promot_page_runs_a_tiny_promot_and_compares_answers() {
     h.get_by_label(">").click();
     h.run_steps(2);
     assert!(h.query_by_label("question 2 of 30").is_some());
-    // The shown chat is the second capital question, with its expected answer.
+    // The shown chat is the second "opposite" question.
     let p = page::<PromotPanel>(h.state());
     let second = p.results[&PromotMethod::Promot]
         .as_ref()
@@ -891,7 +891,7 @@ fn promot_page_runs_a_tiny_promot_and_compares_answers() {
         .icl
         .answers
         .iter()
-        .filter(|a| a.question.task == alignscope::promot::icl::IclTask::Capital)
+        .filter(|a| a.question.task == alignscope::promot::icl::IclTask::Opposite)
         .nth(1)
         .unwrap()
         .clone();
@@ -908,4 +908,49 @@ fn promot_page_runs_a_tiny_promot_and_compares_answers() {
     assert!(h
         .query_by_label_contains(&format!("{RESULT_FILE}: not a ProMoT result"))
         .is_some());
+}
+
+/// The picture in docs/promot.md: the shipped sentiment results, with an "opposite" question
+/// that the fine-tune answers with a sentiment label. Run with `UPDATE_SNAPSHOTS=1 cargo test
+/// --test integration -- --ignored promot_docs` and move `tests/snapshots/promot_docs.png` to
+/// `docs/promot-lab.png`.
+#[test]
+#[ignore]
+fn promot_docs_screenshot() {
+    use alignscope::promot::icl::IclTask;
+    use alignscope::promot::run::PromotMethod;
+    use alignscope::ui::promot_panel::PromotPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 900.0), Vec::new());
+    h.get_by_label("ProMoT").click();
+    h.run_steps(3);
+    let p = page_mut::<PromotPanel>(h.state_mut());
+    let answers = |m: PromotMethod| -> Vec<alignscope::promot::icl::Answered> {
+        let o = p.results[&m].as_ref().unwrap();
+        o.icl
+            .answers
+            .iter()
+            .filter(|a| a.question.task == IclTask::Opposite)
+            .cloned()
+            .collect()
+    };
+    let (finetune, promot) = (
+        answers(PromotMethod::Finetune),
+        answers(PromotMethod::Promot),
+    );
+    let labels = alignscope::promot::tasks::PromotTask::Sentiment.labels();
+    let specialised = |a: &alignscope::promot::icl::Answered| {
+        labels
+            .iter()
+            .any(|l| alignscope::promot::icl::correct(&a.got, l))
+    };
+    // A question the fine-tune answers with a sentiment label and ProMoT gets right.
+    let shown = (0..finetune.len())
+        .find(|&i| specialised(&finetune[i]) && promot[i].correct)
+        .or_else(|| finetune.iter().position(specialised))
+        .expect("a specialised answer");
+    p.question_task = IclTask::Opposite;
+    p.question = shown;
+    h.run_steps(3);
+    h.snapshot("promot_docs");
 }

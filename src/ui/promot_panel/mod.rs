@@ -52,7 +52,8 @@ impl Default for PromotPanel {
             results: HashMap::new(),
             results_of: None,
             error: None,
-            question_task: IclTask::Capital,
+            // Where a fine-tune's specialisation shows at once ("positive" as the opposite of "light").
+            question_task: IclTask::Opposite,
             question: 0,
         }
     }

@@ -46,8 +46,9 @@ pub fn ui(ui: &mut Ui, panel: &mut PromotPanel, board: &JobBoard) {
     egui::ScrollArea::vertical()
         .id_salt("promot-scroll")
         .show(ui, |ui| {
+            table(ui, panel);
+            ui.add_space(6.0);
             ui.columns(2, |cols| {
-                table(&mut cols[0], panel);
                 bars(&mut cols[0], panel);
                 losses(&mut cols[0], panel);
                 side_by_side(&mut cols[1], panel);
@@ -172,16 +173,22 @@ fn bars(ui: &mut Ui, panel: &PromotPanel) {
         })
         .collect();
     let mut names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
-    names.push(format!("{} (target)", panel.task.name()));
+    names.push("target".to_string());
+    let groups = names.len() as f64;
     Plot::new("promot-bars")
-        .height(210.0)
-        .legend(Legend::default())
+        .height(230.0)
+        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
+        .include_x(-0.5)
+        .include_x(groups - 0.4)
+        // Headroom above 100% for the legend.
         .include_y(0.0)
-        .include_y(100.0)
+        .include_y(130.0)
         .y_axis_label("accuracy %")
+        // A mark at every group, so each gets its name.
+        .x_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 1.0, 1.0]))
         .x_axis_formatter(move |mark, _| {
             let i = mark.value.round();
             if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
@@ -226,7 +233,11 @@ fn losses(ui: &mut Ui, panel: &PromotPanel) {
         .strong(),
     );
     if prompt.is_empty() && model.is_empty() {
-        ui.label("No training: the base model is scored as it is.");
+        ui.label(if panel.method == PromotMethod::Base {
+            "No training: the base model is scored as it is."
+        } else {
+            "No run of this method on this task yet."
+        });
         return;
     }
     let shift = prompt.len() as f64;
