@@ -175,7 +175,7 @@ impl IclTask {
                         })
                     })
                     .collect();
-                known.sort_by(|a, b| b.0.cmp(&a.0));
+                known.sort_by_key(|k| std::cmp::Reverse(k.0));
                 known.into_iter().take(40).map(|(_, p)| p).collect()
             }
             IclTask::Opposite => pairs(&OPPOSITES),
