@@ -908,6 +908,31 @@ fn promot_page_runs_a_tiny_promot_and_compares_answers() {
     assert!(h
         .query_by_label_contains(&format!("{RESULT_FILE}: not a ProMoT result"))
         .is_some());
+
+    // The tuned model opens in the Generate lab.
+    page_mut::<PromotPanel>(h.state_mut()).task = PromotTask::Sentiment;
+    h.run_steps(2);
+    h.get_by_label("Chat with the ProMoT model").click();
+    h.run_steps(2);
+    assert_eq!(h.state().settings.lab, "generate");
+    let model = run_dir(root.path(), PromotTask::Sentiment, PromotMethod::Promot).join("model");
+    step_until(&mut h, "the ProMoT model to load", |a| {
+        a.model.loading_path().is_none()
+            && a.model.model.as_ref().is_some_and(|m| m.info.path == model)
+    });
+
+    // A model not built yet: the same button runs the method first, then opens the result.
+    h.get_by_label("ProMoT").click();
+    h.run_steps(2);
+    page_mut::<PromotPanel>(h.state_mut()).method = PromotMethod::Finetune;
+    h.run_steps(2);
+    h.get_by_label("Chat with the fine-tune model").click();
+    let model = run_dir(root.path(), PromotTask::Sentiment, PromotMethod::Finetune).join("model");
+    step_until(&mut h, "the fine-tune to be built and loaded", |a| {
+        a.settings.lab == "generate"
+            && a.model.loading_path().is_none()
+            && a.model.model.as_ref().is_some_and(|m| m.info.path == model)
+    });
 }
 
 /// The picture in docs/promot.md: the shipped sentiment results, with an "opposite" question

@@ -34,6 +34,8 @@ pub struct PromotPanel {
     pub results: HashMap<PromotMethod, Result<PromotOutcome, String>>,
     results_of: Option<(PromotTask, PathBuf)>,
     pub error: Option<String>,
+    /// Open the run's model in the Generate lab when the running job ends.
+    chat_after_run: bool,
     /// The question shown side by side.
     pub question_task: IclTask,
     pub question: usize,
@@ -52,6 +54,7 @@ impl Default for PromotPanel {
             results: HashMap::new(),
             results_of: None,
             error: None,
+            chat_after_run: false,
             // Where a fine-tune's specialisation shows at once ("positive" as the opposite of "light").
             question_task: IclTask::Opposite,
             question: 0,
@@ -82,6 +85,7 @@ impl PromotPanel {
     }
 
     pub fn cancel(&mut self, board: &JobBoard) {
+        self.chat_after_run = false;
         if let Some(job) = self.job.take() {
             board.cancel(job.id());
         }
@@ -104,6 +108,40 @@ impl PromotPanel {
         self.results_of = Some(key);
     }
 
+    /// What "Chat with it" opens for the chosen method: its model (the Q8_0 export, else the
+    /// folder) and, for prompt tuning, the soft prompt; `None` until the weights are built here.
+    pub fn chat_files(&self) -> Option<(PathBuf, Option<PathBuf>)> {
+        let dir = run_dir(&self.root, self.task, self.method);
+        let prompt = dir.join(crate::lm::soft_prompt::FILE);
+        match self.method {
+            PromotMethod::Base => Some((self.request.model.clone(), None)),
+            PromotMethod::Prompt => prompt
+                .exists()
+                .then(|| (self.request.model.clone(), Some(prompt))),
+            PromotMethod::Finetune | PromotMethod::Promot => {
+                [dir.join("model-q8_0.gguf"), dir.join("model")]
+                    .into_iter()
+                    .find(|p| p.exists())
+                    .map(|m| (m, None))
+            }
+        }
+    }
+
+    /// Opens the chosen method's model in the Generate lab, building it first if needed.
+    pub fn chat(&mut self, ctx: &mut LabCtx) {
+        match self.chat_files() {
+            Some((model, prompt)) => {
+                ctx.model.load(ctx.board, model);
+                ctx.settings.soft_prompt = prompt;
+                ctx.settings.lab = "generate".into();
+            }
+            None => {
+                self.run(ctx.board);
+                self.chat_after_run = true;
+            }
+        }
+    }
+
     /// The readable results in method order.
     pub fn rows(&self) -> Vec<(PromotMethod, &PromotOutcome)> {
         PromotMethod::ALL
@@ -115,7 +153,7 @@ impl PromotPanel {
             .collect()
     }
 
-    fn take_results(&mut self) {
+    fn take_results(&mut self, ctx: &mut LabCtx) {
         let Some(job) = &self.job else { return };
         let result = job.take_result();
         for s in job.drain() {
@@ -132,8 +170,14 @@ impl PromotPanel {
                     if outcome.request.task == self.task {
                         self.results.insert(outcome.request.method, Ok(outcome));
                     }
+                    if std::mem::take(&mut self.chat_after_run) {
+                        self.chat(ctx);
+                    }
                 }
-                Err(e) => self.error = Some(e),
+                Err(e) => {
+                    self.chat_after_run = false;
+                    self.error = Some(e);
+                }
             }
         }
     }
@@ -154,12 +198,12 @@ impl Lab for PromotPanel {
          that format. ProMoT tunes a soft prompt first, then the model with the prompt frozen in \
          front; the prompt is left out for other tasks."
     }
-    fn poll(&mut self, _ctx: &mut LabCtx) {
+    fn poll(&mut self, ctx: &mut LabCtx) {
         self.load_results();
-        self.take_results();
+        self.take_results(ctx);
     }
     fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
-        view::ui(ui, self, ctx.board);
+        view::ui(ui, self, ctx);
     }
     fn save(&self) -> Option<serde_json::Value> {
         Some(serde_json::json!({

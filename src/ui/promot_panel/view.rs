@@ -11,6 +11,7 @@ use crate::promot::run::{suite, PromotMethod, PromotOutcome};
 use crate::promot::tasks::PromotTask;
 use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::BAD;
+use crate::ui::LabCtx;
 
 const GOOD: Color32 = Color32::from_rgb(120, 200, 120);
 
@@ -32,8 +33,9 @@ fn method_label(m: PromotMethod) -> &'static str {
     }
 }
 
-pub fn ui(ui: &mut Ui, panel: &mut PromotPanel, board: &JobBoard) {
-    controls(ui, panel, board);
+pub fn ui(ui: &mut Ui, panel: &mut PromotPanel, ctx: &mut LabCtx) {
+    controls(ui, panel, ctx.board);
+    chat_row(ui, panel, ctx);
     if let Some(e) = &panel.error {
         ui.colored_label(BAD, format!("run failed: {e}"));
     }
@@ -102,6 +104,36 @@ fn controls(ui: &mut Ui, panel: &mut PromotPanel, board: &JobBoard) {
             .clicked()
         {
             panel.run(board);
+        }
+    });
+}
+
+/// Opens the chosen method's model in the Generate lab; weights not built here are built
+/// first by a run (the same button either way, so the page looks the same before and after).
+fn chat_row(ui: &mut Ui, panel: &mut PromotPanel, ctx: &mut LabCtx) {
+    ui.horizontal_wrapped(|ui| {
+        let files = panel.chat_files();
+        let hover = match &files {
+            Some((model, _)) => model.display().to_string(),
+            None => "Not built here (only scores and soft prompts ship): runs the method first, \
+                     then opens the result"
+                .to_string(),
+        };
+        let clicked = ui
+            .add_enabled(
+                !panel.is_running(),
+                egui::Button::new(format!(
+                    "Chat with the {} model",
+                    method_label(panel.method)
+                )),
+            )
+            .on_hover_text(hover)
+            .clicked();
+        if clicked {
+            panel.chat(ctx);
+        }
+        if panel.method == PromotMethod::Promot {
+            ui.weak("without its soft prompt, as the in-context suite asks it");
         }
     });
 }
