@@ -106,6 +106,33 @@ impl PromotPanel {
             }
         }
         self.results_of = Some(key);
+        self.question = self.telling_question().unwrap_or(0);
+    }
+
+    /// The first question of the shown in-context task that the fine-tune answers with one of
+    /// its task's labels while ProMoT answers it right: the paper's point in one chat.
+    fn telling_question(&self) -> Option<usize> {
+        let answers = |m: PromotMethod| -> Option<Vec<&crate::promot::icl::Answered>> {
+            let o = self.results.get(&m)?.as_ref().ok()?;
+            Some(
+                o.icl
+                    .answers
+                    .iter()
+                    .filter(|a| a.question.task == self.question_task)
+                    .collect(),
+            )
+        };
+        let (finetune, promot) = (
+            answers(PromotMethod::Finetune)?,
+            answers(PromotMethod::Promot)?,
+        );
+        let labels = self.task.labels();
+        (0..finetune.len().min(promot.len())).find(|&i| {
+            promot[i].correct
+                && labels
+                    .iter()
+                    .any(|l| crate::promot::icl::correct(&finetune[i].got, l))
+        })
     }
 
     /// What "Chat with it" opens for the chosen method: its model (the Q8_0 export, else the

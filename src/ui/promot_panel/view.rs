@@ -50,10 +50,12 @@ pub fn ui(ui: &mut Ui, panel: &mut PromotPanel, ctx: &mut LabCtx) {
         .show(ui, |ui| {
             table(ui, panel);
             ui.add_space(6.0);
+            // The full width: every group keeps its name under the axis.
+            bars(ui, panel);
+            ui.add_space(6.0);
             ui.columns(2, |cols| {
-                bars(&mut cols[0], panel);
-                losses(&mut cols[0], panel);
-                side_by_side(&mut cols[1], panel);
+                side_by_side(&mut cols[0], panel);
+                losses(&mut cols[1], panel);
             });
         });
 }
@@ -208,7 +210,7 @@ fn bars(ui: &mut Ui, panel: &PromotPanel) {
     names.push("target".to_string());
     let groups = names.len() as f64;
     Plot::new("promot-bars")
-        .height(230.0)
+        .height(200.0)
         .legend(Legend::default().position(egui_plot::Corner::LeftTop))
         .allow_drag(false)
         .allow_zoom(false)
