@@ -49,6 +49,10 @@ pub struct FinetuneArgs {
     /// Soft-prompt length (prompt tuning).
     #[arg(long)]
     prompt_len: Option<usize>,
+    /// A soft prompt (soft_prompt.safetensors) put before every input: frozen while full or
+    /// LoRA tuning trains the model (ProMoT's second stage), the start of prompt tuning.
+    #[arg(long)]
+    soft_prompt: Option<PathBuf>,
     /// Write the fine-tuned model here, as a Hugging Face folder.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -83,6 +87,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         r.lora.targets = args.targets;
     }
     r.prompt_len = args.prompt_len.unwrap_or(r.prompt_len);
+    r.soft_prompt = args.soft_prompt;
     r.out = args.out;
     r.gguf = args.gguf;
     r.save_every = args.save_every.unwrap_or(r.save_every);
