@@ -228,7 +228,9 @@ pub fn promot(
     std::fs::create_dir_all(&request.out)
         .with_context(|| format!("{}: cannot create", request.out.display()))?;
     let train_file = request.out.join("train.jsonl");
-    write_jsonl(&data.train, &train_file)?;
+    if request.method != PromotMethod::Base {
+        write_jsonl(&data.train, &train_file)?;
+    }
     let prompt_file = request.out.join(PROMPT_FILE);
     let model_dir = request.out.join("model");
     let from_gguf = request.model.is_file();
