@@ -8,7 +8,7 @@ use clap::Args;
 use super::{named, Front};
 use crate::promot::icl::{IclReport, IclTask, DEFAULT_SHOTS};
 use crate::promot::run::{
-    spawn_icl_eval, spawn_promot, IclRequest, PromotMethod, PromotRequest, Stage, RESULT_FILE,
+    spawn_icl_eval, spawn_promot, IclRequest, PromotMethod, PromotRequest, RESULT_FILE,
 };
 use crate::promot::tasks::PromotTask;
 
@@ -65,15 +65,11 @@ pub fn run(args: PromotArgs) -> Result<()> {
         let rep = &s.step.report;
         let every = (rep.total / 10).max(1);
         if !json && (rep.step % every == 0 || rep.step == rep.total) {
-            let stage = match s.stage {
-                Stage::Prompt => "prompt",
-                Stage::Model => "model",
-            };
             super::say(
                 bar,
                 format!(
-                    "{stage} step {:>4}/{}  loss {:.4}  {:.0} tok/s",
-                    rep.step, rep.total, rep.loss, s.step.tokens_per_second
+                    "{} step {:>4}/{}  loss {:.4}  {:.0} tok/s",
+                    s.stage, rep.step, rep.total, rep.loss, s.step.tokens_per_second
                 ),
             );
         }

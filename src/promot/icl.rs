@@ -41,8 +41,9 @@ crate::named_enum! {
 pub const DEFAULT_SHOTS: usize = 3;
 /// Queries per task.
 const QUERIES: usize = 30;
-/// Tokens generated per answer: every gold answer is a word or a number.
-const MAX_NEW: usize = 8;
+/// Tokens generated per answer: every gold answer (here and on the target tasks) is a word or a
+/// number.
+pub const MAX_NEW: usize = 8;
 const SEED: u64 = 5;
 
 const OPPOSITES: [(&str, &str); 40] = [
@@ -292,7 +293,8 @@ impl IclReport {
     }
 }
 
-fn in_labels(got: &str, labels: &[String]) -> bool {
+/// Whether the answer `got` is one of `labels` (a fine-tuning task's): format specialisation.
+pub fn in_labels(got: &str, labels: &[String]) -> bool {
     let got = normalise(got);
     labels.iter().any(|l| l.eq_ignore_ascii_case(&got))
 }

@@ -22,7 +22,7 @@ use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::lm::chat::Message;
 use crate::lm::soft_prompt::FILE as PROMPT_FILE;
 use crate::lm::{LanguageModel, SoftPrompt};
-use crate::train::finetune::{finetune, FinetuneRequest, FinetuneStep, Method};
+use crate::train::finetune::{finetune, gguf_beside, FinetuneRequest, FinetuneStep, Method};
 use crate::train::pretrained::{write_gguf, GgufType, Pretrained};
 
 crate::named_enum! {
@@ -52,6 +52,9 @@ impl PromotMethod {
         matches!(self, PromotMethod::Finetune | PromotMethod::Promot)
     }
 }
+
+/// The tuned model's folder inside a run's folder.
+const MODEL_DIR: &str = "model";
 
 /// A run's scores, in its folder.
 pub const RESULT_FILE: &str = "result.json";
@@ -116,6 +119,29 @@ impl PromotRequest {
     }
 }
 
+impl PromotRequest {
+    /// The fine-tuner's request for one stage (`Prompt` or `Full`) on `data`: that stage's
+    /// steps and rate, this run's batch and seed, one checkpoint at the end.
+    fn stage(&self, data: &Path, method: Method) -> FinetuneRequest {
+        let (steps, lr) = match method {
+            Method::Prompt => (self.prompt_steps, self.prompt_lr),
+            _ => (self.steps, self.model_lr),
+        };
+        let mut r = FinetuneRequest::new(self.model.clone(), data.to_path_buf(), method);
+        (r.steps, r.lr, r.batch, r.seed, r.save_every) = (steps, lr, self.batch, self.seed, steps);
+        r
+    }
+}
+
+/// The tuned weights of a run's folder as they are scored and chatted with: the Q8_0 export
+/// of a GGUF base, else the Hugging Face folder; `None` when neither was built.
+pub fn tuned_model(run: &Path) -> Option<PathBuf> {
+    let folder = run.join(MODEL_DIR);
+    [gguf_beside(&folder, GgufType::Q8_0), folder]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
 /// One training step of a stage.
 #[derive(Debug, Clone)]
 pub struct PromotStep {
@@ -124,11 +150,16 @@ pub struct PromotStep {
     pub step: FinetuneStep,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Prompt,
-    Model,
+crate::named_enum! {
+    "stage";
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Stage {
+        /// Prompt tuning, the model frozen.
+        Prompt = "prompt",
+        /// Model tuning.
+        Model = "model",
+    }
 }
 
 /// The target task's held-out accuracy and the answers given.
@@ -186,7 +217,7 @@ pub fn target_score(
         .map(|r| model.chat_prompt(&[Message::new("user", &r.input)]))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-    let got = crate::eval::decoder::greedy_answers(model, prompt, &refs, 8)?;
+    let got = crate::eval::decoder::greedy_answers(model, prompt, &refs, icl::MAX_NEW)?;
     let hits = eval
         .iter()
         .zip(&got)
@@ -232,7 +263,7 @@ pub fn promot(
         write_jsonl(&data.train, &train_file)?;
     }
     let prompt_file = request.out.join(PROMPT_FILE);
-    let model_dir = request.out.join("model");
+    let model_dir = request.out.join(MODEL_DIR);
     let from_gguf = request.model.is_file();
     let scratch = crate::fs::ScratchDir::new()?;
     let mut prompt_losses = Vec::new();
@@ -247,14 +278,8 @@ pub fn promot(
             prompt_losses = done.prompt_losses;
             prompt_seconds = done.prompt_step_seconds;
         } else {
-            let mut r =
-                FinetuneRequest::new(request.model.clone(), train_file.clone(), Method::Prompt);
-            r.steps = request.prompt_steps;
-            r.lr = request.prompt_lr;
-            r.batch = request.batch;
+            let mut r = request.stage(&train_file, Method::Prompt);
             r.prompt_len = request.prompt_len;
-            r.seed = request.seed;
-            r.save_every = request.prompt_steps;
             let folder = scratch.path().join("prompt");
             r.out = Some(folder.clone());
             let (losses, per_step) = stage(&r, Stage::Prompt, on_stage, on_step)?;
@@ -266,23 +291,14 @@ pub fn promot(
     let mut model_losses = Vec::new();
     let mut model_seconds = None;
     let tuned = if request.method.tunes_model() {
-        let mut r = FinetuneRequest::new(request.model.clone(), train_file.clone(), Method::Full);
-        r.steps = request.steps;
-        r.lr = request.model_lr;
-        r.batch = request.batch;
-        r.seed = request.seed;
-        r.save_every = request.steps;
+        let mut r = request.stage(&train_file, Method::Full);
         r.soft_prompt = request.method.tunes_prompt().then(|| prompt_file.clone());
         r.out = Some(model_dir.clone());
         r.gguf = from_gguf.then_some(GgufType::Q8_0);
         let (losses, per_step) = stage(&r, Stage::Model, on_stage, on_step)?;
         model_losses = losses;
         model_seconds = Some(per_step);
-        if from_gguf {
-            request.out.join("model-q8_0.gguf")
-        } else {
-            model_dir
-        }
+        tuned_model(&request.out).context("the tuned model was not written")?
     } else {
         base_for_eval(&request.model, on_stage)?
     };
@@ -443,14 +459,7 @@ pub fn spawn_promot(
                 Some(r.step as f32 / r.total as f32),
                 format!(
                     "{} step {}/{} · loss {:.3} · {:.0} tok/s",
-                    match s.stage {
-                        Stage::Prompt => "prompt",
-                        Stage::Model => "model",
-                    },
-                    r.step,
-                    r.total,
-                    r.loss,
-                    s.step.tokens_per_second
+                    s.stage, r.step, r.total, r.loss, s.step.tokens_per_second
                 ),
             );
             ctx.send(s);

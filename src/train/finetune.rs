@@ -139,6 +139,15 @@ impl Report for FinetuneOutcome {
     }
 }
 
+/// Where `--gguf` writes the export of the folder `out`: `<out>-<type>.gguf` beside it.
+pub fn gguf_beside(out: &std::path::Path, t: GgufType) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{name}-{t}.gguf"))
+}
+
 /// The model set up for `method`: trainable variables in the returned VarMap.
 fn trainable(
     pretrained: &Pretrained,
@@ -278,11 +287,7 @@ pub fn finetune(
                 "{}: a GGUF export copies the tokenizer of a GGUF source; this is a folder",
                 request.model.display()
             );
-            let name = out
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into());
-            Some((t, out.with_file_name(format!("{name}-{t}.gguf"))))
+            Some((t, gguf_beside(out, t)))
         }
     };
     on_stage("loading the model")?;

@@ -14,8 +14,8 @@ use super::{Lab, LabCtx};
 use crate::jobs::{JobBoard, JobHandle};
 use crate::promot::icl::IclTask;
 use crate::promot::run::{
-    dir, run_dir, spawn_promot, PromotMethod, PromotOutcome, PromotRequest, PromotStep, Stage,
-    RESULT_FILE,
+    dir, run_dir, spawn_promot, tuned_model, PromotMethod, PromotOutcome, PromotRequest,
+    PromotStep, Stage, RESULT_FILE,
 };
 use crate::promot::tasks::PromotTask;
 
@@ -128,10 +128,7 @@ impl PromotPanel {
         );
         let labels = self.task.labels();
         (0..finetune.len().min(promot.len())).find(|&i| {
-            promot[i].correct
-                && labels
-                    .iter()
-                    .any(|l| crate::promot::icl::correct(&finetune[i].got, l))
+            promot[i].correct && crate::promot::icl::in_labels(&finetune[i].got, &labels)
         })
     }
 
@@ -145,12 +142,7 @@ impl PromotPanel {
             PromotMethod::Prompt => prompt
                 .exists()
                 .then(|| (self.request.model.clone(), Some(prompt))),
-            PromotMethod::Finetune | PromotMethod::Promot => {
-                [dir.join("model-q8_0.gguf"), dir.join("model")]
-                    .into_iter()
-                    .find(|p| p.exists())
-                    .map(|m| (m, None))
-            }
+            PromotMethod::Finetune | PromotMethod::Promot => tuned_model(&dir).map(|m| (m, None)),
         }
     }
 

@@ -359,10 +359,7 @@ fn side_by_side(ui: &mut Ui, panel: &mut PromotPanel) {
                 ui.colored_label(method_color(*m), method_label(*m));
                 let text = crate::text::elide(a.got.trim(), 40);
                 ui.label(RichText::new(text).color(if a.correct { GOOD } else { BAD }));
-                if labels
-                    .iter()
-                    .any(|l| crate::promot::icl::correct(&a.got, l))
-                {
+                if crate::promot::icl::in_labels(&a.got, &labels) {
                     ui.small("a label of the fine-tuning task");
                 }
                 ui.end_row();
