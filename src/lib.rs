@@ -14,6 +14,7 @@ pub mod fusion;
 pub mod gpu;
 pub mod graft;
 pub mod jobs;
+pub mod knowledge;
 pub mod lm;
 pub mod names;
 pub mod promot;

@@ -23,6 +23,8 @@ pub struct SentimentWord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct City {
     pub name: String,
+    /// ISO 3166 code of the city's country.
+    pub country_code: String,
     pub continent: String,
     pub population: u64,
 }
@@ -49,6 +51,7 @@ impl Sources {
         })?;
         let cities = read_tsv(&dir.join("cities.tsv"), 4, |f| City {
             name: f[0].into(),
+            country_code: f[1].into(),
             continent: f[2].into(),
             population: f[3].parse().unwrap_or(0),
         })?;
@@ -61,7 +64,7 @@ impl Sources {
 }
 
 /// Rows of a tab-separated file with a header line; each row must have `columns` fields.
-fn read_tsv<T>(path: &Path, columns: usize, row: impl Fn(&[&str]) -> T) -> Result<Vec<T>> {
+pub(crate) fn read_tsv<T>(path: &Path, columns: usize, row: impl Fn(&[&str]) -> T) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = Vec::new();
