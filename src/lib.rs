@@ -18,6 +18,7 @@ pub mod knowledge;
 pub mod lm;
 pub mod names;
 pub mod promot;
+pub mod rag;
 pub mod rain;
 pub mod text;
 pub mod train;

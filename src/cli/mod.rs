@@ -12,6 +12,7 @@ mod fusion;
 mod generate;
 mod graft;
 mod promot;
+mod rag;
 mod rain;
 mod rain_eval;
 mod zoo;
@@ -85,6 +86,9 @@ pub enum Command {
     Promot(promot::PromotArgs),
     /// Score a model on the in-context suite (k-shot chats), with the format-specialisation rate.
     IclEval(promot::IclEvalArgs),
+    /// The RAG lab: retrieval over the knowledge base and DPA-RAG's preference alignment.
+    #[command(subcommand)]
+    Rag(rag::RagCommand),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
     MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
@@ -131,6 +135,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::MergeAdapter(args) => finetune::merge_adapter(args),
         Command::Promot(args) => promot::run(args),
         Command::IclEval(args) => promot::icl_eval(args),
+        Command::Rag(cmd) => rag::run(cmd),
     }
 }
 

@@ -93,6 +93,16 @@ impl TrainBertClassifier {
     /// `ids [batch, time]` (u32), `mask [batch, time]` (f32, 1 = token, 0 = padding) →
     /// logits `[batch, labels]`. No dropout: training here is deterministic.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.head(&self.pooled(ids, mask)?)
+    }
+
+    /// The classifier layer on pooled features `[batch, hidden]`.
+    pub fn head(&self, pooled: &Tensor) -> Result<Tensor> {
+        self.classifier.forward(pooled)
+    }
+
+    /// The pooler's output `[batch, hidden]`: tanh of a dense layer on the first token.
+    pub fn pooled(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let h = self.shape.hidden_size;
         let words = self
@@ -118,8 +128,7 @@ impl TrainBertClassifier {
             x = l.out_norm.forward(&(f + &x)?)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
-        self.classifier
-            .forward(&self.pooler.forward(&first)?.tanh()?)
+        self.pooler.forward(&first)?.tanh()
     }
 }
 

@@ -12,6 +12,7 @@ pub mod jobs_panel;
 pub mod lab;
 pub mod model_slot;
 pub mod promot_panel;
+pub mod rag_panel;
 pub mod rain_panel;
 pub mod settings;
 pub mod widgets;

@@ -952,3 +952,64 @@ fn promot_docs_screenshot() {
     );
     h.snapshot("promot_docs");
 }
+
+#[test]
+fn rag_page_asks_browses_and_trains_a_reranker() {
+    use alignscope::ui::rag_panel::{RagPanel, RagTab};
+    let runs = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1300.0, 900.0), Vec::new());
+    h.get_by_label("RAG").click();
+    h.run_steps(2);
+    {
+        let p = page_mut::<RagPanel>(h.state_mut());
+        p.root = root.path().to_path_buf();
+        p.question = "What is the capital of Peru?".into();
+        p.depth = 3;
+        p.reranker_steps = 2;
+    }
+    h.run_steps(2);
+    h.get_by_label("Ask").click();
+    step_until(&mut h, "the answer", |a| {
+        let p = page::<RagPanel>(a);
+        p.asked.is_some() || p.error.is_some()
+    });
+    let p = page::<RagPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert_eq!(p.asked.as_ref().unwrap().passages.len(), 3);
+    h.run_steps(2);
+    assert!(h.query_by_label("Gold answer: Lima").is_some());
+    assert!(h.query_by_label("Retriever order (dense, cosine)").is_some());
+    // No reranker under this root yet: the page says how to make one.
+    assert!(h.query_by_label_contains("No reranker yet").is_some());
+
+    // The knowledge graph: find Peru, see its capital triple.
+    h.get_by_label("Knowledge graph").click();
+    h.run_steps(2);
+    h.get_by_label("find entity").click();
+    h.get_by_label("find entity").type_text("Peru");
+    h.run_steps(2);
+    h.get_by_label("Peru").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("(Peru, capital, Lima)").is_some());
+
+    // A two-step reranker run on the shipped mined preferences: curves of this run.
+    page_mut::<RagPanel>(h.state_mut()).tab = RagTab::Training;
+    h.run_steps(2);
+    h.get_by_label("Train reranker").click();
+    step_until(&mut h, "the reranker run", |a| {
+        let p = page::<RagPanel>(a);
+        p.reranker_job_id().is_none() && (p.reranker_history.len() == 2 || p.error.is_some())
+    });
+    assert_eq!(page::<RagPanel>(h.state()).error, None);
+    h.run_steps(2);
+    assert!(h.query_by_label("Losses and MGDA-UB weights (this run)").is_some());
+    assert!(root.path().join("reranker/model.safetensors").exists());
+
+    // Results: a broken file in the results folder is named.
+    std::fs::create_dir_all(root.path().join("results")).unwrap();
+    std::fs::write(root.path().join("results/broken.json"), "{").unwrap();
+    page_mut::<RagPanel>(h.state_mut()).tab = RagTab::Results;
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("broken.json").is_some());
+}

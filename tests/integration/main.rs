@@ -16,5 +16,6 @@ mod jobs;
 mod kernels;
 mod lm_runtime;
 mod promot;
+mod rag;
 mod rain;
 mod zoo;
