@@ -133,10 +133,13 @@ pub struct RerankerArgs {
     /// Weigh the losses equally instead of by MGDA-UB.
     #[arg(long)]
     equal_weights: bool,
-    /// Only unaligned passages are negatives (the paper), not also passages that leave a
-    /// wrong answer wrong.
+    /// Solve MGDA-UB on the raw gradients (default: each scaled to unit length first).
     #[arg(long)]
-    no_both_wrong: bool,
+    raw_gradients: bool,
+    /// Also use passages that leave a wrong answer wrong as negatives (the paper uses only
+    /// unaligned ones).
+    #[arg(long)]
+    both_wrong_negatives: bool,
     #[arg(long)]
     steps: Option<usize>,
     /// Queries per step.
@@ -202,7 +205,8 @@ fn train_reranker(args: RerankerArgs) -> Result<()> {
     let t = &mut job.train;
     t.losses = args.losses.unwrap_or_else(|| t.losses.clone());
     t.mgda = !args.equal_weights;
-    t.both_wrong_negatives = !args.no_both_wrong;
+    t.normalise_gradients = !args.raw_gradients;
+    t.both_wrong_negatives = args.both_wrong_negatives;
     t.steps = args.steps.unwrap_or(t.steps);
     t.queries = args.queries.unwrap_or(t.queries);
     t.lr = args.lr.unwrap_or(t.lr);

@@ -270,8 +270,9 @@ pub fn reranker_job(
     let kb = crate::knowledge::KnowledgeBase::shipped()?;
     let texts: Vec<&str> = kb.passages.iter().map(|p| p.text.as_str()).collect();
     let lists = ranked_lists(&mined, job.train.both_wrong_negatives);
-    let positives = lists.iter().flat_map(|l| &l.docs).filter(|d| d.1 > 0.5).count();
-    let negatives = lists.iter().map(|l| l.docs.len()).sum::<usize>() - positives;
+    let labelled = || lists.iter().flat_map(|l| &l.docs).filter_map(|d| d.label);
+    let positives = labelled().filter(|&y| y > 0.5).count();
+    let negatives = labelled().count() - positives;
     on_stage("training the reranker")?;
     let history = train_reranker(&job.train, &lists, &texts, &job.out, on_step)?;
     let outcome = RerankerOutcome {

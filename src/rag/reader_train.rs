@@ -48,8 +48,8 @@ impl ReaderTrainRequest {
             model: crate::assets::default_model(),
             reranker: reranker_dir(Loss::ALL),
             mined: mined_path(),
-            judge_steps: 20,
-            sft_steps: 40,
+            judge_steps: 15,
+            sft_steps: 30,
             batch: 8,
             lr: Method::Full.default_lr(),
             questions: 320,
@@ -80,8 +80,8 @@ pub fn judge_turn(question: &str, passage: &str) -> String {
     )
 }
 
-/// Judging examples: aligned passages → "yes", unaligned and both-wrong ones → "no", as many
-/// of each (the rarer label sets the count).
+/// Judging examples: aligned passages → "yes", unaligned ones → "no" (the preference knowledge
+/// the reranker learns from), as many of each (the rarer label sets the count).
 pub fn judge_examples(mined: &[MinedQuery], texts: &[&str], seed: u64) -> Vec<(String, String)> {
     let mut yes = Vec::new();
     let mut no = Vec::new();
@@ -90,8 +90,8 @@ pub fn judge_examples(mined: &[MinedQuery], texts: &[&str], seed: u64) -> Vec<(S
             let turn = judge_turn(&q.query, texts[p.passage]);
             match p.label {
                 Alignment::Aligned => yes.push((turn, "yes".to_string())),
-                Alignment::Unaligned | Alignment::BothWrong => no.push((turn, "no".to_string())),
-                Alignment::BothRight => {}
+                Alignment::Unaligned => no.push((turn, "no".to_string())),
+                Alignment::BothRight | Alignment::BothWrong => {}
             }
         }
     }

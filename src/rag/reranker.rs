@@ -45,8 +45,12 @@ pub struct RerankerRequest {
     pub losses: Vec<Loss>,
     /// Weights from MGDA-UB (else equal weights).
     pub mgda: bool,
-    /// Also use passages that leave a wrong answer wrong as negatives (not in the paper; our
-    /// reader rarely knows an answer without help, so unaligned passages are few).
+    /// Scale each loss's gradient to unit length before the min-norm solve (the "l2"
+    /// normalisation of Sener & Koltun's code); without it the solver puts nearly all the
+    /// weight on the loss with the smallest gradient.
+    pub normalise_gradients: bool,
+    /// Also use passages that leave a wrong answer wrong as negatives (not in the paper, which
+    /// drops them).
     pub both_wrong_negatives: bool,
     pub steps: usize,
     /// Queries per step (each with its labelled passages, at most four).
@@ -62,42 +66,62 @@ impl RerankerRequest {
             encoder,
             losses: Loss::ALL.to_vec(),
             mgda: true,
-            both_wrong_negatives: true,
-            steps: 150,
+            normalise_gradients: true,
+            both_wrong_negatives: false,
+            steps: 200,
             queries: 4,
-            lr: 2e-5,
+            lr: 1e-4,
             temperature: 0.07,
             seed: 0,
         }
     }
 }
 
-/// One query's passages with labels (1 = aligned), aligned first: its ranked list.
+/// A passage of a query's list: its grade in the list's ranking (1 when the reader is right
+/// with it alone, 0 when wrong) and, for aligned and unaligned passages, the class the
+/// point-wise and contrastive losses learn (1 aligned, 0 unaligned).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListDoc {
+    pub passage: usize,
+    pub grade: f32,
+    pub label: Option<f32>,
+}
+
+/// One query's mined passages, best first: its ranked list.
 #[derive(Debug, Clone)]
 pub struct RankedList {
     pub query: String,
-    pub docs: Vec<(usize, f32)>,
+    pub docs: Vec<ListDoc>,
 }
 
-/// The training lists: aligned passages are positives, unaligned (and optionally both-wrong)
-/// ones negatives, at most four per query; queries with no labelled passage are dropped.
+/// The training lists. A query's passages are either aligned or both-wrong (when the reader
+/// fails without help) or both-right or unaligned (when it knows the answer), so a list never
+/// holds both classes: the pair-wise loss ranks passages the reader is right with above those
+/// it is wrong with, and the class losses see the aligned and unaligned ones (optionally
+/// both-wrong ones as negatives too). Lists with nothing to learn are dropped.
 pub fn ranked_lists(mined: &[MinedQuery], both_wrong_negatives: bool) -> Vec<RankedList> {
     mined
         .iter()
         .filter_map(|q| {
-            let mut docs: Vec<(usize, f32)> = q
+            let mut docs: Vec<ListDoc> = q
                 .passages
                 .iter()
-                .filter_map(|p| match p.label {
-                    Alignment::Aligned => Some((p.passage, 1.0)),
-                    Alignment::Unaligned => Some((p.passage, 0.0)),
-                    Alignment::BothWrong if both_wrong_negatives => Some((p.passage, 0.0)),
-                    _ => None,
+                .map(|p| ListDoc {
+                    passage: p.passage,
+                    grade: matches!(p.label, Alignment::Aligned | Alignment::BothRight) as u8 as f32,
+                    label: match p.label {
+                        Alignment::Aligned => Some(1.0),
+                        Alignment::Unaligned => Some(0.0),
+                        Alignment::BothWrong if both_wrong_negatives => Some(0.0),
+                        _ => None,
+                    },
                 })
                 .collect();
-            docs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            docs.sort_by(|a, b| b.grade.total_cmp(&a.grade));
             docs.truncate(4);
-            (!docs.is_empty()).then(|| RankedList {
+            let ranked = docs.iter().any(|d| d.grade != docs[0].grade);
+            let labelled = docs.iter().any(|d| d.label.is_some());
+            (ranked || labelled).then(|| RankedList {
                 query: q.query.clone(),
                 docs,
             })
@@ -121,26 +145,34 @@ fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
-/// The three losses on scores `[n]` and pooled features `[n, h]` of a batch of lists.
+/// The three losses on scores `[n]` and pooled features `[n, h]` of a batch of lists: the
+/// class losses over the labelled passages, the pair-wise one within each list by grade.
 fn losses(
     scores: &Tensor,
     features: &Tensor,
-    labels: &[f32],
+    docs: &[ListDoc],
     lists: &[std::ops::Range<usize>],
     temperature: f64,
 ) -> candle_core::Result<[Tensor; 3]> {
     let dev = Device::Cpu;
+    let zero = (scores.sum_all()? * 0.0)?;
+    let labelled: Vec<u32> = (0..docs.len() as u32).filter(|&i| docs[i as usize].label.is_some()).collect();
+    let labels: Vec<f32> = docs.iter().filter_map(|d| d.label).collect();
     let n = labels.len();
-    let y = Tensor::from_slice(labels, n, &dev)?;
-    let pointwise = ((softplus(&scores.neg()?)? * &y)?
-        + (softplus(scores)? * (1.0 - &y)?)?)?
-    .mean_all()?;
-    // Pairs (better, worse) within each list.
+    let (pointwise, contrastive) = if n == 0 {
+        (zero.clone(), zero.clone())
+    } else {
+        let idx = Tensor::new(labelled.as_slice(), &dev)?;
+        let s = scores.index_select(&idx, 0)?;
+        let y = Tensor::from_slice(&labels, n, &dev)?;
+        let pointwise = ((softplus(&s.neg()?)? * &y)? + (softplus(&s)? * (1.0 - &y)?)?)?.mean_all()?;
+        (pointwise, contrastive_loss(&features.index_select(&idx, 0)?, &labels, temperature)?)
+    };
     let (mut better, mut worse) = (Vec::new(), Vec::new());
     for r in lists {
         for i in r.clone() {
             for j in r.clone() {
-                if labels[i] > labels[j] {
+                if docs[i].grade > docs[j].grade {
                     better.push(i as u32);
                     worse.push(j as u32);
                 }
@@ -148,13 +180,20 @@ fn losses(
         }
     }
     let pairwise = if better.is_empty() {
-        (scores.sum_all()? * 0.0)?
+        zero
     } else {
         let b = scores.index_select(&Tensor::new(better.as_slice(), &dev)?, 0)?;
         let w = scores.index_select(&Tensor::new(worse.as_slice(), &dev)?, 0)?;
         softplus(&(w - b)?)?.mean_all()?
     };
-    // Supervised contrastive (Khosla et al.): anchors with at least one positive.
+    Ok([pointwise, pairwise, contrastive])
+}
+
+/// Supervised contrastive loss (Khosla et al., 2020) over anchors with at least one positive;
+/// zero when there is none.
+fn contrastive_loss(features: &Tensor, labels: &[f32], temperature: f64) -> candle_core::Result<Tensor> {
+    let dev = Device::Cpu;
+    let n = labels.len();
     let norm = features.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-6, f64::MAX)?;
     let u = features.broadcast_div(&norm)?;
     let sim = (u.matmul(&u.t()?)? / temperature)?;
@@ -172,18 +211,16 @@ fn losses(
         }
         anchors += any as usize;
     }
-    let contrastive = if anchors == 0 {
-        (features.sum_all()? * 0.0)?
-    } else {
-        let masked = (sim + Tensor::from_vec(self_mask, (n, n), &dev)?)?;
-        let log_prob = masked.broadcast_sub(&masked.exp()?.sum_keepdim(1)?.log()?)?;
-        let pos = Tensor::from_vec(pos, (n, n), &dev)?;
-        let per_anchor = (log_prob * &pos)?
-            .sum(1)?
-            .broadcast_div(&pos.sum(1)?.clamp(1.0, f64::MAX)?)?;
-        (per_anchor.sum_all()?.neg()? / anchors as f64)?
-    };
-    Ok([pointwise, pairwise, contrastive])
+    if anchors == 0 {
+        return features.sum_all()? * 0.0;
+    }
+    let masked = (sim + Tensor::from_vec(self_mask, (n, n), &dev)?)?;
+    let log_prob = masked.broadcast_sub(&masked.exp()?.sum_keepdim(1)?.log()?)?;
+    let pos = Tensor::from_vec(pos, (n, n), &dev)?;
+    let per_anchor = (log_prob * &pos)?
+        .sum(1)?
+        .broadcast_div(&pos.sum(1)?.clamp(1.0, f64::MAX)?)?;
+    per_anchor.sum_all()?.neg()? / anchors as f64
 }
 
 /// The cross-encoder: a BERT with a one-score head.
@@ -286,7 +323,7 @@ pub fn train_reranker(
     let mut history = Vec::with_capacity(request.steps);
     for step in 0..request.steps {
         let mut pairs = Vec::new();
-        let mut labels = Vec::new();
+        let mut docs: Vec<ListDoc> = Vec::new();
         let mut ranges = Vec::new();
         for _ in 0..request.queries.min(lists.len()) {
             if cursor == order.len() {
@@ -295,12 +332,12 @@ pub fn train_reranker(
             }
             let list = &lists[order[cursor]];
             cursor += 1;
-            let first = labels.len();
-            for &(p, y) in &list.docs {
-                pairs.push((list.query.clone(), passages[p].to_string()));
-                labels.push(y);
+            let first = docs.len();
+            for d in &list.docs {
+                pairs.push((list.query.clone(), passages[d.passage].to_string()));
+                docs.push(*d);
             }
-            ranges.push(first..labels.len());
+            ranges.push(first..docs.len());
         }
         let (scores, features) = reranker.forward(pairs)?;
         let on = |l: Loss| request.losses.contains(&l);
@@ -308,7 +345,7 @@ pub fn train_reranker(
         let weights: Vec<f64> = if request.mgda {
             let leaf = Var::from_tensor(&features.detach())?;
             let leaf_scores = reranker.model.head(leaf.as_tensor())?.squeeze(1)?;
-            let parts = losses(&leaf_scores, leaf.as_tensor(), &labels, &ranges, request.temperature)?;
+            let parts = losses(&leaf_scores, leaf.as_tensor(), &docs, &ranges, request.temperature)?;
             let grads = Loss::ALL
                 .iter()
                 .zip(&parts)
@@ -317,10 +354,15 @@ pub fn train_reranker(
                         return Ok(Vec::new());
                     }
                     let g = part.backward()?;
-                    Ok(match g.get(leaf.as_tensor()) {
+                    let mut g: Vec<f32> = match g.get(leaf.as_tensor()) {
                         Some(t) => t.flatten_all()?.to_vec1()?,
                         None => Vec::new(),
-                    })
+                    };
+                    let norm = g.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    if request.normalise_gradients && norm > 0.0 {
+                        g.iter_mut().for_each(|x| *x /= norm);
+                    }
+                    Ok(g)
                 })
                 .collect::<Result<Vec<_>>>()?;
             min_norm_weights(&grads)
@@ -328,7 +370,7 @@ pub fn train_reranker(
             let k = request.losses.len() as f64;
             Loss::ALL.iter().map(|&l| if on(l) { 1.0 / k } else { 0.0 }).collect()
         };
-        let parts = losses(&scores, &features, &labels, &ranges, request.temperature)?;
+        let parts = losses(&scores, &features, &docs, &ranges, request.temperature)?;
         let mut total = (scores.sum_all()? * 0.0)?;
         for (part, &w) in parts.iter().zip(&weights) {
             if w > 0.0 {
@@ -383,20 +425,43 @@ mod tests {
     #[test]
     fn losses_reward_the_right_order_and_clusters() {
         let dev = Device::Cpu;
-        let labels = [1.0, 0.0, 1.0, 0.0];
+        let docs = [doc_at(0, 1.0, Some(1.0)), doc_at(0, 0.0, Some(0.0)), doc_at(0, 1.0, Some(1.0)), doc_at(0, 0.0, Some(0.0))];
         let lists = [0..2, 2..4];
         let good_scores = Tensor::new(&[3f32, -3.0, 3.0, -3.0], &dev).unwrap();
         let bad_scores = good_scores.neg().unwrap();
         let clustered = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]], &dev).unwrap();
         let mixed = Tensor::new(&[[1f32, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]], &dev).unwrap();
-        let good = losses(&good_scores, &clustered, &labels, &lists, 0.07).unwrap();
-        let bad = losses(&bad_scores, &mixed, &labels, &lists, 0.07).unwrap();
+        let good = losses(&good_scores, &clustered, &docs, &lists, 0.07).unwrap();
+        let bad = losses(&bad_scores, &mixed, &docs, &lists, 0.07).unwrap();
         for i in 0..3 {
             assert!(scalar(&good[i]) < scalar(&bad[i]), "loss {i}");
         }
         assert!(scalar(&good[1]) < 0.01);
-        // No strict pair in a list: the pair-wise loss is zero.
-        let flat = losses(&good_scores, &clustered, &[1.0; 4], &lists, 0.07).unwrap();
-        assert_eq!(scalar(&flat[1]), 0.0);
+        // Equal grades: no pair; no labels: no class losses.
+        let flat = [doc_at(0, 1.0, None); 4];
+        let none = losses(&good_scores, &clustered, &flat, &lists, 0.07).unwrap();
+        assert!(none.iter().all(|l| scalar(l) == 0.0));
+    }
+
+    #[test]
+    fn lists_rank_by_the_reader_and_label_by_alignment() {
+        use crate::rag::mine::MinedPassage;
+        let passage = |passage, label| MinedPassage { passage, rank: 1, reply: String::new(), label };
+        let q = MinedQuery {
+            question: "q".into(),
+            query: "q".into(),
+            answers: vec![],
+            reply_without: String::new(),
+            right_without: false,
+            passages: vec![passage(5, Alignment::BothWrong), passage(6, Alignment::Aligned)],
+        };
+        let lists = ranked_lists(std::slice::from_ref(&q), false);
+        assert_eq!(lists[0].docs, [doc_at(6, 1.0, Some(1.0)), doc_at(5, 0.0, None)]);
+        let lists = ranked_lists(&[q], true);
+        assert_eq!(lists[0].docs[1].label, Some(0.0));
+    }
+
+    fn doc_at(passage: usize, grade: f32, label: Option<f32>) -> ListDoc {
+        ListDoc { passage, grade, label }
     }
 }

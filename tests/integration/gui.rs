@@ -982,6 +982,7 @@ fn rag_page_asks_browses_and_trains_a_reranker() {
     assert!(h.query_by_label("Retriever order (dense, cosine)").is_some());
     // No reranker under this root yet: the page says how to make one.
     assert!(h.query_by_label_contains("No reranker yet").is_some());
+    assert!(h.query_by_label("Train the reranker and ask again").is_some());
 
     // The knowledge graph: find Peru, see its capital triple.
     h.get_by_label("Knowledge graph").click();
@@ -1012,4 +1013,23 @@ fn rag_page_asks_browses_and_trains_a_reranker() {
     page_mut::<RagPanel>(h.state_mut()).tab = RagTab::Results;
     h.run_steps(2);
     assert!(h.query_by_label_contains("broken.json").is_some());
+}
+
+/// The picture in docs/rag.md: the demo question asked with the reranker and the pre-aligned
+/// reader built by `scripts/rag_evidence.sh`. Run with `UPDATE_SNAPSHOTS=1 cargo test --test
+/// integration -- --ignored rag_docs` and move `tests/snapshots/rag_docs.png` to
+/// `docs/rag-lab.png`.
+#[test]
+#[ignore]
+fn rag_docs_screenshot() {
+    use alignscope::ui::rag_panel::RagPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 1000.0), Vec::new());
+    h.get_by_label("RAG").click();
+    h.run_steps(2);
+    h.get_by_label("Ask").click();
+    step_until(&mut h, "the answer", |a| page::<RagPanel>(a).asked.is_some());
+    h.run_steps(3);
+    assert!(h.query_by_label("Reranker's top k").is_some(), "the reranker was built");
+    h.snapshot("rag_docs");
 }

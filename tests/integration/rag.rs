@@ -108,6 +108,7 @@ fn the_reranker_trains_with_mgda_weights_and_loads_back() {
     job.mined = file.clone();
     job.out = dir.path().join("reranker");
     (job.train.steps, job.train.queries) = (3, 2);
+    job.train.both_wrong_negatives = true;
     let outcome = reranker_job(&job, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
     assert_eq!((outcome.lists, outcome.positives, outcome.negatives), (2, 2, 2));
     assert_eq!(outcome.history.len(), 3);
@@ -218,4 +219,37 @@ fn rag_headless_asks_and_evaluates() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mined.jsonl") && err.contains("rag mine"), "{err}");
+}
+
+#[test]
+fn the_reranker_learns_to_put_the_answering_passage_first() {
+    let kb = KnowledgeBase::shipped().unwrap();
+    let capital_passage = |country: &str| {
+        let c = kb.graph.country(country).unwrap();
+        kb.passages.iter().position(|p| p.title == country && p.text.contains(&c.capital)).unwrap()
+    };
+    let countries = ["Peru", "Japan", "Kenya", "Norway", "Chile", "Egypt"];
+    let rows: Vec<MinedQuery> = countries
+        .iter()
+        .map(|c| {
+            let mut passages = vec![(capital_passage(c), Alignment::Aligned)];
+            passages.extend(countries.iter().filter(|o| *o != c).take(3).map(|o| (capital_passage(o), Alignment::BothWrong)));
+            let cap = kb.graph.country(c).unwrap().capital.clone();
+            mined(&format!("What is the capital of {c}?"), &[&cap], &passages)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mined.jsonl");
+    std::fs::write(&file, rows.iter().map(|m| serde_json::to_string(m).unwrap() + "\n").collect::<String>()).unwrap();
+    let mut job = RerankerJob::new();
+    (job.mined, job.out) = (file, dir.path().join("reranker"));
+    (job.train.steps, job.train.queries, job.train.both_wrong_negatives) = (40, 3, true);
+    let outcome = reranker_job(&job, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
+    let mean = |s: &[alignscope::rag::reranker::RerankerStep]| s.iter().map(|s| s.parts[1]).sum::<f32>() / s.len() as f32;
+    let (first, last) = (mean(&outcome.history[..8]), mean(&outcome.history[32..]));
+    assert!(last < 0.5 * first, "pair-wise loss {first} → {last}");
+    let reranker = Reranker::load(&job.out).unwrap();
+    let texts: Vec<&str> = ["Kenya", "Peru", "Japan"].iter().map(|c| kb.passages[capital_passage(c)].text.as_str()).collect();
+    let scores = reranker.scores("What is the capital of Peru?", &texts).unwrap();
+    assert!(scores[1] > scores[0] && scores[1] > scores[2], "{scores:?}");
 }

@@ -31,7 +31,7 @@ impl RagTab {
     pub const ALL: [RagTab; 4] = [RagTab::Ask, RagTab::Knowledge, RagTab::Training, RagTab::Results];
     pub fn label(self) -> &'static str {
         match self {
-            RagTab::Ask => "Ask",
+            RagTab::Ask => "Question",
             RagTab::Knowledge => "Knowledge graph",
             RagTab::Training => "Training",
             RagTab::Results => "Results",
@@ -39,9 +39,9 @@ impl RagTab {
     }
 }
 
-/// The question asked on the first visit: a test-split two-hop question where the retriever's
-/// top passages mislead the reader and the reranker's do not.
-pub const DEMO_QUESTION: &str = "What is the capital of the country where Guayaquil lies?";
+/// The question on the first visit: a test-split question where the retriever's top three
+/// passages lead the reader to "Baghdad" and the reranker's to "Riyadh".
+pub const DEMO_QUESTION: &str = "What is the capital of Saudi Arabia?";
 
 pub struct RagPanel {
     pub tab: RagTab,
@@ -60,6 +60,8 @@ pub struct RagPanel {
     pub losses: [bool; 3],
     pub reranker_steps: usize,
     reranker_job: Option<JobHandle<RerankerStep, RerankerOutcome>>,
+    /// Ask again when the running reranker job ends (it was started from the Ask tab).
+    ask_after_training: bool,
     /// The running (or last) reranker run's steps; the shipped run's until one starts.
     pub reranker_history: Vec<RerankerStep>,
     pub reranker_history_of: String,
@@ -87,6 +89,7 @@ impl Default for RagPanel {
             losses: [true; 3],
             reranker_steps: RerankerJob::new().train.steps,
             reranker_job: None,
+            ask_after_training: false,
             reranker_history: Vec::new(),
             reranker_history_of: String::new(),
             reader_request: ReaderTrainRequest::new(),
@@ -143,6 +146,13 @@ impl RagPanel {
         self.reranker_job = Some(spawn_reranker(board, job));
     }
 
+    /// Trains the full reranker, then asks the question again with it.
+    pub fn build_reranker_and_ask(&mut self, board: &JobBoard) {
+        self.losses = [true; 3];
+        self.train_reranker(board);
+        self.ask_after_training = true;
+    }
+
     pub fn train_reader(&mut self, board: &JobBoard) {
         let mut r = self.reader_request.clone();
         r.out = self.root.join("reader");
@@ -190,7 +200,7 @@ impl RagPanel {
         }
     }
 
-    fn take_results(&mut self) {
+    fn take_results(&mut self, board: &JobBoard) {
         if let Some(job) = &self.ask_job {
             if let Some(r) = job.take_result() {
                 self.ask_job = None;
@@ -204,8 +214,13 @@ impl RagPanel {
             self.reranker_history.extend(job.drain());
             if let Some(r) = job.take_result() {
                 self.reranker_job = None;
-                if let Err(e) = r {
-                    self.error = Some(format!("reranker: {e}"));
+                match r {
+                    Ok(_) if std::mem::take(&mut self.ask_after_training) => self.ask(board),
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.ask_after_training = false;
+                        self.error = Some(format!("reranker: {e}"));
+                    }
                 }
             }
         }
@@ -238,9 +253,9 @@ impl Lab for RagPanel {
          reader. Mine which ones help SmolLM2 (right with the passage, wrong without), train a \
          reranker on them, and fine-tune the reader to judge passages."
     }
-    fn poll(&mut self, _ctx: &mut LabCtx) {
+    fn poll(&mut self, ctx: &mut LabCtx) {
         self.load_history();
-        self.take_results();
+        self.take_results(ctx.board);
     }
     fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut LabCtx) {
         view::ui(ui, self, ctx);

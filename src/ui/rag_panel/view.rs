@@ -27,8 +27,8 @@ fn label_color(label: Option<Alignment>) -> Color32 {
 
 fn label_words(label: Option<Alignment>) -> &'static str {
     match label {
-        Some(Alignment::Aligned) => "helps (wrong → right)",
-        Some(Alignment::Unaligned) => "misleads (right → wrong)",
+        Some(Alignment::Aligned) => "helps: wrong without it, right with it",
+        Some(Alignment::Unaligned) => "misleads: right without it, wrong with it",
         Some(Alignment::BothRight) => "right either way",
         Some(Alignment::BothWrong) => "wrong either way",
         None => "no gold answer",
@@ -116,7 +116,18 @@ fn ask_tab(ui: &mut Ui, panel: &mut RagPanel, ctx: &mut LabCtx) {
             }
             cols[1].label(RichText::new("Reranker order (DPA-RAG)").strong());
             if asked.reranked.is_empty() {
-                cols[1].label("No reranker yet: train one in the Training tab (or `alignscope rag train-reranker`).");
+                cols[1].label("No reranker yet (its weights are built here, not shipped).");
+                if panel.reranker_job_id().is_some() {
+                    if job_progress(&mut cols[1], ctx.board, panel.reranker_job_id()) {
+                        panel.cancel_all(ctx.board);
+                    }
+                } else if cols[1]
+                    .button("Train the reranker and ask again")
+                    .on_hover_text("On the shipped mined preferences: about 7 minutes on 2 cores")
+                    .clicked()
+                {
+                    panel.build_reranker_and_ask(ctx.board);
+                }
             }
             for (rank, &i) in asked.reranked.iter().enumerate() {
                 let p = &asked.passages[i];
@@ -245,7 +256,7 @@ fn knowledge_tab(ui: &mut Ui, panel: &mut RagPanel) {
             }
             ui.label(RichText::new("Questions").strong());
             for q in kb.questions.iter().filter(|q| &q.country == entity) {
-                ui.label(format!("({}, {}) {} → {}", q.split.name(), q.hops.name(), q.text(), q.answers[0]));
+                ui.label(format!("({}, {}) {}  answer: {}", q.split.name(), q.hops.name(), q.text(), q.answers[0]));
             }
         });
     });
