@@ -26,6 +26,9 @@ pub enum BenchCommand {
     /// Learning a grafting mask on a MiniLM fine-tune: seconds per step and peak memory, and
     /// the official schedule's projected time.
     Graft(super::bench_graft::GraftBenchArgs),
+    /// The RAG lab: retrieval latency at the corpus size and at 10×, questions per second end
+    /// to end, mining cost.
+    Rag(super::bench_rag::RagBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +69,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ot(args) => super::bench_ot::run(args),
         BenchCommand::Train(args) => super::bench_train::run(args),
         BenchCommand::Graft(args) => super::bench_graft::run(args),
+        BenchCommand::Rag(args) => super::bench_rag::run(args),
     }
 }
 

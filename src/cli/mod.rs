@@ -5,6 +5,7 @@ mod bench;
 mod bench_delta;
 mod bench_graft;
 mod bench_ot;
+mod bench_rag;
 mod bench_train;
 mod delta;
 mod finetune;

@@ -226,7 +226,13 @@ fn train_reranker(args: RerankerArgs) -> Result<()> {
                 .collect();
             say(
                 bar,
-                format!("step {:>4}/{}  loss {:.4}  {}", s.step, s.total, s.loss, parts.join("  ")),
+                format!(
+                    "step {:>4}/{}  loss {:.4}  {}",
+                    s.step,
+                    s.total,
+                    s.loss,
+                    parts.join("  ")
+                ),
             );
         }
     })?;
@@ -310,7 +316,11 @@ fn ask(args: AskArgs) -> Result<()> {
             p.reply.trim()
         );
     }
-    println!("answer (dense top {}): {}", args.k, asked.answer_standard.trim());
+    println!(
+        "answer (dense top {}): {}",
+        args.k,
+        asked.answer_standard.trim()
+    );
     if let Some(a) = &asked.answer_aligned {
         println!("answer (reranked top {}): {}", args.k, a.trim());
     }
@@ -335,7 +345,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     if args.json {
         return print_json(&outcome);
     }
-    println!("{} ({:.0} s) → {}", outcome.request.label, outcome.seconds, out.display());
+    println!(
+        "{} ({:.0} s) → {}",
+        outcome.request.label,
+        outcome.seconds,
+        out.display()
+    );
     for s in &outcome.scores {
         println!(
             "  {:<8} n={:<4} EM {:.3}  F1 {:.3}  hit {:.3}",

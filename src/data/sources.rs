@@ -64,7 +64,11 @@ impl Sources {
 }
 
 /// Rows of a tab-separated file with a header line; each row must have `columns` fields.
-pub(crate) fn read_tsv<T>(path: &Path, columns: usize, row: impl Fn(&[&str]) -> T) -> Result<Vec<T>> {
+pub(crate) fn read_tsv<T>(
+    path: &Path,
+    columns: usize,
+    row: impl Fn(&[&str]) -> T,
+) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = Vec::new();

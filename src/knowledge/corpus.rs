@@ -66,7 +66,8 @@ fn country_passages(c: &CountryFacts, graph: &Graph, out: &mut Vec<(String, Stri
         ("{tld}", c.domain.as_str()),
         ("{pop}", pop.as_str()),
     ];
-    let mut fact = |template: &str| out.push((name.into(), fill(template, &vars), PassageKind::Fact));
+    let mut fact =
+        |template: &str| out.push((name.into(), fill(template, &vars), PassageKind::Fact));
     fact(pick(
         "capital",
         name,
@@ -115,8 +116,7 @@ fn country_passages(c: &CountryFacts, graph: &Graph, out: &mut Vec<(String, Stri
     };
     fact(&format!(
         "{name} lies in {}, is home to {pop} and covers {} square kilometres.{borders}",
-        c.continent,
-        c.area_km2
+        c.continent, c.area_km2
     ));
     // Hard cases: a neighbour's capital, and the largest city when it is not the capital.
     if let Some(n) = c.neighbours.first().and_then(|n| graph.country(n)) {
@@ -155,7 +155,10 @@ fn country_passages(c: &CountryFacts, graph: &Graph, out: &mut Vec<(String, Stri
         );
         out.push((
             city.clone(),
-            fill(template, &[("{city}", city), ("{c}", name), ("{size}", &size)]),
+            fill(
+                template,
+                &[("{city}", city), ("{c}", name), ("{size}", &size)],
+            ),
             PassageKind::Fact,
         ));
     }

@@ -217,7 +217,11 @@ mod tests {
         assert_eq!(peru.cities.first().map(|c| c.0.as_str()), Some("Lima"));
         assert!(peru.neighbours.contains(&"Chile".to_string()));
         let about = g.about("Lima");
-        assert!(about.iter().any(|t| t.relation == Relation::Capital && t.subject == "Peru"));
-        assert!(about.iter().any(|t| t.relation == Relation::Country && t.object == "Peru"));
+        assert!(about
+            .iter()
+            .any(|t| t.relation == Relation::Capital && t.subject == "Peru"));
+        assert!(about
+            .iter()
+            .any(|t| t.relation == Relation::Country && t.object == "Peru"));
     }
 }

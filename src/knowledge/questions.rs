@@ -31,9 +31,9 @@ crate::named_enum! {
     #[serde(rename_all = "kebab-case")]
     pub enum Hops {
         /// One triple answers the question.
-        One = "single",
+        Single = "single",
         /// A bridge entity, then its fact.
-        Two = "two-hop",
+        TwoHop = "two-hop",
     }
 }
 
@@ -173,7 +173,7 @@ pub fn questions(graph: &Graph) -> Vec<Question> {
                     format!("{}/{}", c.name, relation.name()),
                     fill(templates, &c.name),
                     answers.clone(),
-                    Hops::One,
+                    Hops::Single,
                     relation,
                     vec![triple(&c.name, relation, &answers[0])],
                 );
@@ -199,7 +199,7 @@ pub fn questions(graph: &Graph) -> Vec<Question> {
                     city,
                 ),
                 vec![c.name.clone()],
-                Hops::One,
+                Hops::Single,
                 Relation::Country,
                 vec![triple(city, Relation::Country, &c.name)],
             );
@@ -226,7 +226,7 @@ pub fn questions(graph: &Graph) -> Vec<Question> {
                     format!("{}/capital-{}", c.name, relation.name()),
                     fill(templates, &c.capital),
                     answers.clone(),
-                    Hops::Two,
+                    Hops::TwoHop,
                     relation,
                     vec![
                         bridge_capital.clone(),
@@ -246,7 +246,7 @@ pub fn questions(graph: &Graph) -> Vec<Question> {
                     city,
                 ),
                 vec![c.capital.clone()],
-                Hops::Two,
+                Hops::TwoHop,
                 Relation::Capital,
                 vec![
                     triple(city, Relation::Country, &c.name),
@@ -277,7 +277,7 @@ mod tests {
             let n = kb.questions.iter().filter(|q| q.split == split).count();
             assert!(n >= min, "{split}: {n} questions");
         }
-        assert!(kb.split(Split::Test, Hops::Two).len() >= 60);
+        assert!(kb.split(Split::Test, Hops::TwoHop).len() >= 60);
         // The gold answer of every question is written in some passage about its subject.
         for q in &kb.questions {
             let last = q.triples.last().unwrap();

@@ -151,9 +151,15 @@ pub fn test_questions(
     seed: u64,
 ) -> Vec<&Question> {
     let shuffled = sample(questions, Split::Test, usize::MAX, seed);
-    [(Hops::One, single), (Hops::Two, two_hop)]
+    [(Hops::Single, single), (Hops::TwoHop, two_hop)]
         .into_iter()
-        .flat_map(|(hops, n)| shuffled.iter().copied().filter(move |q| q.hops == hops).take(n))
+        .flat_map(|(hops, n)| {
+            shuffled
+                .iter()
+                .copied()
+                .filter(move |q| q.hops == hops)
+                .take(n)
+        })
         .collect()
 }
 
@@ -177,7 +183,12 @@ pub fn evaluate(
     on_stage("loading the reader")?;
     let reader_path = crate::promot::run::base_for_eval(&request.reader, on_stage)?;
     let reader = load_reader(&reader_path)?;
-    let questions = test_questions(&pipeline.kb.questions, request.single, request.two_hop, request.seed);
+    let questions = test_questions(
+        &pipeline.kb.questions,
+        request.single,
+        request.two_hop,
+        request.seed,
+    );
     on_stage("reading")?;
     let mut answers = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(EVAL_CHUNK) {
@@ -218,7 +229,7 @@ pub fn evaluate(
         }
         on_progress(answers.len(), questions.len())?;
     }
-    let scores = [Hops::One, Hops::Two]
+    let scores = [Hops::Single, Hops::TwoHop]
         .into_iter()
         .map(|hops| {
             let of: Vec<(&EvalAnswer, &&Question)> = answers
@@ -264,14 +275,19 @@ pub fn spawn_eval(
         seed: Some(request.seed),
     };
     board.spawn(spec, move |ctx: &JobCtx<(usize, usize)>| {
-        evaluate(&request, out.as_deref(), &mut |s| ctx.stage(s), &mut |done, total| {
-            ctx.check()?;
-            ctx.progress(
-                Some(done as f32 / total.max(1) as f32),
-                format!("{done}/{total} questions"),
-            );
-            ctx.send((done, total));
-            Ok(())
-        })
+        evaluate(
+            &request,
+            out.as_deref(),
+            &mut |s| ctx.stage(s),
+            &mut |done, total| {
+                ctx.check()?;
+                ctx.progress(
+                    Some(done as f32 / total.max(1) as f32),
+                    format!("{done}/{total} questions"),
+                );
+                ctx.send((done, total));
+                Ok(())
+            },
+        )
     })
 }

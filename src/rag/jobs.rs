@@ -15,7 +15,9 @@ use serde_json::json;
 use super::mine::{counts, label, readings, Alignment, MinedQuery};
 use super::pipeline::{ask, load_reader, Asked, Pipeline};
 use super::reader::read;
-use super::reranker::{ranked_lists, train_reranker, Loss, Reranker, RerankerRequest, RerankerStep};
+use super::reranker::{
+    ranked_lists, train_reranker, Loss, Reranker, RerankerRequest, RerankerStep,
+};
 use super::retrieve::RetrieverKind;
 use crate::jobs::{JobBoard, JobCtx, JobHandle, JobSpec, Report};
 use crate::knowledge::{Question, Split};
@@ -118,7 +120,12 @@ pub fn mine(
     let reader = load_reader(&request.model)?;
     let depth = *request.ranks.iter().max().unwrap_or(&1);
     let mut queries: Vec<(&Question, &str)> = Vec::new();
-    for q in sample(&pipeline.kb.questions, Split::Train, request.questions, request.seed) {
+    for q in sample(
+        &pipeline.kb.questions,
+        Split::Train,
+        request.questions,
+        request.seed,
+    ) {
         for w in q.wordings.iter().take(request.wordings.max(1)) {
             queries.push((q, w));
         }
@@ -150,7 +157,13 @@ pub fn mine(
         let mut offset = 0;
         for ((q, query), at) in chunk.iter().zip(&picked) {
             let n = at.len() + 1;
-            mined.push(label(&q.id, query, &q.answers, at, &replies[offset..offset + n]));
+            mined.push(label(
+                &q.id,
+                query,
+                &q.answers,
+                at,
+                &replies[offset..offset + n],
+            ));
             offset += n;
         }
         on_progress(mined.len(), queries.len())?;
@@ -190,7 +203,10 @@ pub fn read_mined(path: &Path) -> Result<Vec<MinedQuery>> {
         .collect()
 }
 
-pub fn spawn_mine(board: &JobBoard, request: MineRequest) -> JobHandle<(usize, usize), MineOutcome> {
+pub fn spawn_mine(
+    board: &JobBoard,
+    request: MineRequest,
+) -> JobHandle<(usize, usize), MineOutcome> {
     let spec = JobSpec {
         kind: "rag-mine".into(),
         title: format!("mine preferences of {} questions", request.questions),
@@ -290,7 +306,10 @@ pub fn reranker_job(
     Ok(outcome)
 }
 
-pub fn spawn_reranker(board: &JobBoard, job: RerankerJob) -> JobHandle<RerankerStep, RerankerOutcome> {
+pub fn spawn_reranker(
+    board: &JobBoard,
+    job: RerankerJob,
+) -> JobHandle<RerankerStep, RerankerOutcome> {
     let losses: Vec<&str> = job.train.losses.iter().map(|l| l.name()).collect();
     let spec = JobSpec {
         kind: "rag-reranker".into(),
@@ -340,7 +359,10 @@ impl AskRequest {
             depth: 10,
             reader: crate::assets::default_model(),
             aligned_reader: aligned.exists().then_some(aligned),
-            reranker: reranker.join("model.safetensors").exists().then_some(reranker),
+            reranker: reranker
+                .join("model.safetensors")
+                .exists()
+                .then_some(reranker),
         }
     }
 }
@@ -365,8 +387,16 @@ pub fn run_ask(
     let pipeline = Pipeline::load(on_progress)?;
     on_stage("loading the models")?;
     let reader = load_reader(&request.reader)?;
-    let aligned = request.aligned_reader.as_deref().map(load_reader).transpose()?;
-    let reranker = request.reranker.as_deref().map(Reranker::load).transpose()?;
+    let aligned = request
+        .aligned_reader
+        .as_deref()
+        .map(load_reader)
+        .transpose()?;
+    let reranker = request
+        .reranker
+        .as_deref()
+        .map(Reranker::load)
+        .transpose()?;
     let question = request.question.trim();
     let gold = pipeline
         .kb

@@ -14,7 +14,8 @@ pub fn min_norm_weights(grads: &[Vec<f32>]) -> Vec<f64> {
     if live.is_empty() {
         return vec![1.0 / n.max(1) as f64; n];
     }
-    let dot = |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum() };
+    let dot =
+        |a: &[f32], b: &[f32]| -> f64 { a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum() };
     let m: Vec<Vec<f64>> = live
         .iter()
         .map(|&i| live.iter().map(|&j| dot(&grads[i], &grads[j])).collect())
@@ -66,7 +67,10 @@ mod tests {
         assert!((w[0] - 0.5).abs() < 1e-6, "{w:?}");
         // Orthogonal (1,0) and (0,2): the min-norm point weighs the short one 4:1.
         let w = min_norm_weights(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
-        assert!((w[0] - 0.8).abs() < 1e-4 && (w[1] - 0.2).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w[0] - 0.8).abs() < 1e-4 && (w[1] - 0.2).abs() < 1e-4,
+            "{w:?}"
+        );
         // A silent loss gets no weight.
         let w = min_norm_weights(&[vec![1.0, 1.0], vec![0.0, 0.0], vec![1.0, -1.0]]);
         assert_eq!(w[1], 0.0);

@@ -129,16 +129,16 @@ pub fn ask(
                 .find(|r| r.passage == h.passage)
                 .map(|r| r.score),
             reply: reply.clone(),
-            label: gold.zip(right_without).map(|(g, w)| Alignment::of(w, hit(reply, g))),
+            label: gold
+                .zip(right_without)
+                .map(|(g, w)| Alignment::of(w, hit(reply, g))),
         })
         .collect();
     let reranked: Vec<usize> = reranked_hits
         .iter()
         .filter_map(|r| hits.iter().position(|h| h.passage == r.passage))
         .collect();
-    let top = |order: &[usize]| -> Vec<&str> {
-        order.iter().take(k).map(|&i| texts[i]).collect()
-    };
+    let top = |order: &[usize]| -> Vec<&str> { order.iter().take(k).map(|&i| texts[i]).collect() };
     let standard: Vec<usize> = (0..hits.len()).collect();
     let answer_standard = read(
         reader,

@@ -40,12 +40,7 @@ pub struct Reading<'a> {
 pub fn read(model: &Arc<LanguageModel>, readings: &[Reading]) -> Result<Vec<String>> {
     let prompts = readings
         .iter()
-        .map(|r| {
-            model.chat_prompt(&[Message::new(
-                "user",
-                user_turn(r.question, &r.passages),
-            )])
-        })
+        .map(|r| model.chat_prompt(&[Message::new("user", user_turn(r.question, &r.passages))]))
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     crate::eval::decoder::greedy_answers(model, None, &refs, MAX_NEW)

@@ -99,7 +99,11 @@ pub fn judge_examples(mined: &[MinedQuery], texts: &[&str], seed: u64) -> Vec<(S
     yes.shuffle(&mut rng);
     no.shuffle(&mut rng);
     let n = yes.len().min(no.len());
-    let mut out: Vec<(String, String)> = yes.into_iter().take(n).chain(no.into_iter().take(n)).collect();
+    let mut out: Vec<(String, String)> = yes
+        .into_iter()
+        .take(n)
+        .chain(no.into_iter().take(n))
+        .collect();
     out.shuffle(&mut rng);
     out
 }
@@ -155,16 +159,30 @@ pub fn train_reader(
     std::fs::create_dir_all(&request.out)?;
     on_stage("indexing the passages")?;
     let pipeline = Pipeline::load(&mut |_| Ok(()))?;
-    let texts: Vec<&str> = pipeline.kb.passages.iter().map(|p| p.text.as_str()).collect();
+    let texts: Vec<&str> = pipeline
+        .kb
+        .passages
+        .iter()
+        .map(|p| p.text.as_str())
+        .collect();
     let mined = read_mined(&request.mined)?;
     let judge = judge_examples(&mined, &texts, request.seed);
     on_stage("reranking the training questions")?;
     let reranker = Reranker::load(&request.reranker)?;
     let mut sft = Vec::new();
-    for q in sample(&pipeline.kb.questions, Split::Train, request.questions, request.seed) {
+    for q in sample(
+        &pipeline.kb.questions,
+        Split::Train,
+        request.questions,
+        request.seed,
+    ) {
         let hits = pipeline.retrieve(RetrieverKind::Dense, q.text(), request.depth)?;
         let ranked = pipeline.rerank(&reranker, q.text(), &hits)?;
-        let passages: Vec<&str> = ranked.iter().take(request.k).map(|h| texts[h.passage]).collect();
+        let passages: Vec<&str> = ranked
+            .iter()
+            .take(request.k)
+            .map(|h| texts[h.passage])
+            .collect();
         sft.push((user_turn(q.text(), &passages), q.answers[0].clone()));
     }
     let stage_request = |data: PathBuf, model: PathBuf, out: PathBuf, steps: usize| {
@@ -178,20 +196,32 @@ pub fn train_reader(
     let mut model = request.model.clone();
     let mut judge_losses = Vec::new();
     if request.judge_steps > 0 {
-        anyhow::ensure!(!judge.is_empty(), "the mined preferences have no aligned and negative passages to judge");
+        anyhow::ensure!(
+            !judge.is_empty(),
+            "the mined preferences have no aligned and negative passages to judge"
+        );
         let data = request.out.join("judge.jsonl");
         write_chat_jsonl(&judge, &data)?;
         let folder = request.out.join("judge");
         let r = stage_request(data, model.clone(), folder.clone(), request.judge_steps);
         on_stage("pre-aligned stage: judging passages")?;
-        judge_losses = finetune(&r, on_stage, &mut |step| on_step(ReaderStep { stage: "pre-align", step }))?.losses;
+        judge_losses = finetune(&r, on_stage, &mut |step| {
+            on_step(ReaderStep {
+                stage: "pre-align",
+                step,
+            })
+        })?
+        .losses;
         model = gguf_beside(&folder, GgufType::Q8_0);
     }
     let data = request.out.join("sft.jsonl");
     write_chat_jsonl(&sft, &data)?;
     let r = stage_request(data, model, request.out.join("model"), request.sft_steps);
     on_stage("SFT stage: answering from reranked passages")?;
-    let sft_losses = finetune(&r, on_stage, &mut |step| on_step(ReaderStep { stage: "sft", step }))?.losses;
+    let sft_losses = finetune(&r, on_stage, &mut |step| {
+        on_step(ReaderStep { stage: "sft", step })
+    })?
+    .losses;
     let outcome = ReaderOutcome {
         judge_examples: judge.len(),
         sft_examples: sft.len(),
@@ -202,12 +232,16 @@ pub fn train_reader(
     };
     crate::fs::write_atomic(
         &request.out.join("training.json"),
-        serde_json::to_string_pretty(&json!({ "request": request, "outcome": outcome }))?.as_bytes(),
+        serde_json::to_string_pretty(&json!({ "request": request, "outcome": outcome }))?
+            .as_bytes(),
     )?;
     Ok(outcome)
 }
 
-pub fn spawn_train_reader(board: &JobBoard, request: ReaderTrainRequest) -> JobHandle<ReaderStep, ReaderOutcome> {
+pub fn spawn_train_reader(
+    board: &JobBoard,
+    request: ReaderTrainRequest,
+) -> JobHandle<ReaderStep, ReaderOutcome> {
     let spec = JobSpec {
         kind: "rag-reader".into(),
         title: "pre-aligned reader".into(),
@@ -220,7 +254,10 @@ pub fn spawn_train_reader(board: &JobBoard, request: ReaderTrainRequest) -> JobH
             let r = &s.step.report;
             ctx.progress(
                 Some(r.step as f32 / r.total as f32),
-                format!("{} step {}/{} · loss {:.3}", s.stage, r.step, r.total, r.loss),
+                format!(
+                    "{} step {}/{} · loss {:.3}",
+                    s.stage, r.step, r.total, r.loss
+                ),
             );
             ctx.send(s);
             Ok(())

@@ -16,8 +16,8 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::mine::{Alignment, MinedQuery};
 use super::mgda::min_norm_weights;
+use super::mine::{Alignment, MinedQuery};
 use crate::train::bert::{id_mask, BertShape, TrainBertClassifier};
 use crate::train::optim::{lr_at, Adam, AdamConfig};
 
@@ -108,7 +108,8 @@ pub fn ranked_lists(mined: &[MinedQuery], both_wrong_negatives: bool) -> Vec<Ran
                 .iter()
                 .map(|p| ListDoc {
                     passage: p.passage,
-                    grade: matches!(p.label, Alignment::Aligned | Alignment::BothRight) as u8 as f32,
+                    grade: matches!(p.label, Alignment::Aligned | Alignment::BothRight) as u8
+                        as f32,
                     label: match p.label {
                         Alignment::Aligned => Some(1.0),
                         Alignment::Unaligned => Some(0.0),
@@ -156,7 +157,9 @@ fn losses(
 ) -> candle_core::Result<[Tensor; 3]> {
     let dev = Device::Cpu;
     let zero = (scores.sum_all()? * 0.0)?;
-    let labelled: Vec<u32> = (0..docs.len() as u32).filter(|&i| docs[i as usize].label.is_some()).collect();
+    let labelled: Vec<u32> = (0..docs.len() as u32)
+        .filter(|&i| docs[i as usize].label.is_some())
+        .collect();
     let labels: Vec<f32> = docs.iter().filter_map(|d| d.label).collect();
     let n = labels.len();
     let (pointwise, contrastive) = if n == 0 {
@@ -165,8 +168,12 @@ fn losses(
         let idx = Tensor::new(labelled.as_slice(), &dev)?;
         let s = scores.index_select(&idx, 0)?;
         let y = Tensor::from_slice(&labels, n, &dev)?;
-        let pointwise = ((softplus(&s.neg()?)? * &y)? + (softplus(&s)? * (1.0 - &y)?)?)?.mean_all()?;
-        (pointwise, contrastive_loss(&features.index_select(&idx, 0)?, &labels, temperature)?)
+        let pointwise =
+            ((softplus(&s.neg()?)? * &y)? + (softplus(&s)? * (1.0 - &y)?)?)?.mean_all()?;
+        (
+            pointwise,
+            contrastive_loss(&features.index_select(&idx, 0)?, &labels, temperature)?,
+        )
     };
     let (mut better, mut worse) = (Vec::new(), Vec::new());
     for r in lists {
@@ -191,10 +198,18 @@ fn losses(
 
 /// Supervised contrastive loss (Khosla et al., 2020) over anchors with at least one positive;
 /// zero when there is none.
-fn contrastive_loss(features: &Tensor, labels: &[f32], temperature: f64) -> candle_core::Result<Tensor> {
+fn contrastive_loss(
+    features: &Tensor,
+    labels: &[f32],
+    temperature: f64,
+) -> candle_core::Result<Tensor> {
     let dev = Device::Cpu;
     let n = labels.len();
-    let norm = features.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-6, f64::MAX)?;
+    let norm = features
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(1e-6, f64::MAX)?;
     let u = features.broadcast_div(&norm)?;
     let sim = (u.matmul(&u.t()?)? / temperature)?;
     let mut self_mask = vec![0f32; n * n];
@@ -254,8 +269,7 @@ impl Reranker {
         .with_context(|| format!("{}: invalid JSON", config_path.display()))?;
         let shape: BertShape = serde_json::from_value(raw.clone())
             .with_context(|| format!("{}: not a BERT config", config_path.display()))?;
-        let model =
-            TrainBertClassifier::new(shape, 1, crate::train::seeded_builder(varmap, seed))?;
+        let model = TrainBertClassifier::new(shape, 1, crate::train::seeded_builder(varmap, seed))?;
         let missing = crate::train::load_into(varmap, &dir.join("model.safetensors"), "bert.")?;
         anyhow::ensure!(
             missing.iter().all(|m| m.starts_with("classifier.")),
@@ -310,8 +324,14 @@ pub fn train_reranker(
     out: &Path,
     on_step: &mut dyn FnMut(RerankerStep) -> Result<()>,
 ) -> Result<Vec<RerankerStep>> {
-    anyhow::ensure!(!lists.is_empty(), "no labelled passages to train the reranker on");
-    anyhow::ensure!(!request.losses.is_empty(), "the reranker needs at least one loss");
+    anyhow::ensure!(
+        !lists.is_empty(),
+        "no labelled passages to train the reranker on"
+    );
+    anyhow::ensure!(
+        !request.losses.is_empty(),
+        "the reranker needs at least one loss"
+    );
     let varmap = VarMap::new();
     let (reranker, mut config) = Reranker::open(&request.encoder, &varmap, request.seed)?;
     let mut opt = Adam::new(varmap.all_vars(), AdamConfig::default())?;
@@ -345,7 +365,13 @@ pub fn train_reranker(
         let weights: Vec<f64> = if request.mgda {
             let leaf = Var::from_tensor(&features.detach())?;
             let leaf_scores = reranker.model.head(leaf.as_tensor())?.squeeze(1)?;
-            let parts = losses(&leaf_scores, leaf.as_tensor(), &docs, &ranges, request.temperature)?;
+            let parts = losses(
+                &leaf_scores,
+                leaf.as_tensor(),
+                &docs,
+                &ranges,
+                request.temperature,
+            )?;
             let grads = Loss::ALL
                 .iter()
                 .zip(&parts)
@@ -368,7 +394,10 @@ pub fn train_reranker(
             min_norm_weights(&grads)
         } else {
             let k = request.losses.len() as f64;
-            Loss::ALL.iter().map(|&l| if on(l) { 1.0 / k } else { 0.0 }).collect()
+            Loss::ALL
+                .iter()
+                .map(|&l| if on(l) { 1.0 / k } else { 0.0 })
+                .collect()
         };
         let parts = losses(&scores, &features, &docs, &ranges, request.temperature)?;
         let mut total = (scores.sum_all()? * 0.0)?;
@@ -378,7 +407,10 @@ pub fn train_reranker(
             }
         }
         let value = total.to_scalar::<f32>()?;
-        anyhow::ensure!(value.is_finite(), "reranker training diverged at step {step}");
+        anyhow::ensure!(
+            value.is_finite(),
+            "reranker training diverged at step {step}"
+        );
         let lr = lr_at(step, request.steps, warmup, request.lr);
         opt.step(&total.backward()?, lr)?;
         let mut report = RerankerStep {
@@ -403,7 +435,12 @@ pub fn train_reranker(
     config["torch_dtype"] = "float32".into();
     let encoder = request.encoder.clone();
     crate::zoo::save_checkpoint(out, &varmap, &config, |dir| {
-        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "LICENSE"] {
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "LICENSE",
+        ] {
             if encoder.join(f).exists() {
                 std::fs::copy(encoder.join(f), dir.join(f))?;
             }
@@ -425,11 +462,17 @@ mod tests {
     #[test]
     fn losses_reward_the_right_order_and_clusters() {
         let dev = Device::Cpu;
-        let docs = [doc_at(0, 1.0, Some(1.0)), doc_at(0, 0.0, Some(0.0)), doc_at(0, 1.0, Some(1.0)), doc_at(0, 0.0, Some(0.0))];
+        let docs = [
+            doc_at(0, 1.0, Some(1.0)),
+            doc_at(0, 0.0, Some(0.0)),
+            doc_at(0, 1.0, Some(1.0)),
+            doc_at(0, 0.0, Some(0.0)),
+        ];
         let lists = [0..2, 2..4];
         let good_scores = Tensor::new(&[3f32, -3.0, 3.0, -3.0], &dev).unwrap();
         let bad_scores = good_scores.neg().unwrap();
-        let clustered = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]], &dev).unwrap();
+        let clustered =
+            Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [1.0, 0.1], [0.1, 1.0]], &dev).unwrap();
         let mixed = Tensor::new(&[[1f32, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]], &dev).unwrap();
         let good = losses(&good_scores, &clustered, &docs, &lists, 0.07).unwrap();
         let bad = losses(&bad_scores, &mixed, &docs, &lists, 0.07).unwrap();
@@ -446,22 +489,37 @@ mod tests {
     #[test]
     fn lists_rank_by_the_reader_and_label_by_alignment() {
         use crate::rag::mine::MinedPassage;
-        let passage = |passage, label| MinedPassage { passage, rank: 1, reply: String::new(), label };
+        let passage = |passage, label| MinedPassage {
+            passage,
+            rank: 1,
+            reply: String::new(),
+            label,
+        };
         let q = MinedQuery {
             question: "q".into(),
             query: "q".into(),
             answers: vec![],
             reply_without: String::new(),
             right_without: false,
-            passages: vec![passage(5, Alignment::BothWrong), passage(6, Alignment::Aligned)],
+            passages: vec![
+                passage(5, Alignment::BothWrong),
+                passage(6, Alignment::Aligned),
+            ],
         };
         let lists = ranked_lists(std::slice::from_ref(&q), false);
-        assert_eq!(lists[0].docs, [doc_at(6, 1.0, Some(1.0)), doc_at(5, 0.0, None)]);
+        assert_eq!(
+            lists[0].docs,
+            [doc_at(6, 1.0, Some(1.0)), doc_at(5, 0.0, None)]
+        );
         let lists = ranked_lists(&[q], true);
         assert_eq!(lists[0].docs[1].label, Some(0.0));
     }
 
     fn doc_at(passage: usize, grade: f32, label: Option<f32>) -> ListDoc {
-        ListDoc { passage, grade, label }
+        ListDoc {
+            passage,
+            grade,
+            label,
+        }
     }
 }

@@ -46,7 +46,6 @@ pub fn top_k(scores: &[f32], k: usize) -> Vec<Hit> {
 /// Unit-length passage embeddings, one row per passage.
 pub struct DenseIndex {
     embedder: SentenceEmbedder,
-    dim: usize,
     rows: Vec<f32>,
 }
 
@@ -71,11 +70,7 @@ impl DenseIndex {
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect();
-                return Ok(Self {
-                    embedder,
-                    dim,
-                    rows,
-                });
+                return Ok(Self { embedder, rows });
             }
         }
         let mut rows = Vec::with_capacity(passages.len() * dim);
@@ -84,17 +79,15 @@ impl DenseIndex {
             for e in embedder.embed(&texts)? {
                 rows.extend(e);
             }
-            on_progress(((i + 1) * EMBED_BATCH).min(passages.len()) as f32 / passages.len() as f32)?;
+            on_progress(
+                ((i + 1) * EMBED_BATCH).min(passages.len()) as f32 / passages.len() as f32,
+            )?;
         }
         let bytes: Vec<u8> = rows.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::create_dir_all(cache_dir)
             .with_context(|| format!("{}: cannot create", cache_dir.display()))?;
         crate::fs::write_atomic(&cache, &bytes)?;
-        Ok(Self {
-            embedder,
-            dim,
-            rows,
-        })
+        Ok(Self { embedder, rows })
     }
 
     pub fn embedder(&self) -> &SentenceEmbedder {
@@ -103,23 +96,37 @@ impl DenseIndex {
 
     /// Cosine similarity of the query to every passage.
     pub fn scores(&self, query: &str) -> Result<Vec<f32>> {
-        let q = self
-            .embedder
+        Ok(scan(&self.rows, &self.embed_query(query)?))
+    }
+
+    /// The query's unit-length embedding.
+    pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        self.embedder
             .embed(&[query])?
             .pop()
-            .context("the encoder returned no embedding")?;
-        Ok(self
-            .rows
-            .chunks_exact(self.dim)
-            .map(|row| row.iter().zip(&q).map(|(a, b)| a * b).sum())
-            .collect())
+            .context("the encoder returned no embedding")
     }
+
+    /// The passage embeddings, one row per passage.
+    pub fn rows(&self) -> &[f32] {
+        &self.rows
+    }
+}
+
+/// Dot products of `query` with every row of `rows` (rows of the query's length): the exact
+/// scan.
+pub fn scan(rows: &[f32], query: &[f32]) -> Vec<f32> {
+    rows.chunks_exact(query.len())
+        .map(|row| row.iter().zip(query).map(|(a, b)| a * b).sum())
+        .collect()
 }
 
 /// The cache file for these passages under this encoder: named by a hash of both.
 fn cache_path(cache_dir: &Path, encoder_dir: &Path, passages: &[Passage]) -> PathBuf {
     let mut h: u64 = 0xcbf29ce484222325;
-    let encoder = encoder_dir.file_name().map(|n| n.to_string_lossy().to_string());
+    let encoder = encoder_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string());
     for text in encoder.iter().chain(passages.iter().map(|p| &p.text)) {
         for b in text.bytes().chain([0]) {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
@@ -224,7 +231,10 @@ mod tests {
         let hits = top_k(&bm.scores("What is the capital of Peru?"), 3);
         assert_eq!(hits[0].passage, 0, "{hits:?}");
         let peru = bm.scores("Peru");
-        assert!(peru[0] > 0.0 && peru[2] > peru[0], "the shorter passage wins: {peru:?}");
+        assert!(
+            peru[0] > 0.0 && peru[2] > peru[0],
+            "the shorter passage wins: {peru:?}"
+        );
         assert_eq!(peru[1], 0.0);
         assert_eq!(bm.scores("unknown words only"), vec![0.0; 3]);
     }

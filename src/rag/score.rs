@@ -7,7 +7,13 @@ pub fn normalise(text: &str) -> String {
     let lower: String = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '+' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '+' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     lower
         .split_whitespace()

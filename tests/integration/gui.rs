@@ -979,10 +979,14 @@ fn rag_page_asks_browses_and_trains_a_reranker() {
     assert_eq!(p.asked.as_ref().unwrap().passages.len(), 3);
     h.run_steps(2);
     assert!(h.query_by_label("Gold answer: Lima").is_some());
-    assert!(h.query_by_label("Retriever order (dense, cosine)").is_some());
+    assert!(h
+        .query_by_label("Retriever order (dense, cosine)")
+        .is_some());
     // No reranker under this root yet: the page says how to make one.
     assert!(h.query_by_label_contains("No reranker yet").is_some());
-    assert!(h.query_by_label("Train the reranker and ask again").is_some());
+    assert!(h
+        .query_by_label("Train the reranker and ask again")
+        .is_some());
 
     // The knowledge graph: find Peru, see its capital triple.
     h.get_by_label("Knowledge graph").click();
@@ -1004,13 +1008,17 @@ fn rag_page_asks_browses_and_trains_a_reranker() {
     });
     assert_eq!(page::<RagPanel>(h.state()).error, None);
     h.run_steps(2);
-    assert!(h.query_by_label("Losses and MGDA-UB weights (this run)").is_some());
+    assert!(h
+        .query_by_label("Losses and MGDA-UB weights (this run)")
+        .is_some());
     assert!(root.path().join("reranker/model.safetensors").exists());
 
     // Results: a broken file in the results folder is named.
     std::fs::create_dir_all(root.path().join("results")).unwrap();
     std::fs::write(root.path().join("results/broken.json"), "{").unwrap();
     page_mut::<RagPanel>(h.state_mut()).tab = RagTab::Results;
+    h.run_steps(2);
+    h.get_by_label("Reload").click();
     h.run_steps(2);
     assert!(h.query_by_label_contains("broken.json").is_some());
 }
@@ -1028,8 +1036,13 @@ fn rag_docs_screenshot() {
     h.get_by_label("RAG").click();
     h.run_steps(2);
     h.get_by_label("Ask").click();
-    step_until(&mut h, "the answer", |a| page::<RagPanel>(a).asked.is_some());
+    step_until(&mut h, "the answer", |a| {
+        page::<RagPanel>(a).asked.is_some()
+    });
     h.run_steps(3);
-    assert!(h.query_by_label("Reranker's top k").is_some(), "the reranker was built");
+    assert!(
+        h.query_by_label("Reranker's top k").is_some(),
+        "the reranker was built"
+    );
     h.snapshot("rag_docs");
 }

@@ -22,10 +22,13 @@ fn pipeline() -> Pipeline {
 fn both_retrievers_find_the_passage_that_answers() {
     let p = pipeline();
     for kind in RetrieverKind::ALL {
-        let hits = p.retrieve(*kind, "What is the capital of Peru?", 3).unwrap();
+        let hits = p
+            .retrieve(*kind, "What is the capital of Peru?", 3)
+            .unwrap();
         assert_eq!(hits.len(), 3);
         assert!(
-            hits.iter().any(|h| p.text(h.passage).contains("Lima") && p.text(h.passage).contains("Peru")),
+            hits.iter()
+                .any(|h| p.text(h.passage).contains("Lima") && p.text(h.passage).contains("Peru")),
             "{kind}: {:?}",
             hits.iter().map(|h| p.text(h.passage)).collect::<Vec<_>>()
         );
@@ -49,16 +52,23 @@ fn evaluation_scores_are_what_the_answers_say() {
         assert_eq!(a.em, exact_match(&a.reply, &q.answers));
         assert_eq!(a.f1, f1(&a.reply, &q.answers));
     }
-    let single = outcome.score(Hops::One).unwrap();
+    let single = outcome.score(Hops::Single).unwrap();
     assert_eq!(single.n, 6);
-    let em = outcome.answers.iter().filter(|a| a.hops == Hops::One && a.em).count();
+    let em = outcome
+        .answers
+        .iter()
+        .filter(|a| a.hops == Hops::Single && a.em)
+        .count();
     assert!((single.em - em as f64 / 6.0).abs() < 1e-12);
     // The table reads it back; a broken file beside it is named, not fatal.
     std::fs::write(out.path().join("broken.json"), "{").unwrap();
     let (rows, errors) = read_results(out.path());
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].request.label, "tiny");
-    assert!(errors.len() == 1 && errors[0].contains("broken.json"), "{errors:?}");
+    assert!(
+        errors.len() == 1 && errors[0].contains("broken.json"),
+        "{errors:?}"
+    );
 }
 
 fn mined(query: &str, answers: &[&str], passages: &[(usize, Alignment)]) -> MinedQuery {
@@ -84,24 +94,41 @@ fn mined(query: &str, answers: &[&str], passages: &[(usize, Alignment)]) -> Mine
 #[test]
 fn the_reranker_trains_with_mgda_weights_and_loads_back() {
     let kb = KnowledgeBase::shipped().unwrap();
-    let find = |needle: &str| kb.passages.iter().position(|p| p.text.contains(needle)).unwrap();
+    let find = |needle: &str| {
+        kb.passages
+            .iter()
+            .position(|p| p.text.contains(needle))
+            .unwrap()
+    };
     let about = |title: &str, needle: &str| {
-        kb.passages.iter().position(|p| p.title == title && p.text.contains(needle)).unwrap()
+        kb.passages
+            .iter()
+            .position(|p| p.title == title && p.text.contains(needle))
+            .unwrap()
     };
     let dir = tempfile::tempdir().unwrap();
     let rows = [
         mined(
             "What is the capital of Peru?",
             &["Lima"],
-            &[(about("Peru", "Lima"), Alignment::Aligned), (find("Peru shares a border"), Alignment::Unaligned)],
+            &[
+                (about("Peru", "Lima"), Alignment::Aligned),
+                (find("Peru shares a border"), Alignment::Unaligned),
+            ],
         ),
         mined(
             "What currency is used in Japan?",
             &["Yen"],
-            &[(about("Japan", "Yen"), Alignment::Aligned), (about("Japan", "Tokyo"), Alignment::BothWrong)],
+            &[
+                (about("Japan", "Yen"), Alignment::Aligned),
+                (about("Japan", "Tokyo"), Alignment::BothWrong),
+            ],
         ),
     ];
-    let text: String = rows.iter().map(|m| serde_json::to_string(m).unwrap() + "\n").collect();
+    let text: String = rows
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap() + "\n")
+        .collect();
     let file = dir.path().join("mined.jsonl");
     std::fs::write(&file, text).unwrap();
     let mut job = RerankerJob::new();
@@ -110,7 +137,10 @@ fn the_reranker_trains_with_mgda_weights_and_loads_back() {
     (job.train.steps, job.train.queries) = (3, 2);
     job.train.both_wrong_negatives = true;
     let outcome = reranker_job(&job, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
-    assert_eq!((outcome.lists, outcome.positives, outcome.negatives), (2, 2, 2));
+    assert_eq!(
+        (outcome.lists, outcome.positives, outcome.negatives),
+        (2, 2, 2)
+    );
     assert_eq!(outcome.history.len(), 3);
     for s in &outcome.history {
         assert!(s.parts.iter().all(|p| p.is_finite()), "{s:?}");
@@ -118,7 +148,12 @@ fn the_reranker_trains_with_mgda_weights_and_loads_back() {
         assert!((sum - 1.0).abs() < 1e-4, "weights on the simplex: {s:?}");
     }
     let reranker = Reranker::load(&job.out).unwrap();
-    let scores = reranker.scores("What is the capital of Peru?", &[&kb.passages[0].text, "Lima"]).unwrap();
+    let scores = reranker
+        .scores(
+            "What is the capital of Peru?",
+            &[&kb.passages[0].text, "Lima"],
+        )
+        .unwrap();
     assert_eq!(scores.len(), 2);
     assert!(job.out.join("training.json").exists());
 
@@ -126,12 +161,22 @@ fn the_reranker_trains_with_mgda_weights_and_loads_back() {
     job.train.losses = vec![Loss::Pointwise, Loss::Contrastive];
     job.out = dir.path().join("ablation");
     let outcome = reranker_job(&job, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
-    assert!(outcome.history.iter().all(|s| s.parts[1].is_nan() && s.weights[1] == 0.0));
+    assert!(outcome
+        .history
+        .iter()
+        .all(|s| s.parts[1].is_nan() && s.weights[1] == 0.0));
 
     // A broken line is named with its number.
-    std::fs::write(&file, format!("{}\nnot json\n", serde_json::to_string(&rows[0]).unwrap())).unwrap();
+    std::fs::write(
+        &file,
+        format!("{}\nnot json\n", serde_json::to_string(&rows[0]).unwrap()),
+    )
+    .unwrap();
     let err = format!("{:#}", read_mined(&file).unwrap_err());
-    assert!(err.contains("mined.jsonl") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("mined.jsonl") && err.contains("line 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -155,14 +200,25 @@ fn ask_colours_passages_against_the_gold_answer() {
 fn the_reader_trains_in_two_stages_from_mined_preferences() {
     let dir = tempfile::tempdir().unwrap();
     let kb = KnowledgeBase::shipped().unwrap();
-    let find = |needle: &str| kb.passages.iter().position(|p| p.text.contains(needle)).unwrap();
+    let find = |needle: &str| {
+        kb.passages
+            .iter()
+            .position(|p| p.text.contains(needle))
+            .unwrap()
+    };
     let about = |title: &str, needle: &str| {
-        kb.passages.iter().position(|p| p.title == title && p.text.contains(needle)).unwrap()
+        kb.passages
+            .iter()
+            .position(|p| p.title == title && p.text.contains(needle))
+            .unwrap()
     };
     let rows = [mined(
         "What is the capital of Peru?",
         &["Lima"],
-        &[(about("Peru", "Lima"), Alignment::Aligned), (find("Peru shares a border"), Alignment::Unaligned)],
+        &[
+            (about("Peru", "Lima"), Alignment::Aligned),
+            (find("Peru shares a border"), Alignment::Unaligned),
+        ],
     )];
     let file = dir.path().join("mined.jsonl");
     std::fs::write(&file, serde_json::to_string(&rows[0]).unwrap() + "\n").unwrap();
@@ -192,33 +248,67 @@ fn rag_headless_asks_and_evaluates() {
     let runs = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_alignscope"))
         .env("ALIGNSCOPE_RUNS", runs.path())
-        .args(["rag", "ask", "What is the capital of Peru?", "--depth", "2", "--json"])
+        .args([
+            "rag",
+            "ask",
+            "What is the capital of Peru?",
+            "--depth",
+            "2",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let asked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(asked["passages"].as_array().unwrap().len(), 2);
     assert_eq!(asked["gold"][0], "Lima");
     let file = runs.path().join("none.json");
     let out = Command::new(env!("CARGO_BIN_EXE_alignscope"))
         .env("ALIGNSCOPE_RUNS", runs.path())
-        .args(["rag", "eval", "--condition", "none", "--single", "2", "--two-hop", "1", "--out"])
+        .args([
+            "rag",
+            "eval",
+            "--condition",
+            "none",
+            "--single",
+            "2",
+            "--two-hop",
+            "1",
+            "--out",
+        ])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("two-hop"));
-    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(written["answers"].as_array().unwrap().len(), 3);
     // A mined file that is not there: the command says which and how to make it.
     let out = Command::new(env!("CARGO_BIN_EXE_alignscope"))
         .env("ALIGNSCOPE_RUNS", runs.path())
-        .args(["rag", "train-reranker", "--mined", "/nonexistent/mined.jsonl"])
+        .args([
+            "rag",
+            "train-reranker",
+            "--mined",
+            "/nonexistent/mined.jsonl",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("mined.jsonl") && err.contains("rag mine"), "{err}");
+    assert!(
+        err.contains("mined.jsonl") && err.contains("rag mine"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,30 +316,56 @@ fn the_reranker_learns_to_put_the_answering_passage_first() {
     let kb = KnowledgeBase::shipped().unwrap();
     let capital_passage = |country: &str| {
         let c = kb.graph.country(country).unwrap();
-        kb.passages.iter().position(|p| p.title == country && p.text.contains(&c.capital)).unwrap()
+        kb.passages
+            .iter()
+            .position(|p| p.title == country && p.text.contains(&c.capital))
+            .unwrap()
     };
     let countries = ["Peru", "Japan", "Kenya", "Norway", "Chile", "Egypt"];
     let rows: Vec<MinedQuery> = countries
         .iter()
         .map(|c| {
             let mut passages = vec![(capital_passage(c), Alignment::Aligned)];
-            passages.extend(countries.iter().filter(|o| *o != c).take(3).map(|o| (capital_passage(o), Alignment::BothWrong)));
+            passages.extend(
+                countries
+                    .iter()
+                    .filter(|o| *o != c)
+                    .take(3)
+                    .map(|o| (capital_passage(o), Alignment::BothWrong)),
+            );
             let cap = kb.graph.country(c).unwrap().capital.clone();
             mined(&format!("What is the capital of {c}?"), &[&cap], &passages)
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mined.jsonl");
-    std::fs::write(&file, rows.iter().map(|m| serde_json::to_string(m).unwrap() + "\n").collect::<String>()).unwrap();
+    std::fs::write(
+        &file,
+        rows.iter()
+            .map(|m| serde_json::to_string(m).unwrap() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
     let mut job = RerankerJob::new();
     (job.mined, job.out) = (file, dir.path().join("reranker"));
-    (job.train.steps, job.train.queries, job.train.both_wrong_negatives) = (40, 3, true);
+    (
+        job.train.steps,
+        job.train.queries,
+        job.train.both_wrong_negatives,
+    ) = (40, 3, true);
     let outcome = reranker_job(&job, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();
-    let mean = |s: &[alignscope::rag::reranker::RerankerStep]| s.iter().map(|s| s.parts[1]).sum::<f32>() / s.len() as f32;
+    let mean = |s: &[alignscope::rag::reranker::RerankerStep]| {
+        s.iter().map(|s| s.parts[1]).sum::<f32>() / s.len() as f32
+    };
     let (first, last) = (mean(&outcome.history[..8]), mean(&outcome.history[32..]));
     assert!(last < 0.5 * first, "pair-wise loss {first} → {last}");
     let reranker = Reranker::load(&job.out).unwrap();
-    let texts: Vec<&str> = ["Kenya", "Peru", "Japan"].iter().map(|c| kb.passages[capital_passage(c)].text.as_str()).collect();
-    let scores = reranker.scores("What is the capital of Peru?", &texts).unwrap();
+    let texts: Vec<&str> = ["Kenya", "Peru", "Japan"]
+        .iter()
+        .map(|c| kb.passages[capital_passage(c)].text.as_str())
+        .collect();
+    let scores = reranker
+        .scores("What is the capital of Peru?", &texts)
+        .unwrap();
     assert!(scores[1] > scores[0] && scores[1] > scores[2], "{scores:?}");
 }

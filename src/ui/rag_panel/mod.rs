@@ -14,7 +14,9 @@ use super::{Lab, LabCtx};
 use crate::jobs::{JobBoard, JobHandle};
 use crate::knowledge::KnowledgeBase;
 use crate::rag::eval::{read_results, EvalOutcome};
-use crate::rag::jobs::{spawn_ask, spawn_reranker, AskRequest, RerankerJob, RerankerOutcome, HISTORY_FILE};
+use crate::rag::jobs::{
+    spawn_ask, spawn_reranker, AskRequest, RerankerJob, RerankerOutcome, HISTORY_FILE,
+};
 use crate::rag::pipeline::Asked;
 use crate::rag::reader_train::{spawn_train_reader, ReaderOutcome, ReaderStep, ReaderTrainRequest};
 use crate::rag::reranker::{Loss, RerankerStep};
@@ -28,7 +30,12 @@ pub enum RagTab {
 }
 
 impl RagTab {
-    pub const ALL: [RagTab; 4] = [RagTab::Ask, RagTab::Knowledge, RagTab::Training, RagTab::Results];
+    pub const ALL: [RagTab; 4] = [
+        RagTab::Ask,
+        RagTab::Knowledge,
+        RagTab::Training,
+        RagTab::Results,
+    ];
     pub fn label(self) -> &'static str {
         match self {
             RagTab::Ask => "Question",
@@ -69,7 +76,8 @@ pub struct RagPanel {
     reader_job: Option<JobHandle<ReaderStep, ReaderOutcome>>,
     /// (stage, step, loss) of the running (or last) reader run.
     pub reader_losses: Vec<(&'static str, f64, f64)>,
-    results: Option<(Vec<EvalOutcome>, Vec<String>)>,
+    /// The results table, read from this folder.
+    results: Option<(PathBuf, (Vec<EvalOutcome>, Vec<String>))>,
 }
 
 impl Default for RagPanel {
@@ -162,7 +170,14 @@ impl RagPanel {
     }
 
     pub fn cancel_all(&mut self, board: &JobBoard) {
-        for id in [self.ask_job_id(), self.reranker_job_id(), self.reader_job_id()].into_iter().flatten() {
+        for id in [
+            self.ask_job_id(),
+            self.reranker_job_id(),
+            self.reader_job_id(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             board.cancel(id);
         }
     }
@@ -174,10 +189,17 @@ impl RagPanel {
             .as_ref()
     }
 
-    /// The results table's rows and the files that could not be read.
+    /// The results table's rows and the files that could not be read (read again when the
+    /// folder changes).
     pub fn results(&mut self) -> &(Vec<EvalOutcome>, Vec<String>) {
         let dir = self.root.join("results");
-        self.results.get_or_insert_with(|| read_results(&dir))
+        if self.results.as_ref().is_none_or(|(d, _)| *d != dir) {
+            self.results = Some((dir.clone(), read_results(&dir)));
+        }
+        &self
+            .results
+            .get_or_insert_with(|| (dir.clone(), read_results(&dir)))
+            .1
     }
 
     pub fn reload_results(&mut self) {
@@ -226,7 +248,11 @@ impl RagPanel {
         }
         if let Some(job) = &self.reader_job {
             for s in job.drain() {
-                self.reader_losses.push((s.stage, s.step.report.step as f64, s.step.report.loss as f64));
+                self.reader_losses.push((
+                    s.stage,
+                    s.step.report.step as f64,
+                    s.step.report.loss as f64,
+                ));
             }
             if let Some(r) = job.take_result() {
                 self.reader_job = None;
@@ -261,7 +287,9 @@ impl Lab for RagPanel {
         view::ui(ui, self, ctx);
     }
     fn save(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "tab": self.tab, "question": self.question, "k": self.k, "depth": self.depth }))
+        Some(
+            serde_json::json!({ "tab": self.tab, "question": self.question, "k": self.k, "depth": self.depth }),
+        )
     }
     fn restore(&mut self, saved: serde_json::Value) {
         if let Ok(t) = serde_json::from_value(saved["tab"].clone()) {

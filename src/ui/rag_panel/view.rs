@@ -7,7 +7,7 @@ use super::{RagPanel, RagTab};
 use crate::knowledge::{Hops, Split};
 use crate::names::Named;
 use crate::rag::mine::Alignment;
-use crate::rag::pipeline::{AskedPassage, Asked};
+use crate::rag::pipeline::{Asked, AskedPassage};
 use crate::rag::reranker::Loss;
 use crate::rag::score::hit;
 use crate::ui::lab::LabCtx;
@@ -96,45 +96,73 @@ fn ask_tab(ui: &mut Ui, panel: &mut RagPanel, ctx: &mut LabCtx) {
             "Ask runs the reader once without passages, once with each retrieved passage alone \
              (that colours it), and once with the top k before and after reranking.",
         );
+        if !panel.results().0.is_empty() {
+            ui.add_space(8.0);
+            ui.label(RichText::new("On the test split (scores in %)").strong());
+            results_grid(ui, &panel.results().0);
+        }
         return;
     };
     answers(ui, &asked);
     ui.horizontal_wrapped(|ui| {
         ui.label("Each passage is coloured by what it alone does to the reader:");
-        for l in [Alignment::Aligned, Alignment::Unaligned, Alignment::BothRight, Alignment::BothWrong] {
+        for l in [
+            Alignment::Aligned,
+            Alignment::Unaligned,
+            Alignment::BothRight,
+            Alignment::BothWrong,
+        ] {
             Frame::new()
                 .fill(label_color(Some(l)))
                 .inner_margin(3.0)
-                .show(ui, |ui| ui.label(RichText::new(label_words(Some(l))).color(Color32::WHITE)));
+                .show(ui, |ui| {
+                    ui.label(RichText::new(label_words(Some(l))).color(Color32::WHITE))
+                });
         }
     });
-    egui::ScrollArea::vertical().id_salt("rag-ask").show(ui, |ui| {
-        ui.columns(2, |cols| {
-            cols[0].label(RichText::new("Retriever order (dense, cosine)").strong());
-            for (rank, p) in asked.passages.iter().enumerate() {
-                passage_card(&mut cols[0], rank + 1, p, p.retriever_score, asked.reranked.is_empty() || rank < panel.k);
-            }
-            cols[1].label(RichText::new("Reranker order (DPA-RAG)").strong());
-            if asked.reranked.is_empty() {
-                cols[1].label("No reranker yet (its weights are built here, not shipped).");
-                if panel.reranker_job_id().is_some() {
-                    if job_progress(&mut cols[1], ctx.board, panel.reranker_job_id()) {
-                        panel.cancel_all(ctx.board);
-                    }
-                } else if cols[1]
-                    .button("Train the reranker and ask again")
-                    .on_hover_text("On the shipped mined preferences: about 7 minutes on 2 cores")
-                    .clicked()
-                {
-                    panel.build_reranker_and_ask(ctx.board);
+    egui::ScrollArea::vertical()
+        .id_salt("rag-ask")
+        .show(ui, |ui| {
+            ui.columns(2, |cols| {
+                cols[0].label(RichText::new("Retriever order (dense, cosine)").strong());
+                for (rank, p) in asked.passages.iter().enumerate() {
+                    passage_card(
+                        &mut cols[0],
+                        rank + 1,
+                        p,
+                        p.retriever_score,
+                        asked.reranked.is_empty() || rank < panel.k,
+                    );
                 }
-            }
-            for (rank, &i) in asked.reranked.iter().enumerate() {
-                let p = &asked.passages[i];
-                passage_card(&mut cols[1], rank + 1, p, p.reranker_score.unwrap_or(0.0), rank < panel.k);
-            }
+                cols[1].label(RichText::new("Reranker order (DPA-RAG)").strong());
+                if asked.reranked.is_empty() {
+                    cols[1].label("No reranker yet (its weights are built here, not shipped).");
+                    if panel.reranker_job_id().is_some() {
+                        if job_progress(&mut cols[1], ctx.board, panel.reranker_job_id()) {
+                            panel.cancel_all(ctx.board);
+                        }
+                    } else if cols[1]
+                        .button("Train the reranker and ask again")
+                        .on_hover_text(
+                            "On the shipped mined preferences: about 7 minutes on 2 cores",
+                        )
+                        .clicked()
+                    {
+                        panel.build_reranker_and_ask(ctx.board);
+                    }
+                }
+                for (rank, &i) in asked.reranked.iter().enumerate() {
+                    let p = &asked.passages[i];
+                    passage_card(
+                        &mut cols[1],
+                        rank + 1,
+                        p,
+                        p.reranker_score.unwrap_or(0.0),
+                        rank < panel.k,
+                    );
+                }
+            });
         });
-    });
 }
 
 fn verdict(reply: &str, gold: Option<&Vec<String>>) -> (String, Color32) {
@@ -150,20 +178,22 @@ fn answers(ui: &mut Ui, asked: &Asked) {
     if let Some(g) = gold {
         ui.label(format!("Gold answer: {}", g.join(" or ")));
     }
-    egui::Grid::new("rag-answers").num_columns(3).show(ui, |ui| {
-        let row = |ui: &mut Ui, what: &str, reply: &str| {
-            ui.label(what);
-            ui.label(RichText::new(reply.trim()).strong());
-            let (v, c) = verdict(reply, gold);
-            ui.colored_label(c, v);
-            ui.end_row();
-        };
-        row(ui, "Without passages", &asked.reply_without);
-        row(ui, "Retriever's top k", &asked.answer_standard);
-        if let Some(a) = &asked.answer_aligned {
-            row(ui, "Reranker's top k", a);
-        }
-    });
+    egui::Grid::new("rag-answers")
+        .num_columns(3)
+        .show(ui, |ui| {
+            let row = |ui: &mut Ui, what: &str, reply: &str| {
+                ui.label(what);
+                ui.label(RichText::new(reply.trim()).strong());
+                let (v, c) = verdict(reply, gold);
+                ui.colored_label(c, v);
+                ui.end_row();
+            };
+            row(ui, "Without passages", &asked.reply_without);
+            row(ui, "Retriever's top k", &asked.answer_standard);
+            if let Some(a) = &asked.answer_aligned {
+                row(ui, "Reranker's top k", a);
+            }
+        });
 }
 
 fn passage_card(ui: &mut Ui, rank: usize, p: &AskedPassage, score: f32, in_top_k: bool) {
@@ -203,7 +233,10 @@ fn next_test_question(panel: &mut RagPanel) {
         .filter(|q| q.split == Split::Test)
         .map(|q| q.text())
         .collect();
-    let at = test.iter().position(|q| *q == current).map_or(0, |i| (i + 1) % test.len().max(1));
+    let at = test
+        .iter()
+        .position(|q| *q == current)
+        .map_or(0, |i| (i + 1) % test.len().max(1));
     if let Some(q) = test.get(at) {
         panel.question = q.to_string();
     }
@@ -229,36 +262,59 @@ fn knowledge_tab(ui: &mut Ui, panel: &mut RagPanel) {
         kb.graph.triples.len(),
         kb.passages.len(),
         kb.questions.len(),
-        kb.questions.iter().filter(|q| q.split == Split::Test).count()
+        kb.questions
+            .iter()
+            .filter(|q| q.split == Split::Test)
+            .count()
     ));
     ui.columns(2, |cols| {
-        egui::ScrollArea::vertical().id_salt("rag-entities").max_height(420.0).show(&mut cols[0], |ui| {
-            for e in kb.graph.entities().filter(|e| e.to_lowercase().contains(&filter)).take(300) {
-                if ui.selectable_label(chosen.as_deref() == Some(e), e).clicked() {
-                    chosen = Some(e.to_string());
+        egui::ScrollArea::vertical()
+            .id_salt("rag-entities")
+            .max_height(420.0)
+            .show(&mut cols[0], |ui| {
+                for e in kb
+                    .graph
+                    .entities()
+                    .filter(|e| e.to_lowercase().contains(&filter))
+                    .take(300)
+                {
+                    if ui
+                        .selectable_label(chosen.as_deref() == Some(e), e)
+                        .clicked()
+                    {
+                        chosen = Some(e.to_string());
+                    }
                 }
-            }
-        });
+            });
         let ui = &mut cols[1];
         let Some(entity) = &chosen else {
             ui.label("Pick an entity: its triples, passages and questions show here.");
             return;
         };
-        egui::ScrollArea::vertical().id_salt("rag-entity").max_height(420.0).show(ui, |ui| {
-            ui.label(RichText::new(entity).heading());
-            ui.label(RichText::new("Triples").strong());
-            for t in kb.graph.about(entity) {
-                ui.label(t.to_string());
-            }
-            ui.label(RichText::new("Passages").strong());
-            for p in kb.passages.iter().filter(|p| &p.title == entity) {
-                ui.label(format!("[{}] {}", p.kind.name(), p.text));
-            }
-            ui.label(RichText::new("Questions").strong());
-            for q in kb.questions.iter().filter(|q| &q.country == entity) {
-                ui.label(format!("({}, {}) {}  answer: {}", q.split.name(), q.hops.name(), q.text(), q.answers[0]));
-            }
-        });
+        egui::ScrollArea::vertical()
+            .id_salt("rag-entity")
+            .max_height(420.0)
+            .show(ui, |ui| {
+                ui.label(RichText::new(entity).heading());
+                ui.label(RichText::new("Triples").strong());
+                for t in kb.graph.about(entity) {
+                    ui.label(t.to_string());
+                }
+                ui.label(RichText::new("Passages").strong());
+                for p in kb.passages.iter().filter(|p| &p.title == entity) {
+                    ui.label(format!("[{}] {}", p.kind.name(), p.text));
+                }
+                ui.label(RichText::new("Questions").strong());
+                for q in kb.questions.iter().filter(|q| &q.country == entity) {
+                    ui.label(format!(
+                        "({}, {}) {}  answer: {}",
+                        q.split.name(),
+                        q.hops.name(),
+                        q.text(),
+                        q.answers[0]
+                    ));
+                }
+            });
     });
     panel.entity = chosen;
 }
@@ -267,16 +323,21 @@ fn training_tab(ui: &mut Ui, panel: &mut RagPanel, ctx: &mut LabCtx) {
     ui.label(RichText::new("Reranker (external alignment)").strong());
     ui.horizontal_wrapped(|ui| {
         for (i, l) in Loss::ALL.iter().enumerate() {
-            ui.checkbox(&mut panel.losses[i], l.name()).on_hover_text(l.help());
+            ui.checkbox(&mut panel.losses[i], l.name())
+                .on_hover_text(l.help());
         }
         let text = ui.label("steps");
-        ui.add(DragValue::new(&mut panel.reranker_steps).range(1..=5000)).labelled_by(text.id);
+        ui.add(DragValue::new(&mut panel.reranker_steps).range(1..=5000))
+            .labelled_by(text.id);
         if panel.reranker_job_id().is_some() {
             if job_progress(ui, ctx.board, panel.reranker_job_id()) {
                 panel.cancel_all(ctx.board);
             }
         } else if ui
-            .add_enabled(panel.losses.iter().any(|&b| b), egui::Button::new("Train reranker"))
+            .add_enabled(
+                panel.losses.iter().any(|&b| b),
+                egui::Button::new("Train reranker"),
+            )
             .on_hover_text("On the mined preferences; MGDA-UB weighs the losses every step")
             .clicked()
         {
@@ -293,7 +354,8 @@ fn training_tab(ui: &mut Ui, panel: &mut RagPanel, ctx: &mut LabCtx) {
             .labelled_by(text.id)
             .on_hover_text("Pre-aligned stage: is this passage helpful? (0 skips it)");
         let text = ui.label("answering steps");
-        ui.add(DragValue::new(&mut r.sft_steps).range(1..=500)).labelled_by(text.id);
+        ui.add(DragValue::new(&mut r.sft_steps).range(1..=500))
+            .labelled_by(text.id);
         if panel.reader_job_id().is_some() {
             if job_progress(ui, ctx.board, panel.reader_job_id()) {
                 panel.cancel_all(ctx.board);
@@ -335,7 +397,10 @@ fn reranker_plots(ui: &mut Ui, panel: &RagPanel) {
         ui.label("No reranker run yet.");
         return;
     }
-    ui.label(format!("Losses and MGDA-UB weights ({})", panel.reranker_history_of));
+    ui.label(format!(
+        "Losses and MGDA-UB weights ({})",
+        panel.reranker_history_of
+    ));
     let h = &panel.reranker_history;
     ui.columns(2, |cols| {
         Plot::new("rag-reranker-losses")
@@ -364,7 +429,10 @@ fn reranker_plots(ui: &mut Ui, panel: &RagPanel) {
             .include_y(1.0)
             .show(&mut cols[1], |plot| {
                 for (i, l) in Loss::ALL.iter().enumerate() {
-                    let pts: Vec<[f64; 2]> = h.iter().map(|s| [s.step as f64, s.weights[i] as f64]).collect();
+                    let pts: Vec<[f64; 2]> = h
+                        .iter()
+                        .map(|s| [s.step as f64, s.weights[i] as f64])
+                        .collect();
                     plot.line(Line::new(l.name(), PlotPoints::from(pts)).color(loss_color(i)));
                 }
             });
@@ -387,38 +455,63 @@ fn results_tab(ui: &mut Ui, panel: &mut RagPanel) {
         ui.label("No results yet: `alignscope rag eval` writes them.");
         return;
     }
-    egui::Grid::new("rag-results").striped(true).num_columns(8).show(ui, |ui| {
-        for h in ["pipeline", "condition", "reader", "single EM", "single F1", "two-hop EM", "two-hop F1", "n"] {
-            ui.label(RichText::new(h).strong());
-        }
-        ui.end_row();
-        for r in rows {
-            ui.label(&r.request.label);
-            ui.label(r.request.condition.name());
-            ui.label(
-                r.request
-                    .reader
-                    .file_name()
-                    .map(|f| f.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-            );
-            for hops in [Hops::One, Hops::Two] {
-                match r.score(hops) {
-                    Some(s) => {
-                        ui.label(format!("{:.1}", s.em * 100.0));
-                        ui.label(format!("{:.1}", s.f1 * 100.0));
-                    }
-                    None => {
-                        ui.label("");
-                        ui.label("");
+    results_grid(ui, rows);
+    results_chart(ui, rows);
+}
+
+/// One row per evaluated pipeline: EM, F1 and hit on single- and two-hop questions.
+fn results_grid(ui: &mut Ui, rows: &[crate::rag::eval::EvalOutcome]) {
+    egui::Grid::new("rag-results")
+        .striped(true)
+        .num_columns(10)
+        .show(ui, |ui| {
+            for h in [
+                "pipeline",
+                "condition",
+                "reader",
+                "single EM",
+                "single F1",
+                "single hit",
+                "two-hop EM",
+                "two-hop F1",
+                "two-hop hit",
+                "n",
+            ] {
+                ui.label(RichText::new(h).strong());
+            }
+            ui.end_row();
+            for r in rows {
+                ui.label(&r.request.label);
+                ui.label(r.request.condition.name());
+                ui.label(
+                    r.request
+                        .reader
+                        .file_name()
+                        .map(|f| f.to_string_lossy().to_string())
+                        .unwrap_or_default(),
+                );
+                for hops in [Hops::Single, Hops::TwoHop] {
+                    match r.score(hops) {
+                        Some(s) => {
+                            for v in [s.em, s.f1, s.hit] {
+                                ui.label(format!("{:.1}", v * 100.0));
+                            }
+                        }
+                        None => {
+                            for _ in 0..3 {
+                                ui.label("");
+                            }
+                        }
                     }
                 }
+                ui.label(r.answers.len().to_string());
+                ui.end_row();
             }
-            ui.label(r.answers.len().to_string());
-            ui.end_row();
-        }
-    });
-    let charts: Vec<BarChart> = [Hops::One, Hops::Two]
+        });
+}
+
+fn results_chart(ui: &mut Ui, rows: &[crate::rag::eval::EvalOutcome]) {
+    let charts: Vec<BarChart> = [Hops::Single, Hops::TwoHop]
         .into_iter()
         .enumerate()
         .map(|(j, hops)| {
@@ -427,17 +520,21 @@ fn results_tab(ui: &mut Ui, panel: &mut RagPanel) {
                 .enumerate()
                 .filter_map(|(i, r)| {
                     let s = r.score(hops)?;
-                    Some(Bar::new(i as f64 * 3.0 + j as f64, s.f1 * 100.0).width(0.9).name(&r.request.label))
+                    Some(
+                        Bar::new(i as f64 * 3.0 + j as f64, s.hit * 100.0)
+                            .width(0.9)
+                            .name(&r.request.label),
+                    )
                 })
                 .collect();
-            BarChart::new(format!("{} F1", hops.name()), bars).color(loss_color(j))
+            BarChart::new(format!("{} hit", hops.name()), bars).color(loss_color(j))
         })
         .collect();
     let labels: Vec<String> = rows.iter().map(|r| r.request.label.clone()).collect();
     Plot::new("rag-bars")
         .height(220.0)
         .legend(Legend::default())
-        .y_axis_label("F1 (%)")
+        .y_axis_label("hit (%)")
         .x_axis_formatter(move |mark, _| {
             let i = (mark.value / 3.0).round();
             if (mark.value - i * 3.0 - 0.5).abs() < 0.6 && i >= 0.0 {
