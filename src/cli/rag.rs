@@ -321,8 +321,15 @@ fn ask(args: AskArgs) -> Result<()> {
         args.k,
         asked.answer_standard.trim()
     );
-    if let Some(a) = &asked.answer_aligned {
+    if let Some(a) = &asked.answer_reranked {
         println!("answer (reranked top {}): {}", args.k, a.trim());
+    }
+    if let Some(a) = &asked.answer_aligned {
+        println!(
+            "answer (reranked top {}, pre-aligned reader): {}",
+            args.k,
+            a.trim()
+        );
     }
     Ok(())
 }

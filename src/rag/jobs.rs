@@ -369,7 +369,8 @@ impl AskRequest {
 
 impl Report for Asked {
     fn metrics(&self) -> serde_json::Value {
-        json!({ "answer_standard": self.answer_standard, "answer_aligned": self.answer_aligned })
+        json!({ "answer_standard": self.answer_standard, "answer_reranked": self.answer_reranked,
+                "answer_aligned": self.answer_aligned })
     }
     fn outputs(&self) -> serde_json::Value {
         json!({ "passages": self.passages.iter().map(|p| p.passage).collect::<Vec<_>>() })

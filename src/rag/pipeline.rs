@@ -91,7 +91,9 @@ pub struct Asked {
     pub reranked: Vec<usize>,
     /// The answer with the retriever's top k.
     pub answer_standard: String,
-    /// The answer with the reranker's top k (and the aligned reader, if given).
+    /// The answer with the reranker's top k.
+    pub answer_reranked: Option<String>,
+    /// The pre-aligned reader's answer with the reranker's top k (full DPA-RAG), if given.
     pub answer_aligned: Option<String>,
 }
 
@@ -148,20 +150,20 @@ pub fn ask(
         }],
     )?
     .remove(0);
-    let answer_aligned = if reranker.is_some() {
-        let model = aligned_reader.unwrap_or(reader);
-        Some(
-            read(
-                model,
-                &[Reading {
-                    question,
-                    passages: top(&reranked),
-                }],
-            )?
-            .remove(0),
-        )
-    } else {
-        None
+    let read_reranked = |model: &Arc<LanguageModel>| -> Result<String> {
+        Ok(read(
+            model,
+            &[Reading {
+                question,
+                passages: top(&reranked),
+            }],
+        )?
+        .remove(0))
+    };
+    let answer_reranked = reranker.map(|_| read_reranked(reader)).transpose()?;
+    let answer_aligned = match (reranker, aligned_reader) {
+        (Some(_), Some(model)) => Some(read_reranked(model)?),
+        _ => None,
     };
     Ok(Asked {
         question: question.into(),
@@ -170,6 +172,7 @@ pub fn ask(
         passages,
         reranked,
         answer_standard,
+        answer_reranked,
         answer_aligned,
     })
 }

@@ -189,7 +189,11 @@ fn ask_colours_passages_against_the_gold_answer() {
     assert_eq!(asked.gold.as_deref(), Some(&["Lima".to_string()][..]));
     assert_eq!(asked.passages.len(), 4);
     assert!(asked.passages.iter().all(|p| p.label.is_some()));
-    assert!(asked.reranked.is_empty() && asked.answer_aligned.is_none());
+    assert!(
+        asked.reranked.is_empty()
+            && asked.answer_reranked.is_none()
+            && asked.answer_aligned.is_none()
+    );
     // A free question has no gold answer and no colours.
     r.question = "Which river is the longest?".into();
     let asked = run_ask(&r, &mut |_| Ok(()), &mut |_| Ok(())).unwrap();

@@ -190,8 +190,11 @@ fn answers(ui: &mut Ui, asked: &Asked) {
             };
             row(ui, "Without passages", &asked.reply_without);
             row(ui, "Retriever's top k", &asked.answer_standard);
-            if let Some(a) = &asked.answer_aligned {
+            if let Some(a) = &asked.answer_reranked {
                 row(ui, "Reranker's top k", a);
+            }
+            if let Some(a) = &asked.answer_aligned {
+                row(ui, "Reranker's top k, pre-aligned reader", a);
             }
         });
 }
