@@ -21,6 +21,9 @@ use crate::rag::pipeline::Asked;
 use crate::rag::reader_train::{spawn_train_reader, ReaderOutcome, ReaderStep, ReaderTrainRequest};
 use crate::rag::reranker::{Loss, RerankerStep};
 
+/// The evaluated pipelines, and the result files that could not be read.
+type ResultsTable = (Vec<EvalOutcome>, Vec<String>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RagTab {
     Ask,
@@ -77,7 +80,7 @@ pub struct RagPanel {
     /// (stage, step, loss) of the running (or last) reader run.
     pub reader_losses: Vec<(&'static str, f64, f64)>,
     /// The results table, read from this folder.
-    results: Option<(PathBuf, (Vec<EvalOutcome>, Vec<String>))>,
+    results: Option<(PathBuf, ResultsTable)>,
 }
 
 impl Default for RagPanel {
@@ -191,7 +194,7 @@ impl RagPanel {
 
     /// The results table's rows and the files that could not be read (read again when the
     /// folder changes).
-    pub fn results(&mut self) -> &(Vec<EvalOutcome>, Vec<String>) {
+    pub fn results(&mut self) -> &ResultsTable {
         let dir = self.root.join("results");
         if self.results.as_ref().is_none_or(|(d, _)| *d != dir) {
             self.results = Some((dir.clone(), read_results(&dir)));
