@@ -433,19 +433,8 @@ pub fn train_reranker(
     config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
     config["num_labels"] = 1.into();
     config["torch_dtype"] = "float32".into();
-    let encoder = request.encoder.clone();
     crate::zoo::save_checkpoint(out, &varmap, &config, |dir| {
-        for f in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "LICENSE",
-        ] {
-            if encoder.join(f).exists() {
-                std::fs::copy(encoder.join(f), dir.join(f))?;
-            }
-        }
-        Ok(())
+        crate::zoo::minilm::copy_tokenizer_files(&request.encoder, dir)
     })?;
     Ok(history)
 }

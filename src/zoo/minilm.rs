@@ -99,18 +99,21 @@ pub fn train(
     config["label2id"] = label2id.into();
     config["torch_dtype"] = "float32".into();
     config["finetuning_task"] = recipe.task.name().into();
-    super::save_checkpoint(out, &varmap, &config, |dir| {
-        for f in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "LICENSE",
-        ] {
-            if base.join(f).exists() {
-                std::fs::copy(base.join(f), dir.join(f))?;
-            }
-        }
-        Ok(())
-    })?;
+    super::save_checkpoint(out, &varmap, &config, |dir| copy_tokenizer_files(base, dir))?;
     Ok(losses)
+}
+
+/// Copies a BERT folder's tokenizer files and licence (those it has) into a checkpoint folder.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "LICENSE",
+    ] {
+        if from.join(f).exists() {
+            std::fs::copy(from.join(f), to.join(f))?;
+        }
+    }
+    Ok(())
 }

@@ -71,6 +71,14 @@ fn evaluation_scores_are_what_the_answers_say() {
     );
 }
 
+/// The first passage containing `needle` (about `title`, if given).
+fn passage(kb: &KnowledgeBase, title: Option<&str>, needle: &str) -> usize {
+    kb.passages
+        .iter()
+        .position(|p| title.is_none_or(|t| p.title == t) && p.text.contains(needle))
+        .unwrap()
+}
+
 fn mined(query: &str, answers: &[&str], passages: &[(usize, Alignment)]) -> MinedQuery {
     MinedQuery {
         question: query.into(),
@@ -94,18 +102,8 @@ fn mined(query: &str, answers: &[&str], passages: &[(usize, Alignment)]) -> Mine
 #[test]
 fn the_reranker_trains_with_mgda_weights_and_loads_back() {
     let kb = KnowledgeBase::shipped().unwrap();
-    let find = |needle: &str| {
-        kb.passages
-            .iter()
-            .position(|p| p.text.contains(needle))
-            .unwrap()
-    };
-    let about = |title: &str, needle: &str| {
-        kb.passages
-            .iter()
-            .position(|p| p.title == title && p.text.contains(needle))
-            .unwrap()
-    };
+    let find = |needle: &str| passage(&kb, None, needle);
+    let about = |title: &str, needle: &str| passage(&kb, Some(title), needle);
     let dir = tempfile::tempdir().unwrap();
     let rows = [
         mined(
@@ -204,18 +202,8 @@ fn ask_colours_passages_against_the_gold_answer() {
 fn the_reader_trains_in_two_stages_from_mined_preferences() {
     let dir = tempfile::tempdir().unwrap();
     let kb = KnowledgeBase::shipped().unwrap();
-    let find = |needle: &str| {
-        kb.passages
-            .iter()
-            .position(|p| p.text.contains(needle))
-            .unwrap()
-    };
-    let about = |title: &str, needle: &str| {
-        kb.passages
-            .iter()
-            .position(|p| p.title == title && p.text.contains(needle))
-            .unwrap()
-    };
+    let find = |needle: &str| passage(&kb, None, needle);
+    let about = |title: &str, needle: &str| passage(&kb, Some(title), needle);
     let rows = [mined(
         "What is the capital of Peru?",
         &["Lima"],
