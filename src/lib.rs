@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod knowledge;
 pub mod lm;
 pub mod names;
+pub mod prefs;
 pub mod promot;
 pub mod rag;
 pub mod rain;

@@ -12,6 +12,7 @@ mod finetune;
 mod fusion;
 mod generate;
 mod graft;
+mod prefs;
 mod promot;
 mod rag;
 mod rain;
@@ -90,6 +91,10 @@ pub enum Command {
     /// The RAG lab: retrieval over the knowledge base and DPA-RAG's preference alignment.
     #[command(subcommand)]
     Rag(rag::RagCommand),
+    /// The preference lab: KnowPAT's style and knowledge preference sets, training (KnowPAT,
+    /// SFT, DPO, ablations) and evaluation.
+    #[command(subcommand)]
+    Prefs(prefs::PrefsCommand),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
     MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
@@ -137,6 +142,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Promot(args) => promot::run(args),
         Command::IclEval(args) => promot::icl_eval(args),
         Command::Rag(cmd) => rag::run(cmd),
+        Command::Prefs(cmd) => prefs::run(cmd),
     }
 }
 
@@ -232,6 +238,12 @@ impl Front {
             .map_err(anyhow::Error::msg)?;
         Ok(loaded.0)
     }
+}
+
+/// A result as pretty JSON on stdout (`--json`).
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// A line on stderr above the spinner (or plain, when the spinner is hidden because stderr

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::{named, say, Front};
+use super::{named, print_json, say, Front};
 use crate::rag::eval::{results_dir, spawn_eval, Condition, EvalRequest};
 use crate::rag::jobs::{
     reranker_dir, spawn_ask, spawn_mine, spawn_reranker, AskRequest, MineRequest, RerankerJob,
@@ -167,11 +167,6 @@ pub fn run(command: RagCommand) -> Result<()> {
         RagCommand::Ask(args) => ask(args),
         RagCommand::Eval(args) => eval(args),
     }
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 fn mine(args: MineArgs) -> Result<()> {

@@ -25,9 +25,10 @@ impl Pipeline {
     /// Loads the shipped knowledge base and builds (or reads the cached) dense index.
     pub fn load(on_progress: &mut dyn FnMut(f32) -> Result<()>) -> Result<Self> {
         let kb = KnowledgeBase::shipped()?;
+        let texts: Vec<&str> = kb.passages.iter().map(|p| p.text.as_str()).collect();
         let dense = DenseIndex::build(
             &crate::assets::embedding_model(),
-            &kb.passages,
+            &texts,
             &crate::knowledge::dir().join("cache"),
             on_progress,
         )?;

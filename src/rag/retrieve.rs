@@ -53,11 +53,11 @@ pub struct DenseIndex {
 const EMBED_BATCH: usize = 64;
 
 impl DenseIndex {
-    /// Embeds the passages, or reads the embeddings cached in `cache_dir` for exactly these
-    /// texts and this encoder. `on_progress` gets the share done.
+    /// Embeds the texts (passages, triples), or reads the embeddings cached in `cache_dir` for
+    /// exactly these texts and this encoder. `on_progress` gets the share done.
     pub fn build(
         encoder_dir: &Path,
-        passages: &[Passage],
+        passages: &[&str],
         cache_dir: &Path,
         on_progress: &mut dyn FnMut(f32) -> Result<()>,
     ) -> Result<Self> {
@@ -75,8 +75,7 @@ impl DenseIndex {
         }
         let mut rows = Vec::with_capacity(passages.len() * dim);
         for (i, chunk) in passages.chunks(EMBED_BATCH).enumerate() {
-            let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
-            for e in embedder.embed(&texts)? {
+            for e in embedder.embed(chunk)? {
                 rows.extend(e);
             }
             on_progress(
@@ -122,12 +121,16 @@ pub fn scan(rows: &[f32], query: &[f32]) -> Vec<f32> {
 }
 
 /// The cache file for these passages under this encoder: named by a hash of both.
-fn cache_path(cache_dir: &Path, encoder_dir: &Path, passages: &[Passage]) -> PathBuf {
+fn cache_path(cache_dir: &Path, encoder_dir: &Path, passages: &[&str]) -> PathBuf {
     let mut h: u64 = 0xcbf29ce484222325;
     let encoder = encoder_dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string());
-    for text in encoder.iter().chain(passages.iter().map(|p| &p.text)) {
+    for text in encoder
+        .iter()
+        .map(String::as_str)
+        .chain(passages.iter().copied())
+    {
         for b in text.bytes().chain([0]) {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
         }

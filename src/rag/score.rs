@@ -32,7 +32,8 @@ pub fn exact_match(reply: &str, answers: &[String]) -> bool {
     answers.iter().any(|a| normalise(a) == got)
 }
 
-fn token_f1(got: &str, gold: &str) -> f64 {
+/// Token F1 of two normalised texts.
+pub fn token_f1(got: &str, gold: &str) -> f64 {
     let got: Vec<&str> = got.split_whitespace().collect();
     let gold: Vec<&str> = gold.split_whitespace().collect();
     let mut left = gold.clone();

@@ -1046,3 +1046,87 @@ fn rag_docs_screenshot() {
     );
     h.snapshot("rag_docs");
 }
+
+#[test]
+fn prefs_page_shows_ranked_sets_and_trains() {
+    use alignscope::prefs::train::PrefMethod;
+    use alignscope::ui::prefs_panel::{PrefsPanel, PrefsTab};
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 900.0), Vec::new());
+    h.get_by_label("Preferences").click();
+    h.run_steps(3);
+    // The first view: a ranked test question's two sets, scored by the base and by KnowPAT.
+    let shown = page_mut::<PrefsPanel>(h.state_mut())
+        .selected_id()
+        .expect("a ranked question");
+    assert!(h.query_by_label("style set, best first").is_some());
+    assert!(h.query_by_label("knowledge set, best first").is_some());
+    assert!(h.query_by_label("S · w · rank (knowpat)").is_some());
+    assert!(
+        h.query_all_by_label_contains(" · 1").next().is_some(),
+        "scores with ranks"
+    );
+
+    // Another question from the list.
+    let other = {
+        let p = page_mut::<PrefsPanel>(h.state_mut());
+        let q = p
+            .sets()
+            .unwrap()
+            .iter()
+            .find(|q| q.id != shown)
+            .unwrap()
+            .clone();
+        q
+    };
+    h.get_by_label(&format!("[{}] {}", other.split.name(), other.question))
+        .click();
+    h.run_steps(2);
+    assert_eq!(
+        page::<PrefsPanel>(h.state()).selected.as_deref(),
+        Some(other.id.as_str())
+    );
+    assert!(h.query_all_by_label_contains(&other.question).count() >= 2);
+
+    // A tiny run from the Training tab moves the loss.
+    let root = tempfile::tempdir().unwrap();
+    super::prefs::small_sets(root.path(), 1, 1);
+    {
+        let p = page_mut::<PrefsPanel>(h.state_mut());
+        p.root = root.path().to_path_buf();
+        p.reload();
+        p.tab = PrefsTab::Training;
+        p.request.model = alignscope::assets::dir().join("zoo/tiny-base");
+        (p.request.steps, p.request.lr) = (6, 1e-2);
+        assert_eq!(p.request.method, PrefMethod::Knowpat);
+    }
+    h.run_steps(2);
+    h.get_by_label("Train").click();
+    step_until(&mut h, "the training run", |a| {
+        let p = page::<PrefsPanel>(a);
+        p.train_job_id().is_none() && (p.history.len() == 6 || p.error.is_some())
+    });
+    let p = page::<PrefsPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert!(p.history[5].loss < p.history[0].loss, "{:?}", p.history);
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Losses of this run").is_some());
+    assert!(root
+        .path()
+        .join("models/knowpat/adapter_model.safetensors")
+        .exists());
+}
+
+/// The picture in docs/prefs.md: the first view of the page on the shipped results. Run with
+/// `UPDATE_SNAPSHOTS=1 cargo test --test integration -- --ignored prefs_docs` and move
+/// `tests/snapshots/prefs_docs.png` to `docs/prefs-lab.png`.
+#[test]
+#[ignore]
+fn prefs_docs_screenshot() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 1000.0), Vec::new());
+    h.get_by_label("Preferences").click();
+    h.run_steps(3);
+    assert!(h.query_by_label("style set, best first").is_some());
+    h.snapshot("prefs_docs");
+}

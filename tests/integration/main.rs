@@ -15,6 +15,7 @@ mod hf_folder;
 mod jobs;
 mod kernels;
 mod lm_runtime;
+mod prefs;
 mod promot;
 mod rag;
 mod rain;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::folder_cache::FolderCache;
 use super::{Lab, LabCtx};
 use crate::jobs::{JobBoard, JobHandle};
 use crate::knowledge::KnowledgeBase;
@@ -80,7 +81,7 @@ pub struct RagPanel {
     /// (stage, step, loss) of the running (or last) reader run.
     pub reader_losses: Vec<(&'static str, f64, f64)>,
     /// The results table, read from this folder.
-    results: Option<(PathBuf, ResultsTable)>,
+    results: FolderCache<ResultsTable>,
 }
 
 impl Default for RagPanel {
@@ -106,7 +107,7 @@ impl Default for RagPanel {
             reader_request: ReaderTrainRequest::new(),
             reader_job: None,
             reader_losses: Vec::new(),
-            results: None,
+            results: FolderCache::new(read_results),
             root,
         }
     }
@@ -195,18 +196,11 @@ impl RagPanel {
     /// The results table's rows and the files that could not be read (read again when the
     /// folder changes).
     pub fn results(&mut self) -> &ResultsTable {
-        let dir = self.root.join("results");
-        if self.results.as_ref().is_none_or(|(d, _)| *d != dir) {
-            self.results = Some((dir.clone(), read_results(&dir)));
-        }
-        &self
-            .results
-            .get_or_insert_with(|| (dir.clone(), read_results(&dir)))
-            .1
+        self.results.get(self.root.join("results"))
     }
 
     pub fn reload_results(&mut self) {
-        self.results = None;
+        self.results.clear();
     }
 
     /// The shipped reranker's training history, until a run here replaces it.

@@ -13,6 +13,7 @@ use crate::rag::score::hit;
 use crate::ui::lab::LabCtx;
 use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::BAD;
+use crate::ui::widgets::tab_bar::tab_bar;
 
 const GOOD: Color32 = Color32::from_rgb(60, 170, 90);
 
@@ -44,15 +45,13 @@ fn loss_color(i: usize) -> Color32 {
 }
 
 pub fn ui(ui: &mut Ui, panel: &mut RagPanel, ctx: &mut LabCtx) {
-    ui.horizontal(|ui| {
-        for tab in RagTab::ALL {
-            ui.selectable_value(&mut panel.tab, tab, tab.label());
-        }
-    });
-    if let Some(e) = &panel.error {
-        ui.colored_label(BAD, e);
-    }
-    ui.separator();
+    tab_bar(
+        ui,
+        &mut panel.tab,
+        &RagTab::ALL,
+        RagTab::label,
+        panel.error.as_ref(),
+    );
     match panel.tab {
         RagTab::Ask => ask_tab(ui, panel, ctx),
         RagTab::Knowledge => knowledge_tab(ui, panel),
