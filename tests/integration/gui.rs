@@ -1061,7 +1061,7 @@ fn prefs_page_shows_ranked_sets_and_trains() {
         .expect("a ranked question");
     assert!(h.query_by_label("style set, best first").is_some());
     assert!(h.query_by_label("knowledge set, best first").is_some());
-    assert!(h.query_by_label("S · w · rank (knowpat)").is_some());
+    assert_eq!(h.query_all_by_label("S · w · rank (knowpat)").count(), 2);
     assert!(
         h.query_all_by_label_contains(" · 1").next().is_some(),
         "scores with ranks"
@@ -1087,6 +1087,27 @@ fn prefs_page_shows_ranked_sets_and_trains() {
         Some(other.id.as_str())
     );
     assert!(h.query_all_by_label_contains(&other.question).count() >= 2);
+
+    // The shipped test answers side by side, and the results table.
+    let shown_q = page_mut::<PrefsPanel>(h.state_mut())
+        .sets()
+        .unwrap()
+        .iter()
+        .find(|q| q.id == shown)
+        .unwrap()
+        .question
+        .clone();
+    h.get_by_label(&format!("[test] {shown_q}")).click();
+    h.get_by_label("Side by side").click();
+    h.run_steps(2);
+    for label in ["base", "knowpat"] {
+        assert!(h.query_by_label(label).is_some(), "{label} answers");
+    }
+    assert!(h.query_by_label("states the triple").is_some());
+    h.get_by_label("Results").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("knowledge agr.").is_some());
+    assert!(h.query_by_label("knowpat").is_some());
 
     // A tiny run from the Training tab moves the loss.
     let root = tempfile::tempdir().unwrap();
