@@ -50,7 +50,7 @@ impl TripleIndex {
     /// answer, those of the question's relation (a wrong entity's fact) first.
     pub fn misleading(&self, q: &Question, k: usize) -> Result<Vec<Triple>> {
         let ranked = self.ranked(q.text(), 200)?;
-        let gold = |t: &Triple| q.answers.iter().any(|a| *a == t.object) || q.triples.contains(t);
+        let gold = |t: &Triple| q.answers.contains(&t.object) || q.triples.contains(t);
         let candidates: Vec<&Triple> = ranked[(2 * k).min(ranked.len())..]
             .iter()
             .map(|&i| &self.kb.graph.triples[i])

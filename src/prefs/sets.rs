@@ -107,6 +107,9 @@ impl PrefQuestion {
     }
 }
 
+/// A question with its top-k and misleading triples.
+type Prepared<'a> = (&'a Question, Vec<Triple>, Vec<Triple>);
+
 /// What [`build`] makes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildRequest {
@@ -276,14 +279,12 @@ pub fn build(
         let mut made = Vec::new();
         for q in chunk {
             made.push((
-                q,
+                *q,
                 index.retrieve(q.text(), request.k)?,
                 index.misleading(q, request.k)?,
             ));
         }
-        let turns = |f: &dyn Fn(&(&&Question, Vec<Triple>, Vec<Triple>)) -> String| {
-            made.iter().map(f).collect::<Vec<String>>()
-        };
+        let turns = |f: &dyn Fn(&Prepared) -> String| made.iter().map(f).collect::<Vec<String>>();
         let with = replies(
             &chat,
             &turns(&|m| user_turn(m.0.text(), &m.1)),
@@ -303,7 +304,7 @@ pub fn build(
             CHAT_NEW,
         )?;
         let fits = |p: &str| {
-            tiny_qa.tokenizer.encode_prompt(p).map_or(false, |ids| {
+            tiny_qa.tokenizer.encode_prompt(p).is_ok_and(|ids| {
                 ids.len() + TINY_NEW
                     <= tiny_qa
                         .info

@@ -1074,7 +1074,7 @@ fn prefs_page_shows_ranked_sets_and_trains() {
             .sets()
             .unwrap()
             .iter()
-            .find(|q| q.id != shown)
+            .find(|q| q.id != shown && q.split == alignscope::knowledge::Split::Test)
             .unwrap()
             .clone();
         q

@@ -71,9 +71,9 @@ fn with_question_list(
     let mut picked = None;
     ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
-            ui.set_width(260.0);
+            ui.set_width(230.0);
             let text = ui.label("filter");
-            ui.add(TextEdit::singleline(&mut panel.filter).desired_width(240.0))
+            ui.add(TextEdit::singleline(&mut panel.filter).desired_width(210.0))
                 .labelled_by(text.id);
             let filter = panel.filter.to_lowercase();
             ScrollArea::vertical()
@@ -121,7 +121,7 @@ fn answer_cell(ui: &mut Ui, text: &str) {
     });
 }
 
-const ANSWER_WIDTH: f32 = 430.0;
+const ANSWER_WIDTH: f32 = 320.0;
 
 fn triples_list(ui: &mut Ui, heading: &str, q: &PrefQuestion, misleading: bool) {
     let triples = if misleading {
@@ -172,7 +172,8 @@ fn sets_tab(ui: &mut Ui, panel: &mut PrefsPanel) {
                 .response
                 .labelled_by(text.id);
         });
-        let trained = results.iter().find(|r| r.method == Some(after));
+        // By label: a method can have several rows (other λ), its default run is named after it.
+        let trained = results.iter().find(|r| r.label == after.name());
         let rank_of = |r: Option<&PrefEvalOutcome>| -> Option<Ranking> {
             r?.rankings.iter().find(|x| x.id == q.id).cloned()
         };
@@ -338,7 +339,7 @@ fn training_tab(ui: &mut Ui, panel: &mut PrefsPanel, ctx: &mut LabCtx) {
                 .results()
                 .0
                 .iter()
-                .find(|x| x.method == Some(method))
+                .find(|x| x.label == method.name())
                 .map(|x| x.training.clone())
                 .unwrap_or_default(),
             format!("the evaluated {} run", method.name()),
@@ -371,6 +372,9 @@ fn training_tab(ui: &mut Ui, panel: &mut PrefsPanel, ctx: &mut LabCtx) {
             }
         });
 }
+
+/// A bar series of the results chart: its name and value per model.
+type Metric = (&'static str, fn(&PrefEvalOutcome) -> f64);
 
 fn results_tab(ui: &mut Ui, panel: &mut PrefsPanel) {
     if ui
@@ -435,7 +439,7 @@ fn results_tab(ui: &mut Ui, panel: &mut PrefsPanel) {
                 ui.end_row();
             }
         });
-    let metrics: [(&str, fn(&PrefEvalOutcome) -> f64); 4] = [
+    let metrics: [Metric; 4] = [
         ("fact", |r| r.all.fact),
         ("ROUGE-L", |r| r.all.rouge_l),
         ("states the triple", |r| r.all.uses_triple),
