@@ -7,7 +7,7 @@
 # METHODS the methods.
 set -euo pipefail
 bin=${ALIGNSCOPE:-target/debug/alignscope}
-stages=${STAGES:-build base train}
+stages=${STAGES:-build base train lambda}
 methods=${METHODS:-knowpat sft dpo knowpat-no-knowledge knowpat-no-style}
 has() { [[ " $stages " == *" $1 "* ]]; }
 has build && "$bin" prefs build
@@ -17,4 +17,9 @@ if has train; then
     "$bin" prefs train --method "$m"
     "$bin" prefs eval --method "$m"
   done
+fi
+# KnowPAT one step down the paper's λ grid.
+if has lambda; then
+  "$bin" prefs train --method knowpat --lambda 0.1 --out assets/prefs/models/knowpat-lambda-0.1
+  "$bin" prefs eval --trained assets/prefs/models/knowpat-lambda-0.1 --label knowpat-lambda-0.1
 fi

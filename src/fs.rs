@@ -15,6 +15,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     file.commit()
 }
 
+/// Writes `value` as pretty JSON, atomically (a run's record: its request and outcome).
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
+}
+
 /// A file written through a temporary sibling: [`StagedFile::commit`] renames it into place;
 /// dropped without a commit, the temporary file is removed and `path` is left as it was.
 pub struct StagedFile {

@@ -316,10 +316,7 @@ pub fn evaluate(
     if let Some(dir) = request.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fs::write_atomic(
-        &request.out,
-        serde_json::to_string_pretty(&outcome)?.as_bytes(),
-    )?;
+    crate::fs::write_json(&request.out, &outcome)?;
     Ok(outcome)
 }
 

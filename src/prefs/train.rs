@@ -358,10 +358,9 @@ pub fn train(
         seconds,
         model: exported,
     };
-    crate::fs::write_atomic(
+    crate::fs::write_json(
         &request.out.join("training.json"),
-        serde_json::to_string_pretty(&json!({ "request": request, "outcome": outcome }))?
-            .as_bytes(),
+        &json!({ "request": request, "outcome": outcome }),
     )?;
     Ok(outcome)
 }

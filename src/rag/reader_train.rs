@@ -230,10 +230,9 @@ pub fn train_reader(
         seconds: start.elapsed().as_secs_f64(),
         reader: request.reader(),
     };
-    crate::fs::write_atomic(
+    crate::fs::write_json(
         &request.out.join("training.json"),
-        serde_json::to_string_pretty(&json!({ "request": request, "outcome": outcome }))?
-            .as_bytes(),
+        &json!({ "request": request, "outcome": outcome }),
     )?;
     Ok(outcome)
 }

@@ -12,14 +12,14 @@ const TINY_SEARCH: [&str; 6] = [
     "2",
 ];
 
-fn alignscope(runs: &std::path::Path) -> Command {
+pub fn alignscope(runs: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_alignscope"));
     c.env("ALIGNSCOPE_RUNS", runs);
     c
 }
 
 /// Runs `cmd`, which must succeed, and parses its stdout as one JSON object.
-fn json_output(cmd: &mut Command) -> serde_json::Value {
+pub fn json_output(cmd: &mut Command) -> serde_json::Value {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -30,7 +30,7 @@ fn json_output(cmd: &mut Command) -> serde_json::Value {
 }
 
 /// Runs `cmd`, which must fail, and returns its stderr.
-fn failure_stderr(cmd: &mut Command) -> String {
+pub fn failure_stderr(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(!out.status.success(), "{cmd:?} succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()

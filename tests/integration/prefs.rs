@@ -4,8 +4,8 @@
 //! scores and rankings read back, and bad files named by the CLI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use super::cli::{alignscope, failure_stderr, json_output};
 use alignscope::knowledge::{Relation, Split};
 use alignscope::prefs::context::TripleIndex;
 use alignscope::prefs::eval::{evaluate, score_answer, PrefEvalRequest};
@@ -204,52 +204,36 @@ fn the_shipped_sets_rank_gold_first_and_cover_both_splits() {
     );
 }
 
-fn alignscope_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_alignscope"))
-}
-
 #[test]
 fn cli_trains_a_tiny_model_and_names_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let sets = small_sets(dir.path(), 1, 1);
-    let out = alignscope_bin()
-        .args([
-            "prefs", "train", "--method", "dpo", "--steps", "2", "--json", "--model",
-        ])
-        .arg(tiny_base())
-        .arg("--sets")
-        .arg(&sets)
-        .arg("--out")
-        .arg(dir.path().join("dpo"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let json = json_output(
+        alignscope(dir.path())
+            .args([
+                "prefs", "train", "--method", "dpo", "--steps", "2", "--json", "--model",
+            ])
+            .arg(tiny_base())
+            .arg("--sets")
+            .arg(&sets)
+            .arg("--out")
+            .arg(dir.path().join("dpo")),
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["method"], "dpo");
     assert_eq!(json["steps"].as_array().unwrap().len(), 2);
 
     let broken = dir.path().join("broken.jsonl");
     std::fs::write(&broken, "{\"id\": 3}\n").unwrap();
-    let out = alignscope_bin()
-        .args(["prefs", "eval", "--sets"])
-        .arg(&broken)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure_stderr(
+        alignscope(dir.path())
+            .args(["prefs", "eval", "--sets"])
+            .arg(&broken),
+    );
     assert!(
         err.contains("broken.jsonl") && err.contains("line 1"),
         "{err}"
     );
 
-    let out = alignscope_bin()
-        .args(["prefs", "train", "--method", "ppo"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("knowpat"), "{err}");
+    let err = failure_stderr(alignscope(dir.path()).args(["prefs", "train", "--method", "ppo"]));
+    assert!(err.contains("knowpat"), "{err}");
 }

@@ -1,7 +1,7 @@
 //! Drawing of the Preferences page; state and jobs are in `mod.rs`.
 
 use egui::{Color32, ComboBox, DragValue, Grid, RichText, ScrollArea, TextEdit, Ui};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::{PrefsPanel, PrefsTab};
 use crate::knowledge::Split;
@@ -11,6 +11,7 @@ use crate::prefs::loss::margin_weights;
 use crate::prefs::sets::{PrefQuestion, SetKind, Source};
 use crate::prefs::train::PrefMethod;
 use crate::ui::lab::LabCtx;
+use crate::ui::widgets::grouped_bars::{grouped_bars, Series};
 use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::BAD;
 use crate::ui::widgets::tab_bar::tab_bar;
@@ -445,39 +446,15 @@ fn results_tab(ui: &mut Ui, panel: &mut PrefsPanel) {
         ("states the triple", |r| r.all.uses_triple),
         ("knowledge agreement", |r| r.knowledge_agreement),
     ];
-    let n = metrics.len() as f64 + 1.0;
-    let charts: Vec<BarChart> = metrics
+    let series = metrics
         .iter()
         .enumerate()
-        .map(|(j, (name, f))| {
-            let bars = rows
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    Bar::new(i as f64 * n + j as f64, f(r))
-                        .width(0.9)
-                        .name(&r.label)
-                })
-                .collect();
-            BarChart::new(*name, bars).color(series_color(j))
+        .map(|(j, (name, f))| Series {
+            name: name.to_string(),
+            color: series_color(j),
+            values: rows.iter().map(|r| Some(f(r))).collect(),
         })
         .collect();
-    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-    Plot::new("prefs-bars")
-        .height(240.0)
-        .legend(Legend::default())
-        .y_axis_label("%")
-        .x_axis_formatter(move |mark, _| {
-            let i = (mark.value / n).round();
-            if (mark.value - i * n - 1.5).abs() < 0.6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .show(ui, |plot| {
-            for c in charts {
-                plot.bar_chart(c);
-            }
-        });
+    let labels = rows.iter().map(|r| r.label.clone()).collect();
+    grouped_bars(ui, "prefs-bars", "%", labels, series);
 }

@@ -1,7 +1,7 @@
 //! Drawing of the RAG page; state and jobs are in `mod.rs`.
 
 use egui::{Color32, DragValue, Frame, RichText, TextEdit, Ui};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::{RagPanel, RagTab};
 use crate::knowledge::{Hops, Split};
@@ -11,6 +11,7 @@ use crate::rag::pipeline::{Asked, AskedPassage};
 use crate::rag::reranker::Loss;
 use crate::rag::score::hit;
 use crate::ui::lab::LabCtx;
+use crate::ui::widgets::grouped_bars::{grouped_bars, Series};
 use crate::ui::widgets::job_progress::job_progress;
 use crate::ui::widgets::outcome::BAD;
 use crate::ui::widgets::tab_bar::tab_bar;
@@ -513,41 +514,18 @@ fn results_grid(ui: &mut Ui, rows: &[crate::rag::eval::EvalOutcome]) {
 }
 
 fn results_chart(ui: &mut Ui, rows: &[crate::rag::eval::EvalOutcome]) {
-    let charts: Vec<BarChart> = [Hops::Single, Hops::TwoHop]
+    let series = [Hops::Single, Hops::TwoHop]
         .into_iter()
         .enumerate()
-        .map(|(j, hops)| {
-            let bars = rows
+        .map(|(j, hops)| Series {
+            name: format!("{} hit", hops.name()),
+            color: loss_color(j),
+            values: rows
                 .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    let s = r.score(hops)?;
-                    Some(
-                        Bar::new(i as f64 * 3.0 + j as f64, s.hit * 100.0)
-                            .width(0.9)
-                            .name(&r.request.label),
-                    )
-                })
-                .collect();
-            BarChart::new(format!("{} hit", hops.name()), bars).color(loss_color(j))
+                .map(|r| r.score(hops).map(|s| s.hit * 100.0))
+                .collect(),
         })
         .collect();
-    let labels: Vec<String> = rows.iter().map(|r| r.request.label.clone()).collect();
-    Plot::new("rag-bars")
-        .height(220.0)
-        .legend(Legend::default())
-        .y_axis_label("hit (%)")
-        .x_axis_formatter(move |mark, _| {
-            let i = (mark.value / 3.0).round();
-            if (mark.value - i * 3.0 - 0.5).abs() < 0.6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .show(ui, |plot| {
-            for c in charts {
-                plot.bar_chart(c);
-            }
-        });
+    let labels = rows.iter().map(|r| r.request.label.clone()).collect();
+    grouped_bars(ui, "rag-bars", "hit (%)", labels, series);
 }

@@ -1,5 +1,6 @@
 //! Reusable widgets.
 
+pub mod grouped_bars;
 pub mod heatmap;
 pub mod job_progress;
 pub mod model_picker;
