@@ -15,6 +15,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     file.commit()
 }
 
+/// Reads a JSON file as `T`; the error names the file and says it is not `what`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not {what}", path.display()))
+}
+
+/// Every `*.json` file of `dir` read as `T`, in file-name order, and the errors of those that
+/// could not be read (a missing folder gives neither).
+pub fn read_json_folder<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+) -> (Vec<T>, Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for p in paths {
+        match read_json(&p, what) {
+            Ok(r) => ok.push(r),
+            Err(e) => bad.push(format!("{e:#}")),
+        }
+    }
+    (ok, bad)
+}
+
 /// Writes `value` as pretty JSON, atomically (a run's record: its request and outcome).
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())

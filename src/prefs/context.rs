@@ -30,42 +30,33 @@ impl TripleIndex {
     }
 
     /// Triple indices ranked by similarity to `question`, best first, the first `depth`.
-    pub fn ranked(&self, question: &str, depth: usize) -> Result<Vec<usize>> {
+    fn ranked(&self, question: &str, depth: usize) -> Result<Vec<usize>> {
         Ok(top_k(&self.dense.scores(question)?, depth)
             .into_iter()
             .map(|h| h.passage)
             .collect())
     }
 
-    /// The top `k` triples for the question.
-    pub fn retrieve(&self, question: &str, k: usize) -> Result<Vec<Triple>> {
-        Ok(self
-            .ranked(question, k)?
+    /// The question's top `k` triples, and `k` misleading ones: worse-ranked (after the top
+    /// `2k`) triples that do not state a gold answer, those of the question's relation (a wrong
+    /// entity's fact) first. One embedding of the question serves both.
+    pub fn knowledge(&self, q: &Question, k: usize) -> Result<(Vec<Triple>, Vec<Triple>)> {
+        let ranked: Vec<&Triple> = self
+            .ranked(q.text(), 200)?
             .into_iter()
-            .map(|i| self.kb.graph.triples[i].clone())
-            .collect())
-    }
-
-    /// `k` misleading triples: worse-ranked ones (after the top `2k`) that do not state a gold
-    /// answer, those of the question's relation (a wrong entity's fact) first.
-    pub fn misleading(&self, q: &Question, k: usize) -> Result<Vec<Triple>> {
-        let ranked = self.ranked(q.text(), 200)?;
+            .map(|i| &self.kb.graph.triples[i])
+            .collect();
+        let top = ranked.iter().take(k).map(|t| (*t).clone()).collect();
         let gold = |t: &Triple| q.answers.contains(&t.object) || q.triples.contains(t);
         let candidates: Vec<&Triple> = ranked[(2 * k).min(ranked.len())..]
             .iter()
-            .map(|&i| &self.kb.graph.triples[i])
+            .copied()
             .filter(|t| !gold(t))
             .collect();
-        let same: Vec<&Triple> = candidates
-            .iter()
-            .copied()
-            .filter(|t| t.relation == q.relation)
-            .collect();
-        let other = candidates
-            .iter()
-            .copied()
-            .filter(|t| t.relation != q.relation);
-        Ok(same.into_iter().chain(other).take(k).cloned().collect())
+        let same = candidates.iter().filter(|t| t.relation == q.relation);
+        let other = candidates.iter().filter(|t| t.relation != q.relation);
+        let misleading = same.chain(other).take(k).map(|t| (*t).clone()).collect();
+        Ok((top, misleading))
     }
 }
 

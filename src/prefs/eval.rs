@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -124,8 +124,7 @@ pub struct Ranking {
 
 impl Ranking {
     pub fn score(&self, source: Source) -> f32 {
-        let i = Source::ALL.iter().position(|s| *s == source).unwrap_or(0);
-        self.scores[i]
+        self.scores[source as usize]
     }
 }
 
@@ -166,10 +165,7 @@ pub struct PrefEvalOutcome {
 
 impl PrefEvalOutcome {
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a preference-lab result", path.display()))
+        crate::fs::read_json(path, "a preference-lab result")
     }
 }
 
@@ -186,29 +182,10 @@ impl Report for PrefEvalOutcome {
 /// Every result in `dir`, in the methods' order (base first); unreadable files are named in
 /// the second list.
 pub fn read_results(dir: &Path) -> (Vec<PrefEvalOutcome>, Vec<String>) {
-    let (mut ok, mut bad) = (Vec::new(), Vec::new());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (ok, bad);
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    for p in paths {
-        match PrefEvalOutcome::read(&p) {
-            Ok(r) => ok.push(r),
-            Err(e) => bad.push(format!("{e:#}")),
-        }
-    }
-    let rank = |r: &PrefEvalOutcome| {
-        r.method.map_or(0, |m| {
-            1 + PrefMethod::ALL.iter().position(|x| *x == m).unwrap_or(0)
-        })
-    };
-    ok.sort_by_key(rank);
-    (ok, bad)
+    let (mut rows, errors) =
+        crate::fs::read_json_folder::<PrefEvalOutcome>(dir, "a preference-lab result");
+    rows.sort_by_key(|r| r.method.map_or(0, |m| 1 + m as usize));
+    (rows, errors)
 }
 
 /// Scores one reply to `q`.
@@ -283,8 +260,7 @@ pub fn evaluate(
         crate::train::adapter::apply(&mut model, dir)?;
     }
     model.train = false;
-    let chat = LanguageModel::load(&request.base)?;
-    let pad = chat.tokenizer.eos.unwrap_or(0);
+    let pad = lm.tokenizer.eos.unwrap_or(0);
     let mut rankings = Vec::new();
     for q in test.iter().take(request.ranked) {
         on_stage(&format!(
@@ -292,7 +268,8 @@ pub fn evaluate(
             rankings.len() + 1,
             request.ranked.min(test.len())
         ))?;
-        let items = tokenized(&chat, q, Source::ALL, 256)?;
+        // The generator is the base (or its export), so its tokenizer is the base's.
+        let items = tokenized(&lm, q, Source::ALL, 256)?;
         let (s, _) = scores(&model, &items, pad)?;
         rankings.push(Ranking {
             id: q.id.clone(),

@@ -91,14 +91,13 @@ pub struct PrefQuestion {
     /// The top-k retrieved triples: the knowledge the question is asked with.
     pub knowledge: Vec<Triple>,
     pub misleading: Vec<Triple>,
-    /// One answer per source, in [`Source::ALL`] order.
+    /// One answer per source, in [`Source::ALL`] order (indexed by `source as usize`).
     pub answers: Vec<String>,
 }
 
 impl PrefQuestion {
     pub fn answer(&self, source: Source) -> &str {
-        let i = Source::ALL.iter().position(|s| *s == source).unwrap_or(0);
-        self.answers.get(i).map_or("", String::as_str)
+        self.answers.get(source as usize).map_or("", String::as_str)
     }
 
     /// The user turn it is trained and tested with: the question and its top-k triples.
@@ -278,11 +277,8 @@ pub fn build(
     for chunk in todo.chunks(CHUNK) {
         let mut made = Vec::new();
         for q in chunk {
-            made.push((
-                *q,
-                index.retrieve(q.text(), request.k)?,
-                index.misleading(q, request.k)?,
-            ));
+            let (knowledge, misleading) = index.knowledge(q, request.k)?;
+            made.push((*q, knowledge, misleading));
         }
         let turns = |f: &dyn Fn(&Prepared) -> String| made.iter().map(f).collect::<Vec<String>>();
         let with = replies(
@@ -325,7 +321,7 @@ pub fn build(
                 (Source::TinyQa, qa[i].clone()),
                 (Source::TinyBase, base[i].clone()),
             ] {
-                answers[Source::ALL.iter().position(|s| *s == source).unwrap_or(0)] = text;
+                answers[source as usize] = text;
             }
             sets.push(PrefQuestion {
                 id: q.id.clone(),

@@ -372,11 +372,7 @@ pub fn read_training(out: &Path) -> Result<(PrefTrainRequest, PrefOutcome)> {
         request: PrefTrainRequest,
         outcome: PrefOutcome,
     }
-    let path = out.join("training.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let r: Record = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not a training record: {e}", path.display()))?;
+    let r: Record = crate::fs::read_json(&out.join("training.json"), "a training record")?;
     Ok((r.request, r.outcome))
 }
 

@@ -116,29 +116,14 @@ impl EvalOutcome {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a RAG evaluation result", path.display()))
+        crate::fs::read_json(path, "a RAG evaluation result")
     }
 }
 
 /// Every result in `dir`, sorted by label; unreadable files are reported, not fatal.
 pub fn read_results(dir: &Path) -> (Vec<EvalOutcome>, Vec<String>) {
-    let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (rows, errors);
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.extension().is_some_and(|x| x == "json") {
-            match EvalOutcome::read(&path) {
-                Ok(r) => rows.push(r),
-                Err(err) => errors.push(format!("{err:#}")),
-            }
-        }
-    }
+    let (mut rows, errors) =
+        crate::fs::read_json_folder::<EvalOutcome>(dir, "a RAG evaluation result");
     rows.sort_by(|a, b| a.request.label.cmp(&b.request.label));
     (rows, errors)
 }

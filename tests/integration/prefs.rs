@@ -40,9 +40,9 @@ fn triples_are_retrieved_and_misleading_ones_never_answer() {
         .iter()
         .find(|q| q.id == "Peru/capital")
         .unwrap();
-    let top = index.retrieve(q.text(), 3).unwrap();
+    let (top, bad) = index.knowledge(q, 3).unwrap();
+    assert_eq!(top.len(), 3);
     assert!(top.contains(&q.triples[0]), "{top:?}");
-    let bad = index.misleading(q, 3).unwrap();
     assert_eq!(bad.len(), 3);
     assert!(
         bad.iter()
