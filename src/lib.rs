@@ -2,6 +2,7 @@
 //! Each method is a library module; the GUI (`ui`) and the CLI (`cli`) are thin front ends.
 
 pub mod assets;
+pub mod caption;
 pub mod checkpoint;
 pub mod cli;
 pub mod counter_rng;

@@ -7,6 +7,7 @@ mod bench_graft;
 mod bench_ot;
 mod bench_rag;
 mod bench_train;
+mod caption;
 mod delta;
 mod finetune;
 mod fusion;
@@ -95,6 +96,9 @@ pub enum Command {
     /// SFT, DPO, ablations) and evaluation.
     #[command(subcommand)]
     Prefs(prefs::PrefsCommand),
+    /// The caption lab: DiscriTune — captions a frozen retriever can find their image by.
+    #[command(subcommand)]
+    Caption(caption::CaptionCommand),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
     MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
@@ -143,6 +147,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::IclEval(args) => promot::icl_eval(args),
         Command::Rag(cmd) => rag::run(cmd),
         Command::Prefs(cmd) => prefs::run(cmd),
+        Command::Caption(cmd) => caption::run(cmd),
     }
 }
 

@@ -405,12 +405,15 @@ impl TrainLlama {
         ids: &Tensor,
         tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
-        self.logits(&self.trunk(ids, tap)?)
+        self.logits(&self.trunk(ids, None, tap)?)
     }
 
+    /// The final hidden states of `ids` after `prefix` embeddings `[batch, n, hidden]`, or
+    /// the soft prompt, or nothing.
     fn trunk(
         &self,
         ids: &Tensor,
+        prefix: Option<&Tensor>,
         tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -421,9 +424,13 @@ impl TrainLlama {
             t,
             self.shape.hidden_size,
         ))?;
-        let prefix = match &self.soft_prompt {
+        let prefix = match (prefix, &self.soft_prompt) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(p)) => Some(p.unsqueeze(0)?.broadcast_as((b, p.dim(0)?, p.dim(1)?))?),
+            (None, None) => None,
+        };
+        let prefix = match prefix {
             Some(p) => {
-                let p = p.unsqueeze(0)?.broadcast_as((b, p.dim(0)?, p.dim(1)?))?;
                 x = Tensor::cat(&[&p.contiguous()?, &x], 1)?;
                 p.dim(1)?
             }
@@ -470,7 +477,13 @@ impl TrainLlama {
     /// The final hidden states `[batch, time, hidden]` (before the last norm and the head,
     /// the costliest matrix: callers apply [`Self::logits`] to the positions they need).
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
-        self.trunk(ids, &mut |_, _| Ok(()))
+        self.trunk(ids, None, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::hidden`] after per-sequence prefix embeddings `[batch, n, hidden]` (a
+    /// captioner's image prefix, in place of any soft prompt); their positions are left out.
+    pub fn hidden_after(&self, prefix: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        self.trunk(ids, Some(prefix), &mut |_, _| Ok(()))
     }
 
     /// Logits of hidden states `[…, hidden]` → `[…, vocab]`.

@@ -66,6 +66,7 @@ pub fn all() -> Vec<Box<dyn Lab>> {
         Box::new(super::promot_panel::PromotPanel::default()),
         Box::new(super::rag_panel::RagPanel::default()),
         Box::new(super::prefs_panel::PrefsPanel::default()),
+        Box::new(super::caption_panel::CaptionPanel::default()),
         Box::new(super::jobs_panel::JobsPanel::default()),
     ]
 }

@@ -2,6 +2,7 @@
 //! engine modules; anything slow runs as a job.
 
 pub mod app;
+pub mod caption_panel;
 pub mod delta_panel;
 pub mod file_picker;
 pub mod finetune_panel;

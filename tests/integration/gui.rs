@@ -1151,3 +1151,82 @@ fn prefs_docs_screenshot() {
     assert!(h.query_by_label("style set, best first").is_some());
     h.snapshot("prefs_docs");
 }
+
+#[test]
+fn caption_page_shows_the_gallery_plays_the_game_and_tunes() {
+    use alignscope::ui::caption_panel::{CaptionPanel, CaptionTab};
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 1000.0), Vec::new());
+    h.get_by_label("Captions").click();
+    // The first look captions the gallery by itself.
+    step_until(&mut h, "the gallery's captions", |a| {
+        let p = page::<CaptionPanel>(a);
+        p.gallery.is_some() || p.error.is_some()
+    });
+    let p = page::<CaptionPanel>(h.state());
+    assert_eq!(p.error, None);
+    let g = p.gallery.as_ref().unwrap();
+    assert_eq!(g.items.len(), alignscope::ui::caption_panel::GALLERY_SIZE);
+    let first = g.items[0].captions[0].1.clone();
+    h.run_steps(2);
+    assert!(h.query_by_label(&format!("base: {first}")).is_some());
+
+    // The game: a guess, then the answer — the target and the retriever's pick are marked.
+    h.get_by_label("Retrieval game").click();
+    step_until(&mut h, "a round", |a| {
+        let p = page::<CaptionPanel>(a);
+        p.game.round.is_some() || p.error.is_some()
+    });
+    h.run_steps(2);
+    h.get_by_label("#3").click();
+    h.run_steps(1);
+    assert!(h.query_by_label("Your guess: #3").is_some());
+    h.get_by_label("Reveal").click();
+    h.run_steps(2);
+    let round = page::<CaptionPanel>(h.state()).game.round.clone().unwrap();
+    let target = format!("Target: #{}", round.target + 1);
+    assert!(h.query_by_label(&target).is_some());
+    assert!(h
+        .query_by_label_contains("The retriever picked #")
+        .is_some());
+
+    // A short DiscriTune run from its tab draws P@1 before and after.
+    let out = tempfile::tempdir().unwrap();
+    {
+        let p = page_mut::<CaptionPanel>(h.state_mut());
+        p.tab = CaptionTab::Tune;
+        p.request.out = out.path().join("tuned");
+        (p.request.steps, p.request.batch, p.request.eval_every) = (6, 20, 3);
+        p.request.eval_images = 100;
+    }
+    h.run_steps(2);
+    h.get_by_label("Run DiscriTune").click();
+    step_until(&mut h, "the DiscriTune run", |a| {
+        let p = page::<CaptionPanel>(a);
+        p.tune_job_id().is_none() && (p.history.len() == 6 || p.error.is_some())
+    });
+    let p = page::<CaptionPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert_eq!(p.history.iter().filter(|s| s.measure.is_some()).count(), 2);
+    h.run_steps(2);
+    assert!(h
+        .query_by_label("Held-out captions at the last measurement")
+        .is_some());
+}
+
+/// The picture in docs/caption.md: the gallery of base and DiscriTuned captions. Run with
+/// `UPDATE_SNAPSHOTS=1 cargo test --test integration -- --ignored caption_docs` and move
+/// `tests/snapshots/caption_docs.png` to `docs/caption-lab.png`.
+#[test]
+#[ignore]
+fn caption_docs_screenshot() {
+    use alignscope::ui::caption_panel::CaptionPanel;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 1000.0), Vec::new());
+    h.get_by_label("Captions").click();
+    step_until(&mut h, "the gallery's captions", |a| {
+        page::<CaptionPanel>(a).gallery.is_some()
+    });
+    h.run_steps(3);
+    h.snapshot("caption_docs");
+}

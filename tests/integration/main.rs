@@ -2,6 +2,7 @@
 
 mod architecture;
 mod bad_inputs;
+mod caption;
 mod cli;
 mod common;
 mod delta;
