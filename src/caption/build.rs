@@ -128,7 +128,10 @@ pub fn spawn_build(board: &JobBoard, request: BuildRequest) -> JobHandle<BuildSt
             ctx.check()?;
             ctx.progress(
                 Some(s.step as f32 / s.total.max(1) as f32),
-                format!("{} · step {}/{} · loss {:.3}", s.part, s.step, s.total, s.loss),
+                format!(
+                    "{} · step {}/{} · loss {:.3}",
+                    s.part, s.step, s.total, s.loss
+                ),
             );
             ctx.send(s);
             Ok(())

@@ -72,11 +72,11 @@ crate::named_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
     #[serde(rename_all = "kebab-case")]
     pub enum Decoding {
-        /// The most likely word at each step (DiscriTune's training decoding).
+        /// The most likely word at each step (the paper's training decoding).
         Greedy = "greedy",
         /// Beam search, width 5 (the paper's test decoding).
         Beam = "beam",
-        /// Sampling at temperature 1.
+        /// Sampling at temperature 1 (DiscriTune's training decoding here).
         Sample = "sample",
     }
 }
@@ -104,7 +104,9 @@ impl Captioner {
     /// Prefix embeddings `[n, prefix, width]` of image embeddings `[n, embed]`.
     fn prefix(&self, features: &Tensor) -> Result<Tensor> {
         let n = features.dim(0)?;
-        let x = self.map_out.forward(&self.map_in.forward(features)?.tanh()?)?;
+        let x = self
+            .map_out
+            .forward(&self.map_in.forward(features)?.tanh()?)?;
         Ok(x.reshape((n, self.recipe.prefix, self.recipe.width))?)
     }
 
@@ -187,7 +189,10 @@ impl Captioner {
         let t = seqs[0].len();
         let flat: Vec<u32> = seqs.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (seqs.len(), t), &Device::Cpu)?;
-        let hidden = self.decoder.hidden_after(prefix, &ids)?.narrow(1, t - 1, 1)?;
+        let hidden = self
+            .decoder
+            .hidden_after(prefix, &ids)?
+            .narrow(1, t - 1, 1)?;
         let logits = self.decoder.logits(&hidden)?.squeeze(1)?;
         Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec2()?)
     }
@@ -234,15 +239,10 @@ impl Captioner {
     }
 
     pub fn load(dir: &Path) -> Result<Self> {
-        let (recipe, embed): (CaptionerRecipe, usize) =
-            super::read_config(dir, "caption-captioner")?;
-        let vars = VarMap::new();
-        let model = Self::new(recipe, embed, crate::train::seeded_builder(&vars, 0))?;
-        super::load_weights(&vars, dir)?;
-        Ok(model)
+        Ok(Self::trainable(dir)?.0)
     }
 
-    /// The same captioner with its weights in a fresh VarMap (what DiscriTune trains).
+    /// The captioner of a folder, its weights in their own VarMap (what DiscriTune trains).
     pub fn trainable(dir: &Path) -> Result<(Self, VarMap)> {
         let (recipe, embed): (CaptionerRecipe, usize) =
             super::read_config(dir, "caption-captioner")?;
@@ -285,7 +285,9 @@ fn argmax(row: &[f32]) -> u32 {
 }
 
 fn top_k(row: &[f32], k: usize) -> Vec<u32> {
-    let mut ix: Vec<u32> = (0..row.len() as u32).filter(|&w| w != PAD && w != BOS).collect();
+    let mut ix: Vec<u32> = (0..row.len() as u32)
+        .filter(|&w| w != PAD && w != BOS)
+        .collect();
     ix.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
     ix.truncate(k);
     ix
@@ -293,7 +295,10 @@ fn top_k(row: &[f32], k: usize) -> Vec<u32> {
 
 fn sample(row: &[f32], rng: &mut StdRng) -> u32 {
     let allowed = |w: usize| w as u32 != PAD && w as u32 != BOS;
-    let total: f32 = (0..row.len()).filter(|&w| allowed(w)).map(|w| row[w].exp()).sum();
+    let total: f32 = (0..row.len())
+        .filter(|&w| allowed(w))
+        .map(|w| row[w].exp())
+        .sum();
     let mut u: f32 = rng.random::<f32>() * total;
     for (w, lp) in row.iter().enumerate() {
         if !allowed(w) {
@@ -344,7 +349,13 @@ pub fn train(
         Schedule::new(recipe.steps, recipe.peak_lr, 0.05),
         |step| {
             let batch: Vec<Scene> = (0..recipe.batch)
-                .map(|k| scene(Domain::Source, Split::Train, (step * recipe.batch + k) as u64))
+                .map(|k| {
+                    scene(
+                        Domain::Source,
+                        Split::Train,
+                        (step * recipe.batch + k) as u64,
+                    )
+                })
                 .collect();
             let refs: Vec<&Scene> = batch.iter().collect();
             let captions = batch
@@ -357,7 +368,11 @@ pub fn train(
                 .collect::<Result<Vec<_>>>()
                 .map_err(io)?;
             let f = features(retriever, &refs).map_err(io)?;
-            model.caption_logprob(&f, &captions).map_err(io)?.mean_all()?.neg()
+            model
+                .caption_logprob(&f, &captions)
+                .map_err(io)?
+                .mean_all()?
+                .neg()
         },
         on_step,
     )?;

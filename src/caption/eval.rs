@@ -24,7 +24,9 @@ pub const RETRIEVAL_BATCH: usize = 100;
 
 /// The test scenes of a domain, `0..n`.
 pub fn test_scenes(domain: Domain, n: usize) -> Vec<Scene> {
-    (0..n as u64).map(|i| scene(domain, Split::Test, i)).collect()
+    (0..n as u64)
+        .map(|i| scene(domain, Split::Test, i))
+        .collect()
 }
 
 /// Captions of scenes (chunks of a retrieval batch at a time).
@@ -47,7 +49,11 @@ pub fn captions(
 }
 
 /// Retriever scores `[caption, image]` of one batch.
-pub fn batch_scores(retriever: &Retriever, scenes: &[&Scene], captions: &[&str]) -> Result<Vec<Vec<f32>>> {
+pub fn batch_scores(
+    retriever: &Retriever,
+    scenes: &[&Scene],
+    captions: &[&str],
+) -> Result<Vec<Vec<f32>>> {
     let ids = captions
         .iter()
         .map(|c| vocab::encode(c))
@@ -61,7 +67,10 @@ pub fn batch_scores(retriever: &Retriever, scenes: &[&Scene], captions: &[&str])
 pub fn precision(retriever: &Retriever, scenes: &[Scene], captions: &[String]) -> Result<f64> {
     let mut sum = 0.0;
     let mut batches = 0;
-    for (s, c) in scenes.chunks(RETRIEVAL_BATCH).zip(captions.chunks(RETRIEVAL_BATCH)) {
+    for (s, c) in scenes
+        .chunks(RETRIEVAL_BATCH)
+        .zip(captions.chunks(RETRIEVAL_BATCH))
+    {
         let s: Vec<&Scene> = s.iter().collect();
         let c: Vec<&str> = c.iter().map(String::as_str).collect();
         sum += precision_at_1(&batch_scores(retriever, &s, &c)?);
@@ -189,7 +198,14 @@ pub fn eval(request: &CaptionEvalRequest) -> Result<CaptionScores> {
     let started = Instant::now();
     let caps = captions(&captioner, &encoder, &scenes, request.decoding, &mut rng)?;
     let seconds = started.elapsed().as_secs_f64();
-    let scores = score(&request.label, request.domain, request.decoding, &scenes, &caps, seconds)?;
+    let scores = score(
+        &request.label,
+        request.domain,
+        request.decoding,
+        &scenes,
+        &caps,
+        seconds,
+    )?;
     if let Some(parent) = request.out.parent() {
         std::fs::create_dir_all(parent)?;
     }

@@ -118,7 +118,11 @@ pub struct Round {
 
 impl Report for Round {
     fn metrics(&self) -> serde_json::Value {
-        let hits: Vec<bool> = self.guesses.iter().map(|g| g.choice == self.target).collect();
+        let hits: Vec<bool> = self
+            .guesses
+            .iter()
+            .map(|g| g.choice == self.target)
+            .collect();
         serde_json::json!({ "found": hits })
     }
 }
@@ -143,8 +147,8 @@ pub fn round(
     let refs: Vec<&Scene> = scenes.iter().collect();
     let mut guesses = Vec::new();
     for (name, c) in load_all(dirs)? {
-        let caption = captions(&c, &retriever, &scenes[target..=target], decoding, &mut rng)?
-            .remove(0);
+        let caption =
+            captions(&c, &retriever, &scenes[target..=target], decoding, &mut rng)?.remove(0);
         let scores = batch_scores(&retriever, &refs, &[caption.as_str()])?.remove(0);
         let choice = (0..scores.len())
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
@@ -196,7 +200,9 @@ pub fn spawn_round(
         inputs: serde_json::json!({ "domain": domain, "number": number, "decoding": decoding }),
         seed: Some(number),
     };
-    board.spawn(spec, move |_: &JobCtx<()>| round(&captioners(), domain, number, decoding))
+    board.spawn(spec, move |_: &JobCtx<()>| {
+        round(&captioners(), domain, number, decoding)
+    })
 }
 
 /// A contact sheet of the gallery: each scene with its captions (base grey, tuned green).

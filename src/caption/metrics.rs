@@ -169,8 +169,9 @@ mod tests {
         assert_eq!(bleu4(&s(&["a blue red square"]), &refs), 0.0);
         // A hand computation: candidate "a red circle next to a green square" (8 words)
         // against the first reference: 1-grams 7/8, 2-grams 5/7, 3-grams 4/6, 4-grams 3/5.
-        let b = bleu4(&s(&["a red circle next to a green square"]), &refs[..1].to_vec());
-        let expected = 100.0 * ((7.0 / 8.0) * (5.0 / 7.0) * (4.0f64 / 6.0) * (3.0 / 5.0)).powf(0.25);
+        let b = bleu4(&s(&["a red circle next to a green square"]), &refs[..1]);
+        let expected =
+            100.0 * ((7.0 / 8.0) * (5.0 / 7.0) * (4.0f64 / 6.0) * (3.0 / 5.0)).powf(0.25);
         assert!((b - expected).abs() < 1e-9, "{b} vs {expected}");
     }
 
@@ -181,8 +182,14 @@ mod tests {
             s(&["a blue square", "a big blue square"]),
             s(&["a red square", "some shapes"]),
         ];
-        let good = cider_d(&s(&["a red circle", "a blue square", "a red square"]), &refs);
-        let swapped = cider_d(&s(&["a blue square", "a red circle", "a red square"]), &refs);
+        let good = cider_d(
+            &s(&["a red circle", "a blue square", "a red square"]),
+            &refs,
+        );
+        let swapped = cider_d(
+            &s(&["a blue square", "a red circle", "a red square"]),
+            &refs,
+        );
         assert!(good > 1.0 && swapped < good / 2.0, "{good} vs {swapped}");
     }
 

@@ -51,8 +51,12 @@ fn read_config<T: DeserializeOwned>(dir: &Path, kind: &str) -> Result<T> {
         path.display(),
         config["kind"]
     );
-    serde_json::from_value(config["recipe"].clone())
-        .with_context(|| format!("{}: a {kind} config without a readable recipe", path.display()))
+    serde_json::from_value(config["recipe"].clone()).with_context(|| {
+        format!(
+            "{}: a {kind} config without a readable recipe",
+            path.display()
+        )
+    })
 }
 
 /// Sets every variable of `vars` from the folder's `model.safetensors`; all must be there.

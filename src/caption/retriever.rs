@@ -74,7 +74,7 @@ impl RetrieverRecipe {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_embeddings: true,
-        qkv_bias: false,
+            qkv_bias: false,
         }
     }
 }
@@ -156,8 +156,15 @@ impl Retriever {
         let mask = Tensor::from_vec(mask, (n, t, 1), &Device::Cpu)?;
         let counts: Vec<f32> = ends.iter().map(|&e| (e + 1) as f32).collect();
         let counts = Tensor::from_vec(counts, (n, 1), &Device::Cpu)?;
-        let pooled = hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&counts)?;
-        let projected = linear(&self.text_norm.forward(&pooled)?, &self.text_projection, None)?;
+        let pooled = hidden
+            .broadcast_mul(&mask)?
+            .sum(1)?
+            .broadcast_div(&counts)?;
+        let projected = linear(
+            &self.text_norm.forward(&pooled)?,
+            &self.text_projection,
+            None,
+        )?;
         unit(&projected)
     }
 
@@ -208,7 +215,10 @@ pub fn padded(ids: &[Vec<u32>]) -> candle_core::Result<(Tensor, Vec<usize>)> {
 
 /// Pixels `[n, 3, SIZE, SIZE]` of scenes.
 pub fn pixels(scenes: &[&Scene]) -> candle_core::Result<Tensor> {
-    let flat: Vec<f32> = scenes.iter().flat_map(|s| s.pixels.iter().copied()).collect();
+    let flat: Vec<f32> = scenes
+        .iter()
+        .flat_map(|s| s.pixels.iter().copied())
+        .collect();
     Tensor::from_vec(flat, (scenes.len(), 3, SIZE, SIZE), &Device::Cpu)
 }
 
@@ -308,4 +318,3 @@ pub fn train(
     super::save_model(out, &vars, "caption-retriever", recipe)?;
     Ok(losses)
 }
-

@@ -187,11 +187,24 @@ impl Scene {
         let mut pool = vec![
             format!("a {} {}", colour(a), shape(a)),
             format!("a {} {} and a {}", colour(a), shape(a), shape(b)),
-            format!("a {} {} next to a {} {}", colour(a), shape(a), colour(b), shape(b)),
+            format!(
+                "a {} {} next to a {} {}",
+                colour(a),
+                shape(a),
+                colour(b),
+                shape(b)
+            ),
             format!("a picture of a {} {}", a.size(), shape(a)),
             format!("there is a {} {} in the picture", colour(a), shape(a)),
-            format!("{} shapes one of them {}", COUNTS[self.objects.len()], colour(a)),
-            format!("some shapes on a {} background", BACKGROUNDS[self.background].0),
+            format!(
+                "{} shapes one of them {}",
+                COUNTS[self.objects.len()],
+                colour(a)
+            ),
+            format!(
+                "some shapes on a {} background",
+                BACKGROUNDS[self.background].0
+            ),
             format!("a {} {} and other shapes", a.size(), shape(a)),
         ];
         if TEXTURES[a.texture] != "plain" {
@@ -353,7 +366,9 @@ mod tests {
                 let cell = SIZE / 3;
                 let (x, y) = (cell * o.col + cell / 2, cell * o.row + cell / 2);
                 let tint = COLOURS[o.colour].1;
-                let c = (0..3).max_by(|&a, &b| tint[a].total_cmp(&tint[b])).unwrap_or(0);
+                let c = (0..3)
+                    .max_by(|&a, &b| tint[a].total_cmp(&tint[b]))
+                    .unwrap_or(0);
                 assert!(s.pixels[c * SIZE * SIZE + y * SIZE + x] > 0.6, "scene {i}");
                 checked += 1;
             }

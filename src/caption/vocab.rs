@@ -13,9 +13,30 @@ pub const BOS: u32 = 1;
 pub const EOS: u32 = 2;
 
 const GLUE: [&str; 24] = [
-    "a", "and", "on", "at", "in", "the", "background", "large", "small", "top", "middle",
-    "bottom", "left", "centre", "right", "picture", "of", "there", "is", "next", "to", "shapes",
-    "with", "some",
+    "a",
+    "and",
+    "on",
+    "at",
+    "in",
+    "the",
+    "background",
+    "large",
+    "small",
+    "top",
+    "middle",
+    "bottom",
+    "left",
+    "centre",
+    "right",
+    "picture",
+    "of",
+    "there",
+    "is",
+    "next",
+    "to",
+    "shapes",
+    "with",
+    "some",
 ];
 const MORE: [&str; 4] = ["stripes", "dots", "them", "other"];
 

@@ -126,7 +126,10 @@ fn build(args: BuildArgs) -> Result<()> {
     let front = Front::new("training the caption lab's models");
     let outcome = front.wait(spawn_build(&front.board, r), |s, bar| {
         if s.step % 100 == 0 || s.step == s.total {
-            say(bar, format!("{} step {}/{} loss {:.4}", s.part, s.step, s.total, s.loss));
+            say(
+                bar,
+                format!("{} step {}/{} loss {:.4}", s.part, s.step, s.total, s.loss),
+            );
         }
     })?;
     if args.json {
@@ -239,6 +242,11 @@ fn sample(args: SampleArgs) -> Result<()> {
         return print_json(&g.items.iter().map(|i| &i.captions).collect::<Vec<_>>());
     }
     let names: Vec<&str> = captioners().iter().map(|(n, _)| *n).collect();
-    println!("{} scenes, captions by {} → {}", g.items.len(), names.join(" and "), args.out.display());
+    println!(
+        "{} scenes, captions by {} → {}",
+        g.items.len(),
+        names.join(" and "),
+        args.out.display()
+    );
     Ok(())
 }

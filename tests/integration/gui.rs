@@ -1169,7 +1169,10 @@ fn caption_page_shows_the_gallery_plays_the_game_and_tunes() {
     assert_eq!(g.items.len(), alignscope::ui::caption_panel::GALLERY_SIZE);
     let first = g.items[0].captions[0].1.clone();
     h.run_steps(2);
-    assert!(h.query_by_label(&format!("base: {first}")).is_some());
+    assert!(h
+        .query_all_by_label(&format!("base: {first}"))
+        .next()
+        .is_some());
 
     // The game: a guess, then the answer — the target and the retriever's pick are marked.
     h.get_by_label("Retrieval game").click();
@@ -1179,7 +1182,8 @@ fn caption_page_shows_the_gallery_plays_the_game_and_tunes() {
     });
     h.run_steps(2);
     h.get_by_label("#3").click();
-    h.run_steps(1);
+    h.run_steps(3);
+    assert_eq!(page::<CaptionPanel>(h.state()).game.guess, Some(2));
     assert!(h.query_by_label("Your guess: #3").is_some());
     h.get_by_label("Reveal").click();
     h.run_steps(2);

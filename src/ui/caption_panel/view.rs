@@ -151,7 +151,11 @@ fn game_tab(ui: &mut Ui, panel: &mut CaptionPanel, ctx: &mut LabCtx) {
     let Some(guess) = round.guesses.get(shown) else {
         return;
     };
-    ui.label(RichText::new(format!("“{}”", guess.caption)).size(20.0).strong());
+    ui.label(
+        RichText::new(format!("“{}”", guess.caption))
+            .size(20.0)
+            .strong(),
+    );
     ui.horizontal(|ui| {
         match panel.game.guess {
             Some(g) => ui.label(format!("Your guess: #{}", g + 1)),
@@ -179,41 +183,47 @@ fn game_tab(ui: &mut Ui, panel: &mut CaptionPanel, ctx: &mut LabCtx) {
             }
         });
     }
-    Grid::new("caption-game").spacing([8.0, 8.0]).show(ui, |ui| {
-        for k in 0..CANDIDATES {
-            ui.vertical(|ui| {
-                let response = scene_image(ui, panel, round.candidates[k], &round.rgb[k]);
-                let mut frames = Vec::new();
-                if panel.game.revealed && k == round.target {
-                    frames.push(GOOD);
+    Grid::new("caption-game")
+        .spacing([8.0, 8.0])
+        .show(ui, |ui| {
+            for k in 0..CANDIDATES {
+                ui.vertical(|ui| {
+                    let response = scene_image(ui, panel, round.candidates[k], &round.rgb[k]);
+                    let mut frames = Vec::new();
+                    if panel.game.revealed && k == round.target {
+                        frames.push(GOOD);
+                    }
+                    if panel.game.revealed && k == guess.choice {
+                        frames.push(PICK);
+                    }
+                    if panel.game.guess == Some(k) {
+                        frames.push(GUESS);
+                    }
+                    for (i, c) in frames.iter().enumerate() {
+                        let rect = response.rect.expand(1.0 + 3.0 * i as f32);
+                        ui.painter().rect_stroke(
+                            rect,
+                            2.0,
+                            Stroke::new(3.0, *c),
+                            egui::StrokeKind::Outside,
+                        );
+                    }
+                    let mut label = format!("#{}", k + 1);
+                    if panel.game.revealed {
+                        label = format!("{label} · {:.1}", guess.scores[k]);
+                    }
+                    if ui
+                        .selectable_label(panel.game.guess == Some(k), label)
+                        .clicked()
+                    {
+                        panel.game.guess = Some(k);
+                    }
+                });
+                if k % 8 == 7 {
+                    ui.end_row();
                 }
-                if panel.game.revealed && k == guess.choice {
-                    frames.push(PICK);
-                }
-                if panel.game.guess == Some(k) {
-                    frames.push(GUESS);
-                }
-                for (i, c) in frames.iter().enumerate() {
-                    let rect = response.rect.expand(1.0 + 3.0 * i as f32);
-                    ui.painter()
-                        .rect_stroke(rect, 2.0, Stroke::new(3.0, *c), egui::StrokeKind::Outside);
-                }
-                let mut label = format!("#{}", k + 1);
-                if panel.game.revealed {
-                    label = format!("{label} · {:.1}", guess.scores[k]);
-                }
-                if ui
-                    .selectable_label(panel.game.guess == Some(k), label)
-                    .clicked()
-                {
-                    panel.game.guess = Some(k);
-                }
-            });
-            if k % 8 == 7 {
-                ui.end_row();
             }
-        }
-    });
+        });
 }
 
 fn tune_tab(ui: &mut Ui, panel: &mut CaptionPanel, ctx: &mut LabCtx) {
