@@ -29,6 +29,8 @@ pub enum BenchCommand {
     /// The RAG lab: retrieval latency at the corpus size and at 10×, questions per second end
     /// to end, mining cost.
     Rag(super::bench_rag::RagBenchArgs),
+    /// The caption lab: captions/s by decoding, retrieval scoring, DiscriTune steps/s.
+    Caption(super::bench_caption::CaptionBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +72,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Train(args) => super::bench_train::run(args),
         BenchCommand::Graft(args) => super::bench_graft::run(args),
         BenchCommand::Rag(args) => super::bench_rag::run(args),
+        BenchCommand::Caption(args) => super::bench_caption::run(args),
     }
 }
 

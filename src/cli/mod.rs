@@ -2,6 +2,7 @@
 //! progress bar on stderr and `--json` output on stdout.
 
 mod bench;
+mod bench_caption;
 mod bench_delta;
 mod bench_graft;
 mod bench_ot;

@@ -1194,24 +1194,29 @@ fn caption_page_shows_the_gallery_plays_the_game_and_tunes() {
         .query_by_label_contains("The retriever picked #")
         .is_some());
 
-    // A short DiscriTune run from its tab draws P@1 before and after.
+    // A short DiscriTune run from its tab: P@1 measured along the run, and it rises.
     let out = tempfile::tempdir().unwrap();
     {
         let p = page_mut::<CaptionPanel>(h.state_mut());
         p.tab = CaptionTab::Tune;
         p.request.out = out.path().join("tuned");
-        (p.request.steps, p.request.batch, p.request.eval_every) = (6, 20, 3);
-        p.request.eval_images = 100;
+        (p.request.steps, p.request.eval_every, p.request.eval_images) = (40, 5, 100);
     }
     h.run_steps(2);
     h.get_by_label("Run DiscriTune").click();
     step_until(&mut h, "the DiscriTune run", |a| {
         let p = page::<CaptionPanel>(a);
-        p.tune_job_id().is_none() && (p.history.len() == 6 || p.error.is_some())
+        p.tune_job_id().is_none() && (p.history.len() == 40 || p.error.is_some())
     });
     let p = page::<CaptionPanel>(h.state());
     assert_eq!(p.error, None);
-    assert_eq!(p.history.iter().filter(|s| s.measure.is_some()).count(), 2);
+    let measured: Vec<f64> = p
+        .history
+        .iter()
+        .filter_map(|s| s.measure.as_ref().map(|m| m.p_at_1))
+        .collect();
+    assert_eq!(measured.len(), 8);
+    assert!(measured[7] > measured[0], "P@1 along the run: {measured:?}");
     h.run_steps(2);
     assert!(h
         .query_by_label("Held-out captions at the last measurement")
