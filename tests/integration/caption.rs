@@ -99,6 +99,8 @@ fn a_short_discritune_run_raises_p_at_1_and_leaves_a_loadable_captioner() {
     let out = tempfile::tempdir().unwrap();
     let request = DiscriTuneRequest {
         steps: 40,
+        // At the default 1e-4, 40 steps are too few to change the greedy captions.
+        lr: 3e-4,
         eval_every: 20,
         eval_images: 200,
         out: out.path().join("tuned"),
@@ -112,7 +114,7 @@ fn a_short_discritune_run_raises_p_at_1_and_leaves_a_loadable_captioner() {
     .unwrap();
     assert_eq!(seen, 40);
     assert!(
-        outcome.after.p_at_1 > outcome.before.p_at_1,
+        outcome.after.p_at_1 > outcome.before.p_at_1 + 5.0,
         "P@1 {} → {}",
         outcome.before.p_at_1,
         outcome.after.p_at_1
