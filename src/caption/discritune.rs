@@ -171,10 +171,10 @@ pub fn discritune(
             })
             .collect();
         let refs: Vec<&Scene> = batch.iter().collect();
+        // The captioner's image features are the reward retriever's image embeddings.
         let f = features(&reward, &refs)?;
         let caps = captioner.decode(&f, request.decoding, &mut rng)?;
-        let images = reward.images(&super::retriever::pixels(&refs)?)?;
-        let r = rewards(&reward, &images, &caps)?;
+        let r = rewards(&reward, &f, &caps)?;
         let mean_r = r.iter().map(|&x| x as f64).sum::<f64>() / r.len() as f64;
         // The running mean of every reward so far; the first batch is its own baseline.
         if seen == 0 {

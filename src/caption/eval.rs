@@ -150,8 +150,9 @@ impl Report for CaptionScores {
     }
 }
 
-/// Every caption of `scenes` scored.
+/// Every caption of `scenes` scored; `a` is the reward's retriever.
 pub fn score(
+    a: &Retriever,
     label: &str,
     domain: Domain,
     decoding: Decoding,
@@ -159,7 +160,6 @@ pub fn score(
     captions: &[String],
     seconds: f64,
 ) -> Result<CaptionScores> {
-    let a = Retriever::load(&Part::RetrieverA.dir())?;
     let b = Retriever::load(&Part::RetrieverB.dir())?;
     let references: Vec<Vec<String>> = scenes
         .iter()
@@ -172,7 +172,7 @@ pub fn score(
         domain,
         decoding,
         images: scenes.len(),
-        p_at_1: precision(&a, scenes, captions)?,
+        p_at_1: precision(a, scenes, captions)?,
         p_at_1_judge: precision(&b, scenes, captions)?,
         bleu4: bleu4(captions, &references),
         cider_d: cider_d(captions, &references),
@@ -199,6 +199,7 @@ pub fn eval(request: &CaptionEvalRequest) -> Result<CaptionScores> {
     let caps = captions(&captioner, &encoder, &scenes, request.decoding, &mut rng)?;
     let seconds = started.elapsed().as_secs_f64();
     let scores = score(
+        &encoder,
         &request.label,
         request.domain,
         request.decoding,

@@ -1,16 +1,15 @@
 //! Drawing of the Caption page; state and jobs are in `mod.rs`.
 
-use egui::{Color32, ComboBox, DragValue, Grid, RichText, ScrollArea, Stroke, Ui, Vec2};
+use egui::{Color32, DragValue, Grid, RichText, ScrollArea, Stroke, Ui, Vec2};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use super::{CaptionPanel, CaptionTab};
-use crate::caption::captioner::Decoding;
 use crate::caption::gallery::CANDIDATES;
 use crate::caption::scenes::Domain;
-use crate::names::Named;
 use crate::ui::lab::LabCtx;
 use crate::ui::widgets::grouped_bars::{grouped_bars, Series};
 use crate::ui::widgets::job_progress::job_progress;
+use crate::ui::widgets::named_combo::named_combo;
 use crate::ui::widgets::outcome::BAD;
 use crate::ui::widgets::tab_bar::tab_bar;
 
@@ -49,32 +48,11 @@ pub fn ui(ui: &mut Ui, panel: &mut CaptionPanel, ctx: &mut LabCtx) {
 
 /// Domain and decoding pickers; true when either changed.
 fn pickers(ui: &mut Ui, panel: &mut CaptionPanel) -> bool {
-    let (domain, decoding) = (panel.domain, panel.decoding);
     ui.horizontal(|ui| {
-        let l = ui.label("domain");
-        ComboBox::from_id_salt("caption-domain")
-            .selected_text(panel.domain.name())
-            .show_ui(ui, |ui| {
-                for d in Domain::ALL {
-                    ui.selectable_value(&mut panel.domain, *d, d.name())
-                        .on_hover_text(d.help());
-                }
-            })
-            .response
-            .labelled_by(l.id);
-        let l = ui.label("decoding");
-        ComboBox::from_id_salt("caption-decoding")
-            .selected_text(panel.decoding.name())
-            .show_ui(ui, |ui| {
-                for d in Decoding::ALL {
-                    ui.selectable_value(&mut panel.decoding, *d, d.name())
-                        .on_hover_text(d.help());
-                }
-            })
-            .response
-            .labelled_by(l.id);
-    });
-    (domain, decoding) != (panel.domain, panel.decoding)
+        let domain = named_combo(ui, "domain", &mut panel.domain);
+        named_combo(ui, "decoding", &mut panel.decoding) || domain
+    })
+    .inner
 }
 
 fn scene_image(ui: &mut Ui, panel: &mut CaptionPanel, index: u64, rgb: &[u8]) -> egui::Response {
