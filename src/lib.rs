@@ -12,6 +12,7 @@ pub mod embed;
 pub mod eval;
 pub mod fs;
 pub mod fusion;
+pub mod gan;
 pub mod gpu;
 pub mod graft;
 pub mod jobs;

@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Rag(super::bench_rag::RagBenchArgs),
     /// The caption lab: captions/s by decoding, retrieval scoring, DiscriTune steps/s.
     Caption(super::bench_caption::CaptionBenchArgs),
+    /// The GAN lab: samples/s, adaptation steps/s per method, our convolution vs candle's.
+    Gan(super::bench_gan::GanBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +75,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Graft(args) => super::bench_graft::run(args),
         BenchCommand::Rag(args) => super::bench_rag::run(args),
         BenchCommand::Caption(args) => super::bench_caption::run(args),
+        BenchCommand::Gan(args) => super::bench_gan::run(args),
     }
 }
 

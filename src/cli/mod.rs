@@ -4,6 +4,7 @@
 mod bench;
 mod bench_caption;
 mod bench_delta;
+mod bench_gan;
 mod bench_graft;
 mod bench_ot;
 mod bench_rag;
@@ -12,6 +13,7 @@ mod caption;
 mod delta;
 mod finetune;
 mod fusion;
+mod gan;
 mod generate;
 mod graft;
 mod prefs;
@@ -100,6 +102,9 @@ pub enum Command {
     /// The caption lab: DiscriTune — captions a frozen retriever can find their image by.
     #[command(subcommand)]
     Caption(caption::CaptionCommand),
+    /// The GAN lab: GenDA one-shot adaptation of a face GAN, FreezeD and fine-tuning.
+    #[command(subcommand)]
+    Gan(gan::GanCommand),
     /// Apply a LoRA adapter to its base model and write the merged model (GGUF or folder).
     MergeAdapter(finetune::MergeAdapterArgs),
     /// Speed benchmarks.
@@ -149,6 +154,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Rag(cmd) => rag::run(cmd),
         Command::Prefs(cmd) => prefs::run(cmd),
         Command::Caption(cmd) => caption::run(cmd),
+        Command::Gan(cmd) => gan::run(cmd),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod adapter;
 pub mod bert;
 pub mod finetune;
 pub mod llama;
+pub mod model_folder;
 pub mod nn;
 pub mod optim;
 pub mod pretrained;

@@ -153,7 +153,7 @@ impl AlignApp {
         });
     }
 
-    /// Paths dropped on the window load as models.
+    /// A path dropped on the window goes to the page shown, or else loads as a model.
     fn take_dropped(&mut self, ctx: &egui::Context) {
         let dropped: Vec<_> = ctx.input(|i| {
             i.raw
@@ -164,7 +164,16 @@ impl AlignApp {
                 .collect()
         });
         if let Some(path) = dropped.into_iter().next() {
-            self.model.load(&self.board, path);
+            let current = self.current();
+            let mut lab_ctx = LabCtx {
+                settings: &mut self.settings,
+                model: &mut self.model,
+                board: &self.board,
+                picker: self.picker.as_mut(),
+            };
+            if !self.labs[current].dropped(&path, &mut lab_ctx) {
+                self.model.load(&self.board, path);
+            }
         }
     }
 }

@@ -8,6 +8,8 @@ pub trait FilePicker {
     fn pick_model_file(&mut self) -> Option<PathBuf>;
     /// A Hugging Face model folder.
     fn pick_folder(&mut self) -> Option<PathBuf>;
+    /// An image (PNG or JPEG).
+    fn pick_image_file(&mut self) -> Option<PathBuf>;
 }
 
 /// The system dialog (xdg portal or zenity on Linux). Returns `None` where neither exists.
@@ -26,6 +28,13 @@ impl FilePicker for SystemPicker {
             .set_title("Open a Hugging Face model folder")
             .pick_folder()
     }
+
+    fn pick_image_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open an image")
+            .add_filter("PNG or JPEG image", &["png", "jpg", "jpeg"])
+            .pick_file()
+    }
 }
 
 /// Hands out queued paths: for tests.
@@ -38,6 +47,10 @@ impl FilePicker for QueuedPicker {
     }
 
     fn pick_folder(&mut self) -> Option<PathBuf> {
+        self.0.pop()
+    }
+
+    fn pick_image_file(&mut self) -> Option<PathBuf> {
         self.0.pop()
     }
 }

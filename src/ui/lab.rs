@@ -45,6 +45,11 @@ pub trait Lab: Any {
     fn poll(&mut self, ctx: &mut LabCtx);
     /// Draws the page below its heading.
     fn ui(&mut self, ui: &mut Ui, ctx: &mut LabCtx);
+    /// A file dropped on the window while this page is shown; true if the page took it
+    /// (otherwise it is opened as a language model).
+    fn dropped(&mut self, _path: &std::path::Path, _ctx: &mut LabCtx) -> bool {
+        false
+    }
     /// Settings to keep between starts (`None`: nothing to keep).
     fn save(&self) -> Option<serde_json::Value> {
         None
@@ -67,6 +72,7 @@ pub fn all() -> Vec<Box<dyn Lab>> {
         Box::new(super::rag_panel::RagPanel::default()),
         Box::new(super::prefs_panel::PrefsPanel::default()),
         Box::new(super::caption_panel::CaptionPanel::default()),
+        Box::new(super::gan_panel::GanPanel::default()),
         Box::new(super::jobs_panel::JobsPanel::default()),
     ]
 }

@@ -8,6 +8,7 @@ pub mod file_picker;
 pub mod finetune_panel;
 pub mod folder_cache;
 pub mod fusion_panel;
+pub mod gan_panel;
 pub mod generate;
 pub mod graft_panel;
 pub mod jobs_panel;

@@ -1250,3 +1250,85 @@ fn caption_docs_screenshot() {
     h.run_steps(3);
     h.snapshot("caption_docs");
 }
+
+#[test]
+fn gan_page_adapts_live_and_names_a_bad_image() {
+    use alignscope::ui::gan_panel::{AdaptedFrom, GanPanel, GanTab};
+    let runs = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("holiday.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 truncated jpeg").unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1400.0, 1000.0), vec![bad]);
+    h.get_by_label("GAN").click();
+    h.run_steps(3);
+    // The first look: source samples, the reference, and GenDA's shipped adaptation.
+    {
+        let p = page::<GanPanel>(h.state());
+        assert_eq!(p.error, None);
+        assert_eq!(p.source_grid.images.len(), alignscope::ui::gan_panel::GRID);
+        assert_eq!(p.reference.images.len(), 1);
+        assert!(matches!(p.adapted, Some((AdaptedFrom::Shipped(_), _))));
+        assert_ne!(p.adapted_grid.images, p.source_grid.images);
+    }
+    assert!(h.query_by_label_contains("(shipped)").is_some());
+    let shipped = page::<GanPanel>(h.state()).adapted_grid.images.clone();
+
+    // A short GenDA run on the baby domain: the adapted grid follows the run.
+    {
+        let p = page_mut::<GanPanel>(h.state_mut());
+        p.set_target(alignscope::gan::adapt::Target::domain(alignscope::gan::faces::Domain::Baby));
+        (p.request.steps, p.request.preview_every) = (6, 2);
+    }
+    h.run_steps(3);
+    h.get_by_label("Adapt").click();
+    step_until(&mut h, "the adaptation", |a| {
+        let p = page::<GanPanel>(a);
+        !p.running() && (p.history.len() == 6 || p.error.is_some())
+    });
+    h.run_steps(3);
+    let p = page::<GanPanel>(h.state());
+    assert_eq!(p.error, None);
+    assert!(matches!(p.adapted, Some((AdaptedFrom::Run { steps: 6, .. }, _))));
+    assert_eq!(p.adapted_grid.images.len(), alignscope::ui::gan_panel::GRID);
+    assert_ne!(p.adapted_grid.images, shipped);
+    assert!(h.query_by_label("GenDA → baby (6 steps)").is_some());
+
+    // The truncation slider resamples both grids toward the mean face.
+    let before = page::<GanPanel>(h.state()).source_grid.images.clone();
+    {
+        let p = page_mut::<GanPanel>(h.state_mut());
+        p.psi = 0.3;
+        p.touch();
+    }
+    h.run_steps(2);
+    assert_ne!(page::<GanPanel>(h.state()).source_grid.images, before);
+
+    // An unreadable image: its name and the problem, and the page keeps working.
+    h.get_by_label("Open image…").click();
+    h.run_steps(3);
+    let err = page::<GanPanel>(h.state()).error.clone().unwrap_or_default();
+    assert!(err.contains("holiday.jpg") && err.contains("not a readable"), "{err}");
+    assert!(h.query_by_label_contains("holiday.jpg").is_some());
+
+    // The comparison of the three methods on the three targets, from the shipped evaluation.
+    page_mut::<GanPanel>(h.state_mut()).tab = GanTab::Compare;
+    h.run_steps(3);
+    assert!(h.query_by_label("FreezeD").is_some() || h.query_all_by_label("FreezeD").next().is_some());
+    assert!(h.query_by_label("sketch: the one reference").is_some());
+}
+
+/// The picture in docs/gan.md: the three methods on the three target domains. Run with
+/// `UPDATE_SNAPSHOTS=1 cargo test --test integration -- --ignored gan_docs` and move
+/// `tests/snapshots/gan_docs.png` to `docs/gan-lab.png`.
+#[test]
+#[ignore]
+fn gan_docs_screenshot() {
+    use alignscope::ui::gan_panel::{GanPanel, GanTab};
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app_with(runs.path(), egui::vec2(1500.0, 1100.0), Vec::new());
+    h.get_by_label("GAN").click();
+    h.run_steps(3);
+    page_mut::<GanPanel>(h.state_mut()).tab = GanTab::Compare;
+    h.run_steps(4);
+    h.snapshot("gan_docs");
+}

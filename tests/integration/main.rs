@@ -3,6 +3,7 @@
 mod architecture;
 mod bad_inputs;
 mod caption;
+mod gan;
 mod cli;
 mod common;
 mod delta;

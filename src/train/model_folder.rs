@@ -1,0 +1,46 @@
+//! A small trained model's folder: `config.json` (`{"kind", "recipe"}`) and
+//! `model.safetensors`, read back with a clear error for a missing or foreign folder.
+
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use candle_nn::VarMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Writes a model folder: `config.json` (`{"kind", "recipe"}`) and `model.safetensors`.
+pub(crate) fn save_model(out: &Path, vars: &VarMap, kind: &str, recipe: &impl Serialize) -> Result<()> {
+    let config = serde_json::json!({ "kind": kind, "recipe": recipe });
+    crate::zoo::save_checkpoint(out, vars, &config, |_| Ok(()))
+}
+
+/// The recipe of a model folder of `kind`, with a clear error for a missing or foreign one.
+pub(crate) fn read_config<T: DeserializeOwned>(dir: &Path, kind: &str) -> Result<T> {
+    let path = dir.join("config.json");
+    let config: serde_json::Value = crate::fs::read_json(&path, "a model config")?;
+    ensure!(
+        config["kind"] == kind,
+        "{}: not a {kind} (kind {})",
+        path.display(),
+        config["kind"]
+    );
+    serde_json::from_value(config["recipe"].clone()).with_context(|| {
+        format!(
+            "{}: a {kind} config without a readable recipe",
+            path.display()
+        )
+    })
+}
+
+/// Sets every variable of `vars` from the folder's `model.safetensors`; all must be there.
+pub(crate) fn load_weights(vars: &VarMap, dir: &Path) -> Result<()> {
+    let file = dir.join("model.safetensors");
+    let missing = crate::train::load_into(vars, &file, "")?;
+    ensure!(
+        missing.is_empty(),
+        "{}: missing tensors {}",
+        file.display(),
+        missing.join(", ")
+    );
+    Ok(())
+}
