@@ -109,7 +109,10 @@ pub fn run(args: GanBenchArgs) -> Result<()> {
     }
     println!("{:<62} {:>10} {:>10}", "", "per s", "× sample");
     for r in &rows {
-        println!("{:<62} {:>10.1} {:>10.1}", r.what, r.per_second, r.vs_sample);
+        println!(
+            "{:<62} {:>10.1} {:>10.1}",
+            r.what, r.per_second, r.vs_sample
+        );
     }
     Ok(())
 }

@@ -159,7 +159,8 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
         }
         if let (Some(path), Some(images)) = (&args.previews, &s.preview) {
             if s.step % 500 == 0 || s.step == s.total {
-                let written = crate::gan::grid::write_png(path, images, crate::gan::faces::SIZE, 8, 3);
+                let written =
+                    crate::gan::grid::write_png(path, images, crate::gan::faces::SIZE, 8, 3);
                 preview_error = written.err().or(preview_error.take());
             }
         }
@@ -188,7 +189,10 @@ fn features(args: FeaturesArgs) -> Result<()> {
     let front = Front::new("training the feature network");
     let trained = front.wait(spawn_train(&front.board, r, out.clone()), |s, bar| {
         if s.step % 100 == 0 || s.step == s.total {
-            say(bar, format!("step {}/{} loss {:.4}", s.step, s.total, s.loss));
+            say(
+                bar,
+                format!("step {}/{} loss {:.4}", s.step, s.total, s.loss),
+            );
         }
     })?;
     if args.json {
@@ -273,7 +277,10 @@ fn sample(args: SampleArgs) -> Result<()> {
         Some(dir) => Adapted::load(dir)?,
         None => Adapted::source(Gan::load(&crate::gan::source_dir(), true)?),
     };
-    let images = model.sample(&preview_latents(args.count, model.gan.cfg.latent)?, args.psi)?;
+    let images = model.sample(
+        &preview_latents(args.count, model.gan.cfg.latent)?,
+        args.psi,
+    )?;
     crate::gan::grid::write_png(&args.out, &images, SIZE, args.columns, 3)?;
     if args.json {
         return print_json(&serde_json::json!({ "out": args.out, "count": images.len() }));

@@ -110,7 +110,7 @@ pub fn conv(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let dims = x.dims4()?;
     let taps = weight.dim(1)? / dims.3;
     let k = (taps as f64).sqrt().round() as usize;
-    if k * k * dims.3 != weight.dim(1)? || k % 2 == 0 {
+    if k * k * dims.3 != weight.dim(1)? || k.is_multiple_of(2) {
         candle_core::bail!(
             "conv: weight {:?} does not fit {} input channels with an odd square kernel",
             weight.dims(),
@@ -173,7 +173,10 @@ mod tests {
         let x = Var::randn(0f32, 1.0, (b, h, w, c), &dev)?;
         // Candle's kernel [o, c, 3, 3]; ours [o, (dy, dx, c)].
         let kernel = Var::randn(0f32, 1.0, (o, c, 3, 3), &dev)?;
-        let ours_w = kernel.as_tensor().permute((0, 2, 3, 1))?.reshape((o, 9 * c))?;
+        let ours_w = kernel
+            .as_tensor()
+            .permute((0, 2, 3, 1))?
+            .reshape((o, 9 * c))?;
         let bias = Tensor::zeros(o, candle_core::DType::F32, &dev)?;
         let ours = conv(x.as_tensor(), &ours_w, &bias)?;
         let reference = x

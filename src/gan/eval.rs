@@ -106,7 +106,11 @@ pub fn eval(
     let net = FeatureNet::load(&request.features)?;
     let source = Gan::load(&request.source, true)?;
     let latent = source.cfg.latent;
-    let eval_z = latents(&mut StdRng::seed_from_u64(request.seed ^ 0xE7A1), request.samples, latent)?;
+    let eval_z = latents(
+        &mut StdRng::seed_from_u64(request.seed ^ 0xE7A1),
+        request.samples,
+        latent,
+    )?;
     let preview_z = preview_latents(16, latent)?;
     let total = request.targets.len() * (1 + request.methods.len());
     let mut rows = Vec::new();
@@ -188,7 +192,10 @@ pub fn load_results(dir: &Path) -> Result<GanEvalOutcome> {
     crate::fs::read_json(&dir.join("eval.json"), "a GAN evaluation")
 }
 
-pub fn spawn_eval(board: &JobBoard, request: GanEvalRequest) -> JobHandle<EvalProgress, GanEvalOutcome> {
+pub fn spawn_eval(
+    board: &JobBoard,
+    request: GanEvalRequest,
+) -> JobHandle<EvalProgress, GanEvalOutcome> {
     let spec = JobSpec {
         kind: "gan-eval".into(),
         title: "GAN lab evaluation".into(),
@@ -199,7 +206,10 @@ pub fn spawn_eval(board: &JobBoard, request: GanEvalRequest) -> JobHandle<EvalPr
         std::fs::create_dir_all(&request.out)?;
         eval(&request, &mut |p| {
             ctx.check()?;
-            ctx.progress(Some(p.done as f32 / p.total.max(1) as f32), p.message.clone());
+            ctx.progress(
+                Some(p.done as f32 / p.total.max(1) as f32),
+                p.message.clone(),
+            );
             ctx.send(p);
             Ok(())
         })

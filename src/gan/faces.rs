@@ -345,9 +345,8 @@ mod tests {
     #[test]
     fn domains_draw_their_attribute() {
         let n = 200;
-        let count = |d: Domain, f: fn(&Face) -> bool| {
-            (0..n).filter(|&i| f(&Face::sample(d, i, 0))).count()
-        };
+        let count =
+            |d: Domain, f: fn(&Face) -> bool| (0..n).filter(|&i| f(&Face::sample(d, i, 0))).count();
         assert_eq!(count(Domain::Sunglasses, |f| f.sunglasses), n as usize);
         let rare = count(Domain::Source, |f| f.sunglasses);
         assert!((10..60).contains(&rare), "{rare} sunglasses in the source");

@@ -8,7 +8,12 @@ const GAP: usize = 2;
 
 /// `images` (each `side × side × 3` bytes) in rows of `columns`, magnified `zoom` times, on
 /// white: `(width, height, rgb)`.
-pub fn tile(images: &[Vec<u8>], side: usize, columns: usize, zoom: usize) -> (usize, usize, Vec<u8>) {
+pub fn tile(
+    images: &[Vec<u8>],
+    side: usize,
+    columns: usize,
+    zoom: usize,
+) -> (usize, usize, Vec<u8>) {
     let columns = columns.clamp(1, images.len().max(1));
     let rows = images.len().div_ceil(columns);
     let cell = side * zoom;
@@ -32,13 +37,22 @@ pub fn tile(images: &[Vec<u8>], side: usize, columns: usize, zoom: usize) -> (us
 }
 
 /// [`tile`] written as a PNG (atomically).
-pub fn write_png(path: &Path, images: &[Vec<u8>], side: usize, columns: usize, zoom: usize) -> Result<()> {
+pub fn write_png(
+    path: &Path,
+    images: &[Vec<u8>],
+    side: usize,
+    columns: usize,
+    zoom: usize,
+) -> Result<()> {
     let (w, h, pixels) = tile(images, side, columns, zoom);
     let image = image::RgbImage::from_raw(w as u32, h as u32, pixels)
         .context("sample grid: wrong buffer size")?;
     let mut bytes = Vec::new();
     image
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .with_context(|| format!("{}: cannot encode the PNG", path.display()))?;
     crate::fs::write_atomic(path, &bytes)
 }

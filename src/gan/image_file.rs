@@ -30,8 +30,8 @@ pub fn load_reference(path: &Path) -> Result<Reference> {
 
 /// [`load_reference`] on the file's bytes (a dropped file's, too).
 pub fn decode_reference(bytes: &[u8]) -> Result<Reference> {
-    let format = image::guess_format(bytes)
-        .map_err(|_| anyhow::anyhow!("not a PNG or JPEG image"))?;
+    let format =
+        image::guess_format(bytes).map_err(|_| anyhow::anyhow!("not a PNG or JPEG image"))?;
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
         bail!("a {format:?} image; open a PNG or JPEG");
     }
@@ -53,8 +53,8 @@ pub fn decode_reference(bytes: &[u8]) -> Result<Reference> {
         decoded.to_rgb8()
     };
     let side = w.min(h);
-    let cropped = image::imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side)
-        .to_image();
+    let cropped =
+        image::imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
     if w != h {
         conversions.push(format!("centre-cropped from {w}×{h} to {side}×{side}"));
     }

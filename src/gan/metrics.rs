@@ -17,18 +17,15 @@ fn mean_and_covariance(rows: &[Vec<f32>]) -> (Vec<f64>, Matrix) {
     let mut cov = vec![vec![0f64; d]; d];
     for r in rows {
         let c: Vec<f64> = r.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect();
-        for i in 0..d {
-            for j in i..d {
-                cov[i][j] += c[i] * c[j];
+        for (row, ci) in cov.iter_mut().zip(&c) {
+            for (v, cj) in row.iter_mut().zip(&c) {
+                *v += ci * cj;
             }
         }
     }
     let denom = (rows.len().max(2) - 1) as f64;
-    for i in 0..d {
-        for j in i..d {
-            cov[i][j] /= denom;
-            cov[j][i] = cov[i][j];
-        }
+    for v in cov.iter_mut().flatten() {
+        *v /= denom;
     }
     (mean, cov)
 }
@@ -58,15 +55,16 @@ fn symmetric_eigen(mut a: Matrix) -> (Vec<f64>, Matrix) {
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
+                for row in a.iter_mut() {
+                    let (akp, akq) = (row[p], row[q]);
+                    row[p] = c * akp - s * akq;
+                    row[q] = s * akp + c * akq;
                 }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
+                let (low, high) = a.split_at_mut(q);
+                for (x, y) in low[p].iter_mut().zip(high[0].iter_mut()) {
+                    let (apk, aqk) = (*x, *y);
+                    *x = c * apk - s * aqk;
+                    *y = s * apk + c * aqk;
                 }
                 for row in v.iter_mut() {
                     let (vkp, vkq) = (row[p], row[q]);
@@ -151,7 +149,12 @@ fn coverage(manifold: &[Vec<f32>], radii: &[f32], queries: &[Vec<f32>]) -> f64 {
     use rayon::prelude::*;
     let inside = queries
         .par_iter()
-        .filter(|q| manifold.iter().zip(radii).any(|(m, &r)| distance2(q, m) <= r))
+        .filter(|q| {
+            manifold
+                .iter()
+                .zip(radii)
+                .any(|(m, &r)| distance2(q, m) <= r)
+        })
         .count();
     inside as f64 / queries.len().max(1) as f64
 }
@@ -189,7 +192,11 @@ mod tests {
 
     #[test]
     fn eigen_decomposition_rebuilds_the_matrix() {
-        let a = vec![vec![4.0, 1.0, 0.5], vec![1.0, 3.0, 0.2], vec![0.5, 0.2, 1.0]];
+        let a = vec![
+            vec![4.0, 1.0, 0.5],
+            vec![1.0, 3.0, 0.2],
+            vec![0.5, 0.2, 1.0],
+        ];
         let root = sqrt_psd(&a);
         let back = matmul(&root, &root);
         for i in 0..3 {

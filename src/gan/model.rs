@@ -55,7 +55,14 @@ impl Conv3 {
     fn new(vb: &VarBuilder, out: usize, inp: usize) -> Result<Self> {
         let std = (2.0 / (9 * inp) as f64).sqrt();
         Ok(Self {
-            w: vb.get_with_hints((out, 9 * inp), "weight", Init::Randn { mean: 0.0, stdev: std })?,
+            w: vb.get_with_hints(
+                (out, 9 * inp),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            )?,
             b: vb.get_with_hints(out, "bias", Init::Const(0.0))?,
         })
     }
@@ -173,7 +180,12 @@ impl Discriminator {
             from_rgb: dense(&vb, "from_rgb", c[0], 3)?,
             convs,
             dense: dense(&vb, "dense", cfg.features, flat)?,
-            head: Dense::new(&vb.pp("head"), outputs, cfg.features, (1.0 / cfg.features as f64).sqrt())?,
+            head: Dense::new(
+                &vb.pp("head"),
+                outputs,
+                cfg.features,
+                (1.0 / cfg.features as f64).sqrt(),
+            )?,
         })
     }
 
@@ -207,7 +219,11 @@ pub fn to_tensor(images: &[Vec<u8>]) -> Result<Tensor> {
         .iter()
         .flat_map(|im| im.iter().map(|&p| p as f32 / 127.5 - 1.0))
         .collect();
-    Tensor::from_vec(data, (images.len(), SIZE, SIZE, 3), &candle_core::Device::Cpu)
+    Tensor::from_vec(
+        data,
+        (images.len(), SIZE, SIZE, 3),
+        &candle_core::Device::Cpu,
+    )
 }
 
 /// The inverse of [`to_tensor`].

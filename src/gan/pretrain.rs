@@ -219,7 +219,12 @@ pub fn pretrain(
     let (mut d_loss, mut g_loss) = (f32::NAN, f32::NAN);
     for step in 0..recipe.steps {
         let first = (step * recipe.batch) as u64;
-        let real = to_tensor(&render_many(Domain::Source, first, recipe.batch, recipe.seed))?;
+        let real = to_tensor(&render_many(
+            Domain::Source,
+            first,
+            recipe.batch,
+            recipe.seed,
+        ))?;
         let z = latents(&mut rng, recipe.batch, recipe.gan.latent)?;
         let fake = gan.g.synthesize(&gan.g.map(&z)?)?;
         let d = (softplus(&gan.d.forward(&real)?.neg()?)?.mean_all()?

@@ -199,7 +199,7 @@ pub fn save_folder(
     out: &Path,
 ) -> Result<()> {
     let sides = Checkpoint::open(finetuned)?.side_files()?;
-    crate::zoo::save_checkpoint(out, varmap, config, |dir| {
+    crate::train::model_folder::save_checkpoint(out, varmap, config, |dir| {
         for f in sides {
             if let Some(name) = f.file_name().filter(|n| *n != "config.json") {
                 std::fs::copy(&f, dir.join(name))?;

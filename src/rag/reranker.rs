@@ -433,7 +433,7 @@ pub fn train_reranker(
     config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
     config["num_labels"] = 1.into();
     config["torch_dtype"] = "float32".into();
-    crate::zoo::save_checkpoint(out, &varmap, &config, |dir| {
+    crate::train::model_folder::save_checkpoint(out, &varmap, &config, |dir| {
         crate::zoo::minilm::copy_tokenizer_files(&request.encoder, dir)
     })?;
     Ok(history)

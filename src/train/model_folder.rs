@@ -1,5 +1,6 @@
-//! A small trained model's folder: `config.json` (`{"kind", "recipe"}`) and
-//! `model.safetensors`, read back with a clear error for a missing or foreign folder.
+//! Trained model folders: a checkpoint (`model.safetensors`, a config, extra files) written
+//! atomically, and the labs' small models (`config.json` as `{"kind", "recipe"}`), read back
+//! with a clear error for a missing or foreign folder.
 
 use std::path::Path;
 
@@ -9,9 +10,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Writes a model folder: `config.json` (`{"kind", "recipe"}`) and `model.safetensors`.
-pub(crate) fn save_model(out: &Path, vars: &VarMap, kind: &str, recipe: &impl Serialize) -> Result<()> {
+pub(crate) fn save_model(
+    out: &Path,
+    vars: &VarMap,
+    kind: &str,
+    recipe: &impl Serialize,
+) -> Result<()> {
     let config = serde_json::json!({ "kind": kind, "recipe": recipe });
-    crate::zoo::save_checkpoint(out, vars, &config, |_| Ok(()))
+    save_checkpoint(out, vars, &config, |_| Ok(()))
 }
 
 /// The recipe of a model folder of `kind`, with a clear error for a missing or foreign one.
@@ -43,4 +49,22 @@ pub(crate) fn load_weights(vars: &VarMap, dir: &Path) -> Result<()> {
         missing.join(", ")
     );
     Ok(())
+}
+
+/// Writes a checkpoint folder: the VarMap as `model.safetensors`, `config`, and whatever
+/// `extra` adds (tokenizer files), atomically (see [`crate::fs::write_folder`]).
+pub fn save_checkpoint(
+    out: &Path,
+    varmap: &VarMap,
+    config: &serde_json::Value,
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    crate::fs::write_folder(out, |dir| {
+        varmap.save(dir.join("model.safetensors"))?;
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_string_pretty(config)?,
+        )?;
+        extra(dir)
+    })
 }

@@ -123,7 +123,7 @@ pub fn train(
         },
         on_step,
     )?;
-    super::save_checkpoint(out, &varmap, &SHAPE.hf_config(BOS, EOS), |dir| {
+    crate::train::model_folder::save_checkpoint(out, &varmap, &SHAPE.hf_config(BOS, EOS), |dir| {
         byte_tokenizer::write(dir, SHAPE.max_positions)
     })?;
     Ok(losses)

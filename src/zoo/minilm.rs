@@ -99,7 +99,9 @@ pub fn train(
     config["label2id"] = label2id.into();
     config["torch_dtype"] = "float32".into();
     config["finetuning_task"] = recipe.task.name().into();
-    super::save_checkpoint(out, &varmap, &config, |dir| copy_tokenizer_files(base, dir))?;
+    crate::train::model_folder::save_checkpoint(out, &varmap, &config, |dir| {
+        copy_tokenizer_files(base, dir)
+    })?;
     Ok(losses)
 }
 

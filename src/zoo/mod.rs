@@ -10,9 +10,7 @@ pub mod specs;
 pub mod tasks;
 pub mod vision;
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Result;
+use std::path::PathBuf;
 
 pub use manifest::{Manifest, ModelEntry};
 pub use specs::{build, evaluate, resolve, specs, BuildEvent, ZooSpec};
@@ -24,22 +22,4 @@ pub fn dir() -> PathBuf {
 
 pub fn manifest_path() -> PathBuf {
     dir().join("manifest.json")
-}
-
-/// Writes a checkpoint folder: the VarMap as `model.safetensors`, `config`, and whatever
-/// `extra` adds (tokenizer files), atomically (see [`crate::fs::write_folder`]).
-pub fn save_checkpoint(
-    out: &Path,
-    varmap: &candle_nn::VarMap,
-    config: &serde_json::Value,
-    extra: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
-    crate::fs::write_folder(out, |dir| {
-        varmap.save(dir.join("model.safetensors"))?;
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(config)?,
-        )?;
-        extra(dir)
-    })
 }

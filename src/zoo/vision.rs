@@ -47,7 +47,7 @@ pub fn train(
     )?;
     let losses = train_steps(recipe, &varmap, &model, on_step)?;
     let config = recipe.shape.hf_config(&label_names());
-    super::save_checkpoint(out, &varmap, &config, |_| Ok(()))?;
+    crate::train::model_folder::save_checkpoint(out, &varmap, &config, |_| Ok(()))?;
     Ok(losses)
 }
 

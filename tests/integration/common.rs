@@ -80,7 +80,7 @@ pub fn tiny_bert_pair() -> (PathBuf, PathBuf) {
         let shape: BertShape = serde_json::from_value(config.clone()).unwrap();
         let varmap = candle_nn::VarMap::new();
         TrainBertClassifier::new(shape, 2, alignscope::train::seeded_builder(&varmap, 3)).unwrap();
-        alignscope::zoo::save_checkpoint(&base, &varmap, &config, |d| {
+        alignscope::train::model_folder::save_checkpoint(&base, &varmap, &config, |d| {
             std::fs::copy(minilm.join("tokenizer.json"), d.join("tokenizer.json"))?;
             Ok(())
         })

@@ -1276,7 +1276,9 @@ fn gan_page_adapts_live_and_names_a_bad_image() {
     // A short GenDA run on the baby domain: the adapted grid follows the run.
     {
         let p = page_mut::<GanPanel>(h.state_mut());
-        p.set_target(alignscope::gan::adapt::Target::domain(alignscope::gan::faces::Domain::Baby));
+        p.set_target(alignscope::gan::adapt::Target::domain(
+            alignscope::gan::faces::Domain::Baby,
+        ));
         (p.request.steps, p.request.preview_every) = (6, 2);
     }
     h.run_steps(3);
@@ -1288,10 +1290,14 @@ fn gan_page_adapts_live_and_names_a_bad_image() {
     h.run_steps(3);
     let p = page::<GanPanel>(h.state());
     assert_eq!(p.error, None);
-    assert!(matches!(p.adapted, Some((AdaptedFrom::Run { steps: 6, .. }, _))));
+    assert!(matches!(
+        p.adapted,
+        Some((AdaptedFrom::Run { steps: 6, .. }, _))
+    ));
     assert_eq!(p.adapted_grid.images.len(), alignscope::ui::gan_panel::GRID);
     assert_ne!(p.adapted_grid.images, shipped);
-    assert!(h.query_by_label("GenDA → baby (6 steps)").is_some());
+    assert_ne!(p.adapted_grid.images, p.source_grid.images);
+    assert!(h.query_by_label("GenDA to baby (6 steps)").is_some());
 
     // The truncation slider resamples both grids toward the mean face.
     let before = page::<GanPanel>(h.state()).source_grid.images.clone();
@@ -1306,14 +1312,20 @@ fn gan_page_adapts_live_and_names_a_bad_image() {
     // An unreadable image: its name and the problem, and the page keeps working.
     h.get_by_label("Open image…").click();
     h.run_steps(3);
-    let err = page::<GanPanel>(h.state()).error.clone().unwrap_or_default();
-    assert!(err.contains("holiday.jpg") && err.contains("not a readable"), "{err}");
+    let err = page::<GanPanel>(h.state())
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        err.contains("holiday.jpg") && err.contains("not a readable"),
+        "{err}"
+    );
     assert!(h.query_by_label_contains("holiday.jpg").is_some());
 
     // The comparison of the three methods on the three targets, from the shipped evaluation.
     page_mut::<GanPanel>(h.state_mut()).tab = GanTab::Compare;
     h.run_steps(3);
-    assert!(h.query_by_label("FreezeD").is_some() || h.query_all_by_label("FreezeD").next().is_some());
+    assert!(h.query_all_by_label("FreezeD").next().is_some());
     assert!(h.query_by_label("sketch: the one reference").is_some());
 }
 

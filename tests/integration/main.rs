@@ -3,13 +3,13 @@
 mod architecture;
 mod bad_inputs;
 mod caption;
-mod gan;
 mod cli;
 mod common;
 mod delta;
 mod embed;
 mod finetune;
 mod fusion;
+mod gan;
 mod gguf_families;
 mod graft;
 mod gui;

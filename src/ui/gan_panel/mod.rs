@@ -47,7 +47,11 @@ pub enum AdaptedFrom {
     /// GenDA's shipped generator for the domain (`gan eval`).
     Shipped(Domain),
     /// A run on this page.
-    Run { method: Method, target: String, steps: usize },
+    Run {
+        method: Method,
+        target: String,
+        steps: usize,
+    },
 }
 
 /// A grid's images and whether its texture must be remade.

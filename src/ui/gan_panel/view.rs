@@ -61,9 +61,16 @@ fn adapted_caption(panel: &GanPanel) -> String {
         );
     }
     match &panel.adapted {
-        Some((AdaptedFrom::Shipped(d), _)) => format!("GenDA → {d} (shipped)"),
-        Some((AdaptedFrom::Run { method, target, steps }, _)) => {
-            format!("{} → {target} ({steps} steps)", model_label(method.name()))
+        Some((AdaptedFrom::Shipped(d), _)) => format!("GenDA to {d} (shipped)"),
+        Some((
+            AdaptedFrom::Run {
+                method,
+                target,
+                steps,
+            },
+            _,
+        )) => {
+            format!("{} to {target} ({steps} steps)", model_label(method.name()))
         }
         None => "adapted: run an adaptation".into(),
     }
@@ -74,9 +81,10 @@ fn target_controls(ui: &mut Ui, panel: &mut GanPanel, ctx: &mut LabCtx) {
         let mut domain = panel.domain;
         let mut index = panel.reference_index;
         let changed = named_combo(ui, "target domain", &mut domain);
-        ui.label("reference face");
+        let label = ui.label("reference face");
         let moved = ui
             .add(DragValue::new(&mut index).range(0..=9999))
+            .labelled_by(label.id)
             .changed();
         if changed || moved || (panel.image.is_some() && ui.button("Use the domain").clicked()) {
             panel.set_target(crate::gan::adapt::Target::Domain { domain, index });
@@ -108,18 +116,19 @@ fn method_controls(ui: &mut Ui, panel: &mut GanPanel, ctx: &mut LabCtx) {
             panel.request = crate::gan::adapt::AdaptRequest::new(method, panel.target());
             (panel.request.steps, panel.request.truncation) = keep;
         }
-        ui.label("steps");
-        ui.add(DragValue::new(&mut panel.request.steps).range(1..=5000));
-        ui.label("lr");
+        let label = ui.label("steps");
+        ui.add(DragValue::new(&mut panel.request.steps).range(1..=5000))
+            .labelled_by(label.id);
+        let label = ui.label("lr");
         ui.add(
             DragValue::new(&mut panel.request.lr)
                 .range(1e-5..=1e-1)
                 .speed(1e-4),
-        );
+        )
+        .labelled_by(label.id);
         if panel.request.method == Method::Genda {
             ui.add(
-                Slider::new(&mut panel.request.truncation, 0.1..=1.0)
-                    .text("training truncation β"),
+                Slider::new(&mut panel.request.truncation, 0.1..=1.0).text("training truncation β"),
             );
         }
     });
@@ -189,7 +198,13 @@ fn adapt_tab(ui: &mut Ui, panel: &mut GanPanel, ctx: &mut LabCtx) {
         ui.horizontal_top(|ui| {
             grid_image(ui, &mut panel.source_grid, "gan-source", "source", ZOOM);
             ui.add_space(8.0);
-            grid_image(ui, &mut panel.reference, "gan-reference", "the one reference", 4.0);
+            grid_image(
+                ui,
+                &mut panel.reference,
+                "gan-reference",
+                "the one reference",
+                4.0,
+            );
             ui.add_space(8.0);
             let caption = adapted_caption(panel);
             grid_image(ui, &mut panel.adapted_grid, "gan-adapted", &caption, ZOOM);
@@ -213,15 +228,30 @@ fn compare_tab(ui: &mut Ui, panel: &mut GanPanel) {
         for domain in Domain::TARGETS {
             ui.horizontal_top(|ui| {
                 let reference = panel.compare_reference(domain);
-                grid_image(ui, reference, &format!("gan-ref-{domain}"), &format!("{domain}: the one reference"), 2.0);
+                grid_image(
+                    ui,
+                    reference,
+                    &format!("gan-ref-{domain}"),
+                    &format!("{domain}: the one reference"),
+                    2.0,
+                );
                 for model in ["source", "genda", "finetune", "freezed"] {
                     let grid = panel.compare_grid(domain, model);
-                    grid_image(ui, grid, &format!("gan-compare-{domain}-{model}"), model_label(model), 1.0);
+                    grid_image(
+                        ui,
+                        grid,
+                        &format!("gan-compare-{domain}-{model}"),
+                        model_label(model),
+                        1.0,
+                    );
                 }
             });
         }
         results_table(ui, &results);
-        let groups: Vec<String> = Domain::TARGETS.iter().map(|d| d.name().to_string()).collect();
+        let groups: Vec<String> = Domain::TARGETS
+            .iter()
+            .map(|d| d.name().to_string())
+            .collect();
         let series = |value: fn(&crate::gan::eval::EvalRow) -> f64| -> Vec<Series> {
             MODELS
                 .iter()
@@ -245,11 +275,23 @@ fn compare_tab(ui: &mut Ui, panel: &mut GanPanel) {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(520.0);
-                grouped_bars(ui, "gan-fd-bars", "FD (our features) ↓", groups.clone(), series(|r| r.fd));
+                grouped_bars(
+                    ui,
+                    "gan-fd-bars",
+                    "FD in our features (lower is better)",
+                    groups.clone(),
+                    series(|r| r.fd),
+                );
             });
             ui.vertical(|ui| {
                 ui.set_width(520.0);
-                grouped_bars(ui, "gan-recall-bars", "recall (diversity) ↑", groups, series(|r| r.recall));
+                grouped_bars(
+                    ui,
+                    "gan-recall-bars",
+                    "recall, diversity (higher is better)",
+                    groups,
+                    series(|r| r.recall),
+                );
             });
         });
     });
@@ -268,7 +310,15 @@ fn results_table(ui: &mut Ui, results: &crate::gan::eval::GanEvalOutcome) {
         .striped(true)
         .spacing([16.0, 4.0])
         .show(ui, |ui| {
-            for h in ["target", "model", "FD ↓", "precision ↑", "recall ↑", "looks like the target ↑", "seconds"] {
+            for h in [
+                "target",
+                "model",
+                "FD (lower is better)",
+                "precision",
+                "recall",
+                "looks like the target",
+                "seconds",
+            ] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
@@ -282,7 +332,11 @@ fn results_table(ui: &mut Ui, results: &crate::gan::eval::GanEvalOutcome) {
                 let fd = RichText::new(format!("{:.2}", row.fd));
                 ui.label(row.target.name());
                 ui.label(model_label(&row.model));
-                ui.label(if row.fd == best { fd.color(GENDA).strong() } else { fd });
+                ui.label(if row.fd == best {
+                    fd.color(GENDA).strong()
+                } else {
+                    fd
+                });
                 ui.label(format!("{:.3}", row.precision));
                 ui.label(format!("{:.3}", row.recall));
                 ui.label(format!("{:.0}%", 100.0 * row.target_share));
