@@ -140,10 +140,9 @@ fn method_controls(ui: &mut Ui, panel: &mut GanPanel, ctx: &mut LabCtx) {
         {
             panel.adapt(ctx.board);
         }
-        if running && ui.button("Cancel").clicked() {
+        if running && job_progress(ui, ctx.board, panel.job_id()) {
             panel.cancel();
         }
-        job_progress(ui, ctx.board, panel.job_id());
     });
 }
 
