@@ -48,6 +48,24 @@ pub fn read_json_folder<T: serde::de::DeserializeOwned>(
 }
 
 /// Writes `value` as pretty JSON, atomically (a run's record: its request and outcome).
+/// RGB bytes (`width × height × 3`, row-major) written as a PNG, atomically.
+pub fn write_png(path: &Path, width: usize, height: usize, rgb: Vec<u8>) -> Result<()> {
+    let image = image::RgbImage::from_raw(width as u32, height as u32, rgb).with_context(|| {
+        format!(
+            "{}: wrong buffer size for a {width}×{height} image",
+            path.display()
+        )
+    })?;
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .with_context(|| format!("{}: cannot encode the PNG", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     write_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
 }

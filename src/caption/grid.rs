@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::scenes::SIZE;
 
@@ -247,16 +247,7 @@ pub fn render(cells: &[Cell], columns: usize) -> (usize, usize, Vec<u8>) {
 /// [`render`] written as a PNG (atomically).
 pub fn write_png(path: &Path, cells: &[Cell], columns: usize) -> Result<()> {
     let (w, h, pixels) = render(cells, columns);
-    let image = image::RgbImage::from_raw(w as u32, h as u32, pixels)
-        .context("contact sheet: wrong buffer size")?;
-    let mut bytes = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .with_context(|| format!("{}: cannot encode the PNG", path.display()))?;
-    crate::fs::write_atomic(path, &bytes)
+    crate::fs::write_png(path, w, h, pixels)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 const GAP: usize = 2;
 
@@ -45,16 +45,7 @@ pub fn write_png(
     zoom: usize,
 ) -> Result<()> {
     let (w, h, pixels) = tile(images, side, columns, zoom);
-    let image = image::RgbImage::from_raw(w as u32, h as u32, pixels)
-        .context("sample grid: wrong buffer size")?;
-    let mut bytes = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .with_context(|| format!("{}: cannot encode the PNG", path.display()))?;
-    crate::fs::write_atomic(path, &bytes)
+    crate::fs::write_png(path, w, h, pixels)
 }
 
 #[cfg(test)]
