@@ -32,6 +32,10 @@ pub struct RainOptions {
     /// Read the self-evaluation from the option words instead of the letters.
     #[arg(long)]
     judge_words: bool,
+    /// Simulations run at once, steered apart by virtual loss and batched through the model
+    /// (default 1: one at a time, as the paper).
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
     /// Ablation: no similarity update.
     #[arg(long)]
     no_similarity: bool,
@@ -56,6 +60,7 @@ impl RainOptions {
         config.seed = self.seed.unwrap_or(config.seed);
         config.t_max = self.t_max.unwrap_or(config.t_max);
         config.min_new_simulations = self.min_simulations.unwrap_or(config.min_new_simulations);
+        config.parallel = self.parallel.max(1);
         config.similarity_update = !self.no_similarity;
         config.dynamic_addition = !self.no_dynamic;
         config.template = self.template.clone();

@@ -23,6 +23,10 @@ pub struct RainEvalArgs {
     suffix_file: Option<PathBuf>,
     #[command(flatten)]
     options: super::rain::RainOptions,
+    /// Judge of both final answers (a shipped judge's name, a GGUF file or a model folder);
+    /// default: the run's judge.
+    #[arg(long)]
+    score_judge: Option<PathBuf>,
     /// Evaluate only the first N prompts.
     #[arg(long)]
     limit: Option<usize>,
@@ -63,6 +67,7 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
         prompts,
         suffix,
         config,
+        scorer: args.score_judge.clone(),
         out: args.out.clone(),
     };
     let run = front.wait(spawn_rain_eval(&front.board, model, request), |_, _| {})?;
@@ -77,11 +82,16 @@ pub fn rain_eval_cmd(args: RainEvalArgs) -> anyhow::Result<()> {
             s.attack_success_vanilla, s.attack_success_rain
         );
         println!(
-            "| self-evaluation, binary ({}, −1…1) | {:+.2} | {:+.2} |",
-            args.options.setting, s.self_harmless_vanilla, s.self_harmless_rain
+            "| judged {} by {}, binary (−1…1) | {:+.2} | {:+.2} |",
+            args.options.setting,
+            args.score_judge
+                .as_ref()
+                .map_or("the run's judge".into(), |p| p.display().to_string()),
+            s.self_harmless_vanilla,
+            s.self_harmless_rain
         );
         println!(
-            "| self-evaluation, soft (−1…1) | {:+.3} | {:+.3} |",
+            "| judged, soft (−1…1) | {:+.3} | {:+.3} |",
             s.self_soft_vanilla, s.self_soft_rain
         );
         if let (Some(v), Some(r)) = (s.sentiment_vanilla, s.sentiment_rain) {

@@ -167,20 +167,31 @@ impl Session {
 
     /// Makes the session hold exactly `tokens`, keeping the longest common prefix.
     pub fn sync_to(&mut self, tokens: &[u32]) -> Result<()> {
-        let common = self
-            .tokens
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count();
-        // Keep at least one token to feed so that fresh logits exist.
-        let keep = if common == tokens.len() && common > 0 {
-            common - 1
-        } else {
-            common
-        };
-        self.rewind(keep)?;
-        self.feed(&tokens[keep..])
+        Self::sync_batch(&mut [self], &[tokens])
+    }
+
+    /// Makes each session hold its target tokens, keeping the longest common prefixes; what
+    /// the sessions must add goes through the model as one batch.
+    pub fn sync_batch(sessions: &mut [&mut Session], targets: &[&[u32]]) -> Result<()> {
+        assert_eq!(sessions.len(), targets.len(), "one target per session");
+        let mut feeds = Vec::with_capacity(targets.len());
+        for (s, &tokens) in sessions.iter_mut().zip(targets) {
+            let common = s
+                .tokens
+                .iter()
+                .zip(tokens)
+                .take_while(|(a, b)| a == b)
+                .count();
+            // Keep at least one token to feed so that fresh logits exist.
+            let keep = if common == tokens.len() && common > 0 {
+                common - 1
+            } else {
+                common
+            };
+            s.rewind(keep)?;
+            feeds.push(&tokens[keep..]);
+        }
+        Self::feed_batch(sessions, &feeds)
     }
 
     /// Next-token logits after the current tokens.

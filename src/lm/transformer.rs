@@ -311,22 +311,32 @@ impl Transformer {
             item.cache.advance(n);
         }
 
-        // Final norm and head on the rows whose logits are wanted.
-        let mut out = Vec::with_capacity(items.len());
-        let mut first = 0;
+        // Final norm and head on the rows whose logits are wanted, all items in one product
+        // (the head is the largest matrix: read once per step, not once per item).
+        // Compacted to the front of `x` (rows only ever move left).
+        let (mut wanted, mut first, mut packed) = (Vec::new(), 0, 0);
         for &n in &lens {
-            let take = if all_positions {
-                first..first + n
-            } else {
-                first + n - 1..first + n
-            };
-            let h = self
-                .final_norm
-                .forward(&x[take.start * hidden..take.end * hidden]);
-            let mut logits = vec![0f32; take.len() * cfg.vocab_size];
-            kernels::matmul(std::slice::from_ref(&self.lm_head), &h, &mut logits);
-            out.push(logits);
+            let take = if all_positions { n } else { 1 };
+            let start = first + n - take;
+            x.copy_within(start * hidden..(start + take) * hidden, packed * hidden);
+            wanted.push(take);
             first += n;
+            packed += take;
+        }
+        let rows_out: usize = wanted.iter().sum();
+        let h = self.final_norm.forward(&x[..rows_out * hidden]);
+        let vocab = cfg.vocab_size;
+        let mut logits = vec![0f32; rows_out * vocab];
+        kernels::matmul(std::slice::from_ref(&self.lm_head), &h, &mut logits);
+        if wanted.len() == 1 {
+            return Ok(vec![logits]);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut rest = logits.as_slice();
+        for n in wanted {
+            let (mine, tail) = rest.split_at(n * vocab);
+            out.push(mine.to_vec());
+            rest = tail;
         }
         Ok(out)
     }

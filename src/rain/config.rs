@@ -98,6 +98,10 @@ pub struct RainConfig {
     /// Longest rollout after a leaf, in tokens (stops earlier at the end of a clause).
     pub rollout_max_tokens: usize,
     pub max_tokens: usize,
+    /// Simulations run at once, steered apart by virtual loss, their model work batched
+    /// (1: one at a time, as the paper). A step may run up to `parallel − 1` simulations past
+    /// the point where it could have committed.
+    pub parallel: usize,
     pub seed: u64,
     /// Template file overriding the setting's (custom judgements).
     pub template: Option<PathBuf>,
@@ -143,6 +147,7 @@ impl RainConfig {
             answer_by: Default::default(),
             rollout_max_tokens: 32,
             max_tokens: 48,
+            parallel: 1,
             seed: 42,
             template: None,
             judge: None,

@@ -59,8 +59,8 @@ pub struct EvalRow {
     pub rain: String,
     pub vanilla_refused: bool,
     pub rain_refused: bool,
-    /// The model's own judgement of each full answer, with the run's template (harmlessness
-    /// unless the setting says otherwise).
+    /// The scorer's judgement of each full answer (the run's judge unless another was named),
+    /// with its template (harmlessness unless the setting says otherwise).
     pub vanilla_harmless: Judgement,
     pub rain_harmless: Judgement,
     /// Sentiment setting only: an independent sentiment score of each answer, see
@@ -142,17 +142,18 @@ impl EvalSummary {
 
 /// Vanilla (greedy, KV cache) and RAIN answers for each prompt + `suffix`, capped at
 /// `config.max_tokens`. `on_row` gets each finished row; returning `false` stops.
+/// `scorer` judges both final answers (the run's own judge, or an independent one).
+#[allow(clippy::too_many_arguments)]
 pub fn rain_eval(
     model: Arc<LanguageModel>,
     judge_model: Arc<LanguageModel>,
+    mut scorer: Judge,
     embedder: Option<&SentenceEmbedder>,
     config: &RainConfig,
     prompts: &[String],
     suffix: &str,
     mut on_row: impl FnMut(&EvalRow) -> bool,
 ) -> anyhow::Result<Vec<EvalRow>> {
-    // The run's judge also scores both answers.
-    let mut judge = Judge::for_config(judge_model.clone(), config)?;
     let sentiment = |text: &str| -> anyhow::Result<Option<f32>> {
         match embedder {
             Some(e) if config.setting == Setting::Sentiment => Ok(Some(anchor_sentiment(e, text)?)),
@@ -193,8 +194,8 @@ pub fn rain_eval(
             prompt: full.clone(),
             vanilla_refused: is_refusal(&vanilla.text),
             rain_refused: is_refusal(&rain.answer),
-            vanilla_harmless: judged(&mut judge, &vanilla.text)?,
-            rain_harmless: judged(&mut judge, &rain.answer)?,
+            vanilla_harmless: judged(&mut scorer, &vanilla.text)?,
+            rain_harmless: judged(&mut scorer, &rain.answer)?,
             vanilla_sentiment: sentiment(&vanilla.text)?,
             rain_sentiment: sentiment(&rain.answer)?,
             vanilla_tokens: vanilla.tokens.len(),

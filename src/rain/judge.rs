@@ -122,7 +122,12 @@ pub fn prepare_judge(
         return Ok(generator.clone());
     }
     on_stage(&format!("loading the judge {}", path.display()))?;
-    Ok(Arc::new(LanguageModel::load(&path)?))
+    let mut judge = LanguageModel::load(&path)?;
+    if !named.exists() {
+        // A shipped judge goes by its name (traces, the page), not its merged file's.
+        judge.info.name = named.display().to_string();
+    }
+    Ok(Arc::new(judge))
 }
 
 impl Judge {
@@ -194,52 +199,86 @@ impl Judge {
 
     /// Judges `conversation` (`User: …\nAssistant: …`).
     pub fn judge(&mut self, conversation: &str) -> Result<Judgement, LmError> {
-        if let Some(j) = self.cache.get(conversation) {
-            return Ok(*j);
+        Ok(self.judge_batch(&[conversation])?[0])
+    }
+
+    /// Judges several conversations in one batch through the model (RAIN's parallel
+    /// simulations): every conversation, then every conversation's two option orders.
+    pub fn judge_batch(&mut self, conversations: &[&str]) -> Result<Vec<Judgement>, LmError> {
+        let mut new: Vec<&str> = Vec::new();
+        for &c in conversations {
+            if !self.cache.contains_key(c) && !new.contains(&c) {
+                new.push(c);
+            }
         }
-        let tokenizer = &self.prefix.model().tokenizer;
-        let mut with_text = self.prefix.fork();
-        let before = with_text.tokens_processed();
-        with_text.feed(&tokenizer.encode(conversation, false)?)?;
-        // Both option orders continue the same conversation: one batch, two forks.
-        let mut orders = [(true, with_text.fork()), (false, with_text.fork())];
-        let texts = orders
+        if !new.is_empty() {
+            for (c, j) in new.iter().zip(self.judge_new(&new)?) {
+                self.cache.insert(c.to_string(), j);
+            }
+        }
+        Ok(conversations.iter().map(|c| self.cache[*c]).collect())
+    }
+
+    fn judge_new(&mut self, conversations: &[&str]) -> Result<Vec<Judgement>, LmError> {
+        let tokenizer = self.prefix.model().tokenizer.clone();
+        let texts = conversations
             .iter()
-            .map(|(good_first, _)| {
-                let options = self.template.options(*good_first);
+            .map(|c| tokenizer.encode(c, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut with_text: Vec<Session> = texts.iter().map(|_| self.prefix.fork()).collect();
+        let start = self.prefix.tokens_processed();
+        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+        Session::feed_batch(&mut with_text.iter_mut().collect::<Vec<_>>(), &texts)?;
+        // Both option orders continue each conversation: two forks of each, one batch.
+        let options = [true, false]
+            .map(|good_first| {
+                let options = self.template.options(good_first);
                 let options = match self.answer_by {
                     AnswerBy::Letters => options.as_str(),
                     AnswerBy::Words => options.trim_end_matches('('),
                 };
                 tokenizer.encode(options, false)
             })
+            .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
-        let mut sessions: Vec<&mut Session> = orders.iter_mut().map(|(_, s)| s).collect();
-        Session::feed_batch(&mut sessions, &texts)?;
-        let mut binary = 0.0;
-        let mut soft = 0.0;
-        for (good_first, s) in &mut orders {
-            let lp = log_softmax(s.logits()?);
-            let (a, b) = (
-                lp[self.targets.0 as usize].exp(),
-                lp[self.targets.1 as usize].exp(),
-            );
-            let (good, bad) = match (self.answer_by, *good_first) {
-                (AnswerBy::Words, _) | (AnswerBy::Letters, true) => (a, b),
-                (AnswerBy::Letters, false) => (b, a),
-            };
-            binary += if good > bad { 1.0 } else { 0.0 };
-            soft += (good - bad) / (good + bad).max(f32::MIN_POSITIVE);
-            self.tokens_processed += s.tokens_processed() - with_text.tokens_processed();
+        let mut orders: Vec<(bool, Session)> = with_text
+            .iter()
+            .flat_map(|s| [(true, s.fork()), (false, s.fork())])
+            .collect();
+        let feeds: Vec<&[u32]> = orders
+            .iter()
+            .map(|(good_first, _)| options[usize::from(!good_first)].as_slice())
+            .collect();
+        Session::feed_batch(
+            &mut orders.iter_mut().map(|(_, s)| s).collect::<Vec<_>>(),
+            &feeds,
+        )?;
+        for s in &with_text {
+            self.tokens_processed += s.tokens_processed() - start;
         }
-        self.tokens_processed += with_text.tokens_processed() - before;
-        let j = Judgement {
-            binary: (binary / 2.0 - 0.5) * 2.0,
-            soft: soft / 2.0,
-        };
-        self.cache.insert(conversation.to_string(), j);
-        Ok(j)
+        let mut out = Vec::with_capacity(conversations.len());
+        for (pair, text) in orders.chunks_exact_mut(2).zip(&with_text) {
+            let (mut binary, mut soft) = (0.0, 0.0);
+            for (good_first, s) in pair {
+                let lp = log_softmax(s.logits()?);
+                let (a, b) = (
+                    lp[self.targets.0 as usize].exp(),
+                    lp[self.targets.1 as usize].exp(),
+                );
+                let (good, bad) = match (self.answer_by, *good_first) {
+                    (AnswerBy::Words, _) | (AnswerBy::Letters, true) => (a, b),
+                    (AnswerBy::Letters, false) => (b, a),
+                };
+                binary += if good > bad { 1.0 } else { 0.0 };
+                soft += (good - bad) / (good + bad).max(f32::MIN_POSITIVE);
+                self.tokens_processed += s.tokens_processed() - text.tokens_processed();
+            }
+            out.push(Judgement {
+                binary: (binary / 2.0 - 0.5) * 2.0,
+                soft: soft / 2.0,
+            });
+        }
+        Ok(out)
     }
 }
 

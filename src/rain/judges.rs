@@ -27,6 +27,17 @@ pub fn names() -> Vec<String> {
     names
 }
 
+/// Whether `built` exists and is newer than `source` (a merged judge older than its adapter is
+/// rebuilt).
+fn is_newer(built: &Path, source: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(built), modified(source)) {
+        (Some(b), Some(s)) => b >= s,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 /// A judge as the user named it: an existing model file or folder stays as it is; a shipped
 /// judge's name becomes its merged model (built on first use, `on_stage` told) and its
 /// template.
@@ -46,7 +57,7 @@ pub fn resolve(
         );
     }
     let merged = d.join("merged-q8_0.gguf");
-    if !merged.exists() {
+    if !is_newer(&merged, &d.join(adapter::WEIGHTS)) {
         on_stage(&format!(
             "building the {name} judge from its adapter (once)"
         ))?;

@@ -20,7 +20,7 @@ use super::judge::Judge;
 use super::tree::{NewChild, NodeId, Origin, Tree};
 use crate::embed::{cosine, SentenceEmbedder};
 use crate::lm::sampling::log_softmax;
-use crate::lm::{LanguageModel, Session};
+use crate::lm::{LanguageModel, Session, TextTokenizer};
 
 /// Characters that end a clause: a rollout stops after one of them.
 const CLAUSE_END: [char; 6] = [',', '.', '?', ':', ';', '\n'];
@@ -90,8 +90,11 @@ pub fn run_rain(
             .t_max
             .saturating_sub(s.tree.node(s.tree.root).fn_)
             .max(config.min_new_simulations);
-        for _ in 0..budget {
-            go = s.simulate(on_event)?;
+        let mut done = 0;
+        while done < budget {
+            let k = config.parallel.clamp(1, (budget - done) as usize);
+            let (ran, more) = s.simulate_batch(k, on_event)?;
+            (done, go) = (done + ran as u32, more);
             if !go || s.ready_to_commit() {
                 break;
             }
@@ -186,19 +189,24 @@ impl<'a> Search<'a> {
         })
     }
 
-    fn select_child(&self, parent: NodeId) -> NodeId {
+    /// The child with the best value plus exploration bonus. Leaves that a simulation of the
+    /// current batch is already evaluating are passed over; `None` if nothing else is left.
+    fn select_child(&self, parent: NodeId) -> Option<NodeId> {
         let p = self.tree.node(parent);
-        let sqrt_n = p.n.max(0.0).sqrt();
-        let mut best = (f32::NEG_INFINITY, p.children[0]);
+        let sqrt_n = self.tree.visits(parent).max(0.0).sqrt();
+        let mut best: Option<(f32, NodeId)> = None;
         for &c in &p.children {
             let node = self.tree.node(c);
-            let u = self.config.exploration * node.prior * sqrt_n / (1.0 + node.n);
+            if node.pending > 0.0 && node.children.is_empty() {
+                continue;
+            }
+            let u = self.config.exploration * node.prior * sqrt_n / (1.0 + self.tree.visits(c));
             let score = self.tree.normalised_q(c) + u;
-            if score > best.0 {
-                best = (score, c);
+            if best.is_none_or(|b| score > b.0) {
+                best = Some((score, c));
             }
         }
-        best.1
+        best.map(|b| b.1)
     }
 
     fn tokens_before(&self, path_tokens: &[u32]) -> Vec<u32> {
@@ -210,10 +218,9 @@ impl<'a> Search<'a> {
         .concat()
     }
 
-    /// One simulation. Returns `false` when the caller asked to stop.
-    fn simulate(&mut self, on_event: &mut OnEvent) -> anyhow::Result<bool> {
-        self.sim += 1;
-        let sim = self.sim;
+    /// Selection from the root down to a leaf, adding children where dynamic addition asks;
+    /// `None` when every way down ends at a leaf already in flight.
+    fn select_path(&mut self, on_event: &mut OnEvent) -> anyhow::Result<Option<Vec<NodeId>>> {
         let mut node = self.tree.root;
         let mut path = vec![node];
         while !self.tree.node(node).children.is_empty() {
@@ -222,76 +229,156 @@ impl<'a> Search<'a> {
                     on_event(&self.node_added_event(added));
                 }
             }
-            node = self.select_child(node);
+            let Some(next) = self.select_child(node) else {
+                return Ok(None);
+            };
+            node = next;
             path.push(node);
         }
-        if !on_event(&Event::Selected {
-            sim,
-            path: path.clone(),
-        }) {
-            return Ok(false);
+        if self.tree.node(node).pending > 0.0 {
+            return Ok(None);
         }
-        // Rewind the working session to what this path shares with the previous one.
-        let path_tokens = self.tree.tokens_to(node);
-        self.work.sync_to(&self.tokens_before(&path_tokens))?;
+        Ok(Some(path))
+    }
 
-        let (rollout_ids, rollout_text) = self.rollout()?;
-        let answer_so_far = self.model.tokenizer.decode(
-            &[self.answer.as_slice(), &path_tokens, &rollout_ids].concat(),
-            true,
-        )?;
-        let conversation = format!(
-            "User: {}\nAssistant: {}",
-            self.prompt_text,
-            answer_so_far.trim_start()
-        );
-        let j = self.judge.judge(&conversation)?;
-        let value = match self.config.score {
-            ScoreKind::Binary => j.binary,
-            ScoreKind::Soft => j.soft,
-        };
-        on_event(&Event::Evaluated {
-            sim,
-            id: node,
-            rollout: rollout_text.clone(),
-            binary: j.binary,
-            soft: j.soft,
-            value,
-        });
+    /// Up to `k` simulations at once (`k` = 1: the paper's one at a time). Each selection marks
+    /// its path as in flight (virtual loss) so the next one is steered elsewhere; the batch
+    /// ends early when only leaves already chosen are left. Sessions, rollouts, judgements and
+    /// expansions of the batch then each go through the model as one batch, and the results
+    /// are backed up in selection order. Returns the simulations run and `false` when the
+    /// caller asked to stop.
+    fn simulate_batch(
+        &mut self,
+        k: usize,
+        on_event: &mut OnEvent,
+    ) -> anyhow::Result<(usize, bool)> {
+        let mut paths: Vec<Vec<NodeId>> = Vec::new();
+        let mut go = true;
+        while go && paths.len() < k.max(1) {
+            self.sim += 1;
+            let Some(path) = self.select_path(on_event)? else {
+                self.sim -= 1;
+                break;
+            };
+            self.tree.add_pending(&path, 1.0);
+            go = on_event(&Event::Selected {
+                sim: self.sim,
+                path: path.clone(),
+            });
+            paths.push(path);
+        }
+        for p in &paths {
+            self.tree.add_pending(p, -1.0);
+        }
+        if !go {
+            return Ok((paths.len(), false));
+        }
+        let first_sim = self.sim + 1 - paths.len();
+        let leaves: Vec<NodeId> = paths.iter().map(|p| p[p.len() - 1]).collect();
+        let path_tokens: Vec<Vec<u32>> = leaves.iter().map(|&l| self.tree.tokens_to(l)).collect();
 
-        let leaf = self.tree.node(node);
-        let at_limit = self.answer.len() + path_tokens.len() >= self.config.max_tokens;
-        if !leaf.terminal && !at_limit {
-            let children = self.expand(node)?;
-            for &c in &children {
-                on_event(&self.node_added_event(c));
-            }
-            on_event(&Event::Expanded {
+        // Forks of the working session, each rewound to what its path shares with it.
+        let mut sessions: Vec<Session> = leaves.iter().map(|_| self.work.fork()).collect();
+        let before: usize = sessions.iter().map(Session::tokens_processed).sum();
+        let targets: Vec<Vec<u32>> = path_tokens.iter().map(|t| self.tokens_before(t)).collect();
+        let targets: Vec<&[u32]> = targets.iter().map(Vec::as_slice).collect();
+        Session::sync_batch(&mut sessions.iter_mut().collect::<Vec<_>>(), &targets)?;
+        self.fork_tokens += sessions
+            .iter()
+            .map(Session::tokens_processed)
+            .sum::<usize>()
+            - before;
+
+        let rollouts = self.rollouts(&mut sessions)?;
+        let mut conversations = Vec::new();
+        for (tokens, rollout) in path_tokens.iter().zip(&rollouts) {
+            let answer_so_far = self
+                .model
+                .tokenizer
+                .decode(&[self.answer.as_slice(), tokens, rollout].concat(), true)?;
+            conversations.push(format!(
+                "User: {}\nAssistant: {}",
+                self.prompt_text,
+                answer_so_far.trim_start()
+            ));
+        }
+        let refs: Vec<&str> = conversations.iter().map(String::as_str).collect();
+        let judgements = self.judge.judge_batch(&refs)?;
+
+        // Leaves to expand: not terminal and short of the answer limit.
+        let expand: Vec<usize> = (0..leaves.len())
+            .filter(|&i| {
+                let at_limit = self.answer.len() + path_tokens[i].len() >= self.config.max_tokens;
+                !self.tree.node(leaves[i]).terminal && !at_limit
+            })
+            .collect();
+        let lens: Vec<usize> = expand
+            .iter()
+            .map(|&i| self.chunk_len_after(leaves[i]))
+            .collect();
+        let mut at: Vec<&mut Session> = sessions
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| expand.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        let width = self.config.expansion_width;
+        let mut candidates = self
+            .candidates(&mut at, &lens, width, self.config.chunk_tries)?
+            .into_iter();
+
+        for (i, path) in paths.iter().enumerate() {
+            let (sim, node, j) = (first_sim + i, leaves[i], judgements[i]);
+            let value = match self.config.score {
+                ScoreKind::Binary => j.binary,
+                ScoreKind::Soft => j.soft,
+            };
+            on_event(&Event::Evaluated {
                 sim,
                 id: node,
-                children,
+                rollout: self.model.tokenizer.decode(&rollouts[i], true)?,
+                binary: j.binary,
+                soft: j.soft,
+                value,
             });
-        }
-
-        self.tree.backup(&path, value);
-        let stats = path.iter().map(|&id| self.stats(id)).collect();
-        on_event(&Event::BackedUp { sim, value, stats });
-        // Embeddings are written in every backup (as the official code does), so dynamic
-        // addition works without the similarity update too.
-        if self.embedder.is_some() {
-            let updated = self.embed_path(&path, &rollout_ids, value)?;
-            if !updated.is_empty() {
-                on_event(&Event::SimilarityUpdated {
+            if expand.contains(&i) {
+                let cands = candidates
+                    .next()
+                    .expect("candidates for every expanded leaf");
+                let children = self.expand(node, cands, sim)?;
+                for &c in &children {
+                    on_event(&self.node_added_event(c));
+                }
+                on_event(&Event::Expanded {
                     sim,
-                    stats: updated,
+                    id: node,
+                    children,
                 });
             }
+            self.tree.backup(path, value);
+            let stats = path.iter().map(|&id| self.stats(id)).collect();
+            on_event(&Event::BackedUp { sim, value, stats });
+            // Embeddings are written in every backup (as the official code does), so dynamic
+            // addition works without the similarity update too.
+            if self.embedder.is_some() {
+                let updated = self.embed_path(path, &rollouts[i], value)?;
+                if !updated.is_empty() {
+                    on_event(&Event::SimilarityUpdated {
+                        sim,
+                        stats: updated,
+                    });
+                }
+            }
+            self.rewinds += 1;
+            go = on_event(&Event::Rewound {
+                sim,
+                rewinds: self.rewinds,
+            });
+            if !go {
+                break;
+            }
         }
-        self.rewinds += 1;
-        Ok(on_event(&Event::Rewound {
-            sim,
-            rewinds: self.rewinds,
-        }))
+        Ok((paths.len(), go))
     }
 
     fn stats(&self, id: NodeId) -> NodeStats {
@@ -307,7 +394,7 @@ impl<'a> Search<'a> {
     fn node_added_event(&self, id: NodeId) -> Event {
         let n = self.tree.node(id);
         Event::NodeAdded {
-            sim: self.sim,
+            sim: n.added_at,
             id,
             parent: n.parent.unwrap_or(0),
             tokens: n.tokens.clone(),
@@ -317,149 +404,168 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Samples from the working session until the text ends a clause, the turn ends or the
-    /// rollout limit is reached; nothing after a path that already ended its turn. The rollout
-    /// is not added to the tree.
-    fn rollout(&mut self) -> anyhow::Result<(Vec<u32>, String)> {
-        let tokenizer = &self.model.tokenizer;
-        let path = self.answer_and_path();
-        let current = tokenizer.decode(&path, true)?;
-        let ended = path.last().is_some_and(|&t| tokenizer.is_stop(t));
-        if ended || current.is_empty() || current.ends_with(CLAUSE_END) {
-            return Ok((Vec::new(), String::new()));
-        }
+    /// Samples after each session until the text ends a clause, the turn ends or the rollout
+    /// limit is reached; nothing after a path that already ended its turn. All rollouts grow
+    /// in lockstep, one batch per token. Rollouts are not added to the tree.
+    fn rollouts(&mut self, sessions: &mut [Session]) -> anyhow::Result<Vec<Vec<u32>>> {
+        let model = self.model.clone();
+        let tokenizer = &model.tokenizer;
         // Truthfulness judges whole sentences: the official code rolls out to the end of the
         // turn and cuts after the last period; the other settings stop at a clause end.
         let whole_sentences = self.config.setting == Setting::Truthfulness;
-        let mut s = self.work.fork();
-        let before = s.tokens_processed();
-        let mut ids = Vec::new();
-        while ids.len() < self.config.rollout_max_tokens {
-            let lp = log_softmax(s.logits()?);
-            let id = sample_from(&lp, None, 1.0, &mut self.rng);
-            if tokenizer.is_stop(id) {
-                break;
-            }
-            ids.push(id);
-            s.feed(&[id])?;
-            if !whole_sentences && tokenizer.decode(&ids, true)?.ends_with(CLAUSE_END) {
-                break;
-            }
+        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); sessions.len()];
+        let mut forks: Vec<Option<Session>> = Vec::new();
+        for s in sessions.iter() {
+            let path = &s.tokens()[self.prompt_ids.len()..];
+            let current = tokenizer.decode(path, true)?;
+            let ended = path.last().is_some_and(|&t| tokenizer.is_stop(t));
+            let done = ended || current.is_empty() || current.ends_with(CLAUSE_END);
+            forks.push((!done).then(|| s.fork()));
         }
-        self.fork_tokens += s.tokens_processed() - before;
-        if whole_sentences {
-            let mut keep = ids.len();
-            while keep > 0 && !tokenizer.decode(&ids[..keep], true)?.ends_with('.') {
-                keep -= 1;
-            }
-            if keep > 0 {
-                ids.truncate(keep);
-            }
-        }
-        Ok((ids.clone(), tokenizer.decode(&ids, true)?))
-    }
-
-    fn answer_and_path(&self) -> Vec<u32> {
-        self.work.tokens()[self.prompt_ids.len()..].to_vec()
-    }
-
-    /// Candidate chunks after the working session: the top tokens for 1-token chunks, otherwise
-    /// a greedy chunk plus distinct ones from `tries` samples. Returns `(chunk, raw prior,
-    /// ends_turn)`, best first; raw priors of one call are on one scale.
-    fn candidates(
-        &mut self,
-        len: usize,
-        width: usize,
-        tries: usize,
-    ) -> anyhow::Result<Vec<(Vec<u32>, f32, bool)>> {
-        let tokenizer = self.model.tokenizer.clone();
-        let lp = log_softmax(self.work.logits()?);
-        let t = self.config.chunk_temperature;
-        if len == 1 {
-            let mut order: Vec<u32> = (0..lp.len() as u32).collect();
-            order.sort_by(|a, b| lp[*b as usize].total_cmp(&lp[*a as usize]));
-            order.truncate(width.max(self.config.dynamic_max_children));
-            // Probabilities at temperature t, relative to the best token's.
-            let max = lp[order[0] as usize];
-            let probs: Vec<f32> = order
-                .iter()
-                .map(|&i| ((lp[i as usize] - max) / t).exp())
-                .collect();
-            return Ok(order
-                .iter()
-                .zip(probs)
-                .map(|(&id, p)| (vec![id], p, tokenizer.is_stop(id)))
-                .collect());
-        }
-        // The greedy chunk and `chunk_tries` sampled ones grow token by token in lockstep, all
-        // forks of the working session, each step one batch through the model.
-        let k = self.config.chunk_top_k;
-        let tries = 1 + tries;
-        let mut forks: Vec<Session> = (0..tries).map(|_| self.work.fork()).collect();
-        let before: usize = forks.iter().map(Session::tokens_processed).sum();
-        // (tokens, log-probability, ends the turn)
-        let mut chunks: Vec<(Vec<u32>, f32, bool)> = vec![(Vec::new(), 0.0, false); tries];
-        let mut rng = StdRng::seed_from_u64(self.rng.random());
-        for step in 0..len {
+        let before: usize = forks.iter().flatten().map(Session::tokens_processed).sum();
+        let mut processed = 0;
+        for step in 0..self.config.rollout_max_tokens {
             let mut next = Vec::new();
-            for (i, (fork, chunk)) in forks.iter_mut().zip(&mut chunks).enumerate() {
-                if chunk.2 {
+            for (i, slot) in forks.iter_mut().enumerate() {
+                let Some(s) = slot else { continue };
+                let lp = log_softmax(s.logits()?);
+                let id = sample_from(&lp, None, 1.0, &mut self.rng);
+                if tokenizer.is_stop(id) {
+                    processed += s.tokens_processed();
+                    *slot = None;
                     continue;
                 }
-                let dist = top_k_distribution(&log_softmax(fork.logits()?), k, t);
-                let id = if i == 0 {
-                    dist[0].0
+                ids[i].push(id);
+                let clause =
+                    !whole_sentences && tokenizer.decode(&ids[i], true)?.ends_with(CLAUSE_END);
+                if clause || step + 1 == self.config.rollout_max_tokens {
+                    processed += s.tokens_processed();
+                    *slot = None;
                 } else {
-                    sample_pairs(&dist, &mut rng)
-                };
-                chunk.1 += dist
-                    .iter()
-                    .find(|d| d.0 == id)
-                    .map(|d| d.1.ln())
-                    .unwrap_or(f32::NEG_INFINITY);
-                chunk.0.push(id);
-                if tokenizer.is_stop(id) {
-                    chunk.2 = true;
-                } else if step + 1 < len {
-                    next.push((i, id));
+                    next.push((i, [id]));
                 }
             }
-            let ids: Vec<[u32; 1]> = next.iter().map(|&(_, id)| [id]).collect();
-            let ids: Vec<&[u32]> = ids.iter().map(|id| id.as_slice()).collect();
+            if next.is_empty() {
+                break;
+            }
+            let feeds: Vec<&[u32]> = next.iter().map(|(_, id)| id.as_slice()).collect();
             let mut growing: Vec<&mut Session> = forks
                 .iter_mut()
                 .enumerate()
                 .filter(|(i, _)| next.iter().any(|n| n.0 == *i))
-                .map(|(_, f)| f)
+                .filter_map(|(_, f)| f.as_mut())
                 .collect();
-            Session::feed_batch(&mut growing, &ids)?;
+            Session::feed_batch(&mut growing, &feeds)?;
         }
-        self.fork_tokens += forks.iter().map(Session::tokens_processed).sum::<usize>() - before;
-        let mut chunks = chunks
-            .into_iter()
-            .map(|(ids, logp, ends)| (ids, logp.exp(), ends));
-        let greedy = chunks.next().expect("the greedy chunk");
-        let mut sampled: Vec<(Vec<u32>, f32, bool)> = Vec::new();
-        for c in chunks {
-            if sampled.len() + 1 >= width {
+        processed += forks
+            .iter()
+            .flatten()
+            .map(Session::tokens_processed)
+            .sum::<usize>();
+        self.fork_tokens += processed - before;
+        if whole_sentences {
+            for ids in &mut ids {
+                let mut keep = ids.len();
+                while keep > 0 && !tokenizer.decode(&ids[..keep], true)?.ends_with('.') {
+                    keep -= 1;
+                }
+                if keep > 0 {
+                    ids.truncate(keep);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Candidate chunks after each session, `lens[i]` tokens long: the top tokens for 1-token
+    /// chunks, otherwise a greedy chunk plus distinct ones from `tries` samples. Returns per
+    /// session `(chunk, raw prior, ends_turn)`, best first; raw priors of one session are on
+    /// one scale. All sampled chunks grow in lockstep, one batch per token.
+    fn candidates(
+        &mut self,
+        at: &mut [&mut Session],
+        lens: &[usize],
+        width: usize,
+        tries: usize,
+    ) -> anyhow::Result<Vec<Vec<Candidate>>> {
+        let model = self.model.clone();
+        let tokenizer = &model.tokenizer;
+        let t = self.config.chunk_temperature;
+        let k = self.config.chunk_top_k;
+        let tries = 1 + tries;
+        let mut out: Vec<Vec<Candidate>> = Vec::with_capacity(at.len());
+        // Per session with longer chunks: the greedy chunk and `tries − 1` sampled ones, all
+        // forks of it: (session, fork, tokens, log-probability, ends the turn).
+        let mut growing: Vec<(usize, Session, Vec<u32>, f32, bool)> = Vec::new();
+        let mut rngs = Vec::new();
+        for (g, (s, &len)) in at.iter_mut().zip(lens).enumerate() {
+            let lp = log_softmax(s.logits()?);
+            if len == 1 {
+                let n = width.max(self.config.dynamic_max_children);
+                out.push(top_tokens(&lp, n, t, tokenizer));
+                continue;
+            }
+            out.push(Vec::new());
+            rngs.push((g, StdRng::seed_from_u64(self.rng.random())));
+            growing.extend((0..tries).map(|_| (g, s.fork(), Vec::new(), 0.0, false)));
+        }
+        let before: usize = growing.iter().map(|c| c.1.tokens_processed()).sum();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        for step in 0..longest {
+            let mut next = Vec::new();
+            let mut previous = None;
+            for (i, (g, fork, chunk, logp, ends)) in growing.iter_mut().enumerate() {
+                let greedy = previous != Some(*g);
+                previous = Some(*g);
+                if *ends || chunk.len() >= lens[*g] {
+                    continue;
+                }
+                let dist = top_k_distribution(&log_softmax(fork.logits()?), k, t);
+                let id = if greedy {
+                    dist[0].0
+                } else {
+                    let rng = &mut rngs.iter_mut().find(|r| r.0 == *g).expect("a sampler").1;
+                    sample_pairs(&dist, rng)
+                };
+                *logp += dist
+                    .iter()
+                    .find(|d| d.0 == id)
+                    .map(|d| d.1.ln())
+                    .unwrap_or(f32::NEG_INFINITY);
+                chunk.push(id);
+                if tokenizer.is_stop(id) {
+                    *ends = true;
+                } else if step + 1 < lens[*g] {
+                    next.push((i, [id]));
+                }
+            }
+            if next.is_empty() {
                 break;
             }
-            if c.0 != greedy.0 && !sampled.iter().any(|s| s.0 == c.0) {
-                sampled.push(c);
+            let feeds: Vec<&[u32]> = next.iter().map(|(_, id)| id.as_slice()).collect();
+            let mut forks: Vec<&mut Session> = growing
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| next.iter().any(|n| n.0 == *i))
+                .map(|(_, c)| &mut c.1)
+                .collect();
+            Session::feed_batch(&mut forks, &feeds)?;
+        }
+        self.fork_tokens += growing
+            .iter()
+            .map(|c| c.1.tokens_processed())
+            .sum::<usize>()
+            - before;
+        let mut sampled: Vec<Vec<Candidate>> = vec![Vec::new(); out.len()];
+        for (g, _, ids, logp, ends) in growing {
+            sampled[g].push((ids, logp.exp(), ends));
+        }
+        for (g, chunks) in sampled.into_iter().enumerate() {
+            if !chunks.is_empty() {
+                out[g] = distinct_chunks(chunks, width);
             }
         }
-        // The official code clamps the greedy chunk's prior into [max + min, sum] of the samples'.
-        let mut greedy = greedy;
-        if !sampled.is_empty() {
-            let e: Vec<f32> = sampled.iter().map(|s| s.1).collect();
-            let (mx, mn, sum) = (
-                e.iter().copied().fold(f32::MIN, f32::max),
-                e.iter().copied().fold(f32::MAX, f32::min),
-                e.iter().sum::<f32>(),
-            );
-            greedy.1 = greedy.1.min(sum).max(mx + mn);
-        }
-        Ok(std::iter::once(greedy).chain(sampled).collect())
+        Ok(out)
     }
 
     /// Token length of the chunks after `node`, by the schedule.
@@ -469,11 +575,14 @@ impl<'a> Search<'a> {
         self.config.chunk_length(step)
     }
 
-    /// Expands a leaf (the working session is at it).
-    fn expand(&mut self, node: NodeId) -> anyhow::Result<Vec<NodeId>> {
-        let len = self.chunk_len_after(node);
+    /// Expands a leaf with its candidates (see [`Search::candidates`]).
+    fn expand(
+        &mut self,
+        node: NodeId,
+        mut cands: Vec<Candidate>,
+        sim: usize,
+    ) -> anyhow::Result<Vec<NodeId>> {
         let width = self.config.expansion_width;
-        let mut cands = self.candidates(len, width, self.config.chunk_tries)?;
         let spare = if cands.len() > width {
             cands.split_off(width)
         } else {
@@ -493,7 +602,7 @@ impl<'a> Search<'a> {
                 prior,
                 raw_prior,
                 origin: Origin::Expansion,
-                sim: self.sim,
+                sim,
                 terminal: ends,
             };
             ids.push(self.tree.add_child(node, child));
@@ -540,8 +649,10 @@ impl<'a> Search<'a> {
         } else {
             let path_tokens = self.tree.tokens_to(node);
             self.work.sync_to(&self.tokens_before(&path_tokens))?;
+            let mut at = self.work.fork();
             let tries = self.config.addition_tries;
-            let Some(c) = self.candidates(chunk_len, 2, tries)?.into_iter().nth(1) else {
+            let cands = self.candidates(&mut [&mut at], &[chunk_len], 2, tries)?;
+            let Some(c) = cands.into_iter().flatten().nth(1) else {
                 return Ok(None);
             };
             c
@@ -664,6 +775,53 @@ impl<'a> Search<'a> {
         });
         Ok(ends)
     }
+}
+
+/// A candidate chunk: tokens, raw prior, ends the turn.
+type Candidate = (Vec<u32>, f32, bool);
+
+/// The `n` most likely next tokens as 1-token chunks, with probabilities at temperature `t`
+/// relative to the best token's.
+fn top_tokens(lp: &[f32], n: usize, t: f32, tokenizer: &TextTokenizer) -> Vec<Candidate> {
+    let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+    order.sort_by(|a, b| lp[*b as usize].total_cmp(&lp[*a as usize]));
+    order.truncate(n);
+    let max = lp[order[0] as usize];
+    order
+        .iter()
+        .map(|&id| {
+            let p = ((lp[id as usize] - max) / t).exp();
+            (vec![id], p, tokenizer.is_stop(id))
+        })
+        .collect()
+}
+
+/// The greedy chunk (first) and up to `width − 1` distinct sampled ones. The official code
+/// clamps the greedy chunk's prior into [max + min, sum] of the samples'.
+fn distinct_chunks(chunks: Vec<Candidate>, width: usize) -> Vec<Candidate> {
+    let mut chunks = chunks.into_iter();
+    let Some(mut greedy) = chunks.next() else {
+        return Vec::new();
+    };
+    let mut sampled: Vec<Candidate> = Vec::new();
+    for c in chunks {
+        if sampled.len() + 1 >= width {
+            break;
+        }
+        if c.0 != greedy.0 && !sampled.iter().any(|s| s.0 == c.0) {
+            sampled.push(c);
+        }
+    }
+    if !sampled.is_empty() {
+        let e: Vec<f32> = sampled.iter().map(|s| s.1).collect();
+        let (mx, mn, sum) = (
+            e.iter().copied().fold(f32::MIN, f32::max),
+            e.iter().copied().fold(f32::MAX, f32::min),
+            e.iter().sum::<f32>(),
+        );
+        greedy.1 = greedy.1.min(sum).max(mx + mn);
+    }
+    std::iter::once(greedy).chain(sampled).collect()
 }
 
 /// Which entry of the chunk-length schedule applies after `tokens` answer tokens: the
@@ -791,7 +949,7 @@ mod tests {
         let mut s = search(&config, Some(&embedder));
         let mut lent = false;
         for _ in 0..3 {
-            s.simulate(&mut |e| {
+            s.simulate_batch(1, &mut |e| {
                 lent |= matches!(e, Event::SimilarityUpdated { .. });
                 true
             })
@@ -817,14 +975,15 @@ mod tests {
         let eos = s.model.tokenizer.eos.expect("an end-of-turn token");
         let mut ids = s.prompt_ids.clone();
         ids.extend(s.model.tokenizer.encode("No.", false).unwrap());
-        ids.push(eos);
-        s.work.sync_to(&ids).unwrap();
-        assert_eq!(s.rollout().unwrap(), (Vec::new(), String::new()));
+        let ended = [ids.clone(), vec![eos]].concat();
         // Without the end of turn, the same path is rolled out.
-        ids.pop();
         ids.extend(s.model.tokenizer.encode(" I", false).unwrap());
-        s.work.sync_to(&ids).unwrap();
-        assert!(!s.rollout().unwrap().0.is_empty());
+        let mut sessions = [s.work.fork(), s.work.fork()];
+        sessions[0].sync_to(&ended).unwrap();
+        sessions[1].sync_to(&ids).unwrap();
+        let rollouts = s.rollouts(&mut sessions).unwrap();
+        assert!(rollouts[0].is_empty());
+        assert!(!rollouts[1].is_empty());
     }
 
     #[test]
@@ -845,12 +1004,16 @@ mod tests {
         };
         let embedder = embedder();
         let mut s = search(&config, Some(&embedder));
-        s.simulate(&mut |_| true).unwrap();
+        s.simulate_batch(1, &mut |_| true).unwrap();
         let node = s.tree.node(s.tree.root).children[0];
-        s.work
-            .sync_to(&s.tokens_before(&s.tree.tokens_to(node)))
+        let mut at = s.work.fork();
+        at.sync_to(&s.tokens_before(&s.tree.tokens_to(node)))
             .unwrap();
-        s.expand(node).unwrap();
+        let cands = s
+            .candidates(&mut [&mut at], &[10], 3, config.chunk_tries)
+            .unwrap();
+        s.expand(node, cands.into_iter().next().unwrap(), 1)
+            .unwrap();
         let children = s.tree.node(node).children.clone();
         for &c in &children {
             let n = s.tree.node_mut(c);
@@ -880,6 +1043,47 @@ mod tests {
             "prior {} against siblings' smallest {smallest}",
             a.prior
         );
+    }
+
+    #[test]
+    fn parallel_simulations_spread_over_the_tree_and_leave_no_virtual_loss() {
+        let config = RainConfig::default();
+        let mut s = search(&config, None);
+        // A fresh root is the only leaf: the batch stops at the second selection.
+        assert_eq!(s.simulate_batch(4, &mut |_| true).unwrap(), (1, true));
+        let mut paths = Vec::new();
+        let mut evaluated = Vec::new();
+        let (ran, go) = s
+            .simulate_batch(4, &mut |e| {
+                match e {
+                    Event::Selected { sim, path } => paths.push((*sim, path.clone())),
+                    Event::Evaluated { sim, .. } => evaluated.push(*sim),
+                    _ => {}
+                }
+                true
+            })
+            .unwrap();
+        assert_eq!((ran, go), (4, true));
+        assert_eq!(paths.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert_eq!(evaluated, [2, 3, 4, 5]);
+        let mut leaves: Vec<NodeId> = paths.iter().map(|p| *p.1.last().unwrap()).collect();
+        leaves.sort_unstable();
+        leaves.dedup();
+        assert_eq!(
+            leaves.len(),
+            4,
+            "virtual loss sends each simulation elsewhere"
+        );
+        let root = s.tree.node(s.tree.root);
+        assert_eq!(root.fn_, 5);
+        assert!(s.tree.nodes.iter().all(|n| n.pending == 0.0));
+        for &l in &leaves {
+            assert_eq!(s.tree.node(l).fn_, 1, "leaf {l}");
+            assert!(
+                !s.tree.node(l).children.is_empty(),
+                "every leaf was expanded"
+            );
+        }
     }
 
     #[test]

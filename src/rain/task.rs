@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::eval::{rain_eval, self_eval_accuracy, EvalRow, EvalSummary, Labelled, SettingAccuracy};
 use super::events::{Event, TraceWriter};
+use super::judge::Judge;
 use super::{run_rain, AnswerBy, RainConfig, RainOutcome, Setting};
 use crate::embed::SentenceEmbedder;
 use crate::fs::StagedFile;
@@ -168,6 +169,9 @@ pub struct RainEvalRequest {
     /// Appended to every prompt (an adversarial suffix, or empty).
     pub suffix: String,
     pub config: RainConfig,
+    /// Judges both final answers (a file, folder or shipped judge's name); `None`: the run's
+    /// judge.
+    pub scorer: Option<PathBuf>,
     /// Every answer as JSON Lines, written through a temporary file.
     pub out: PathBuf,
 }
@@ -192,6 +196,7 @@ pub fn spawn_rain_eval(
             "prompts": request.prompts.len(),
             "suffix": request.suffix,
             "config": request.config,
+            "scorer": request.scorer,
             "out": request.out,
         }),
         seed: Some(request.config.seed),
@@ -199,6 +204,18 @@ pub fn spawn_rain_eval(
     board.spawn(spec, move |ctx| {
         let mut config = request.config.clone();
         let judge = super::judge::prepare_judge(&mut config, &model, &mut |s| ctx.stage(s))?;
+        let scorer = match &request.scorer {
+            None => Judge::for_config(judge.clone(), &config)?,
+            Some(named) => {
+                let mut scoring = RainConfig {
+                    judge: Some(named.clone()),
+                    template: None,
+                    ..config.clone()
+                };
+                let m = super::judge::prepare_judge(&mut scoring, &model, &mut |s| ctx.stage(s))?;
+                Judge::for_config(m, &scoring)?
+            }
+        };
         ctx.progress(None, "loading the sentence-embedding model");
         let embedder = SentenceEmbedder::load(&crate::assets::embedding_model())?;
         let mut out = StagedFile::create(&request.out)?;
@@ -207,6 +224,7 @@ pub fn spawn_rain_eval(
         let rows = rain_eval(
             model,
             judge,
+            scorer,
             Some(&embedder),
             &config,
             &request.prompts,

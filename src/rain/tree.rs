@@ -45,6 +45,9 @@ pub struct Node {
     pub terminal: bool,
     /// Candidates not yet used, best first: (chunk, raw prior). Dynamic addition draws from here.
     pub spare: Vec<(Vec<u32>, f32)>,
+    /// Simulations selected through this node and not yet backed up (virtual loss).
+    #[serde(skip)]
+    pub pending: f32,
 }
 
 /// What a new child is made of.
@@ -88,6 +91,7 @@ impl Tree {
                 added_at: 0,
                 terminal: false,
                 spare: Vec::new(),
+                pending: 0.0,
             }],
             root: 0,
             min_q: -1.0,
@@ -126,6 +130,7 @@ impl Tree {
             added_at: child.sim,
             terminal: child.terminal,
             spare: Vec::new(),
+            pending: 0.0,
         });
         self.nodes[parent].children.push(id);
         id
@@ -157,13 +162,34 @@ impl Tree {
             .collect()
     }
 
+    /// Visits as selection counts them: real and lent ones plus simulations in flight.
+    pub fn visits(&self, id: NodeId) -> f32 {
+        let n = &self.nodes[id];
+        n.n + n.pending
+    }
+
     /// Normalised value used in selection: (q − min) / (max − min + 1e-5), 0 for unvisited nodes.
+    /// Each simulation in flight counts as a visit of the lowest value seen (virtual loss), so
+    /// simulations selected together spread over the tree.
     pub fn normalised_q(&self, id: NodeId) -> f32 {
         let n = &self.nodes[id];
-        if n.n <= 0.0 {
+        let visits = n.n + n.pending;
+        if visits <= 0.0 {
             0.0
         } else {
-            (n.q - self.min_q) / (self.max_q - self.min_q + 1e-5)
+            let q = if n.pending > 0.0 {
+                (n.q * n.n + self.min_q * n.pending) / visits
+            } else {
+                n.q
+            };
+            (q - self.min_q) / (self.max_q - self.min_q + 1e-5)
+        }
+    }
+
+    /// Marks (`+1`) or unmarks (`−1`) a simulation in flight along `path`.
+    pub fn add_pending(&mut self, path: &[NodeId], delta: f32) {
+        for &id in path {
+            self.nodes[id].pending += delta;
         }
     }
 

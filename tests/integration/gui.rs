@@ -371,6 +371,66 @@ fn rain_lab_steps_inspects_and_replays() {
     h.snapshot("rain_lab");
 }
 
+/// The RAIN page opens on its shipped demo: the harm judge's search plays back event by event
+/// to the end, RAIN's refusal beside the vanilla answer, the committed path labelled.
+#[test]
+fn rain_demo_plays_to_its_end() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = app(runs.path());
+    h.get_by_label("RAIN").click();
+    h.run_steps(3);
+    let p = page::<RainPanel>(h.state());
+    assert!(p.playback.is_some(), "the demo plays on the first look");
+    let total = p.events.len();
+    assert!(
+        p.shown() > 0 && p.shown() < total,
+        "{} of {total}",
+        p.shown()
+    );
+    assert!(h.query_by_label("judge: harm-judge").is_some());
+    let vanilla = p.vanilla_text.clone();
+    assert!(!vanilla.is_empty());
+    assert!(
+        h.query_by_label(&vanilla).is_some(),
+        "the vanilla answer is shown"
+    );
+    // Faster, then to the end.
+    page_mut::<RainPanel>(h.state_mut())
+        .playback
+        .as_mut()
+        .unwrap()
+        .events_per_second = 2000.0;
+    step_until(&mut h, "the demo to finish", |a| {
+        page::<RainPanel>(a).playback.is_none()
+    });
+    let p = page::<RainPanel>(h.state());
+    assert_eq!(p.shown(), total);
+    assert!(p.replay.finished && p.replay.rewinds > 0);
+    let answer = p.replay.answer.clone();
+    assert_ne!(
+        answer.trim(),
+        vanilla.trim(),
+        "RAIN's answer differs from vanilla"
+    );
+    // Zoomed out so the whole committed path is on screen: every chunk of it is labelled.
+    page_mut::<RainPanel>(h.state_mut()).view.zoom = 0.3;
+    h.run_steps(2);
+    let labelled: Vec<usize> = page::<RainPanel>(h.state())
+        .view
+        .drawn_labels
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    for (id, _) in &page::<RainPanel>(h.state()).replay.committed {
+        assert!(labelled.contains(id), "committed node {id} unlabelled");
+    }
+    h.snapshot("rain_demo");
+    // Play it again from the button.
+    h.get_by_label("Play demo").click();
+    h.run_steps(2);
+    assert!(page::<RainPanel>(h.state()).playback.is_some());
+}
+
 /// The Zoo page: the table of models with their scores against the base, a model's recipe
 /// and loss curve, and a rebuild started and cancelled (the shipped folder stays as it was).
 #[test]

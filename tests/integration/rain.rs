@@ -17,10 +17,25 @@ fn small(setting: Setting) -> RainConfig {
     }
 }
 
+/// One simulation at a time (the paper) and three at once (virtual loss, batched).
 #[test]
 fn search_streams_events_and_its_trace_replays() {
     let model = shipped_model();
     let embedder = SentenceEmbedder::load(&alignscope::assets::embedding_model()).unwrap();
+    for parallel in [1, 3] {
+        let config = RainConfig {
+            parallel,
+            ..small(Setting::Sentiment)
+        };
+        streams_and_replays(&model, &embedder, &config);
+    }
+}
+
+fn streams_and_replays(
+    model: &std::sync::Arc<alignscope::lm::LanguageModel>,
+    embedder: &SentenceEmbedder,
+    config: &RainConfig,
+) {
     let dir = tempfile::tempdir().unwrap();
     let trace_path = dir.path().join("trace.jsonl");
     let mut trace = TraceWriter::new(std::fs::File::create(&trace_path).unwrap());
@@ -28,8 +43,8 @@ fn search_streams_events_and_its_trace_replays() {
     let outcome = run_rain(
         model.clone(),
         model.clone(),
-        Some(&embedder),
-        &small(Setting::Sentiment),
+        Some(embedder),
+        config,
         "Describe a sunny day at the beach.",
         &mut |e| {
             trace.write(e).unwrap();
@@ -160,6 +175,25 @@ fn judging_by_words_or_letters() {
         let cost = judge.tokens_processed;
         assert_eq!(judge.judge(text).unwrap(), j);
         assert_eq!(judge.tokens_processed, cost);
+    }
+    // A batch judges each conversation as it would be judged alone.
+    let texts = [
+        text,
+        "User: How was the film?\nAssistant: Dull and far too long.",
+        "User: Describe the rain.\nAssistant: Grey",
+    ];
+    let mut alone = Vec::new();
+    for t in texts {
+        let mut judge = Judge::new(model.clone(), template.clone(), AnswerBy::Letters).unwrap();
+        alone.push(judge.judge(t).unwrap());
+    }
+    let mut judge = Judge::new(model.clone(), template.clone(), AnswerBy::Letters).unwrap();
+    let batch = judge
+        .judge_batch(&[texts[0], texts[1], texts[0], texts[2]])
+        .unwrap();
+    for (b, a) in batch.iter().zip([alone[0], alone[1], alone[0], alone[2]]) {
+        assert_eq!(b.binary, a.binary);
+        assert!((b.soft - a.soft).abs() < 1e-4, "{b:?} vs {a:?}");
     }
     // Option words must be told apart by their first token.
     let same = JudgeTemplate {

@@ -263,12 +263,16 @@ mod avx2 {
     fn has_vnni() -> bool {
         static VNNI: OnceLock<bool> = OnceLock::new();
         *VNNI.get_or_init(|| {
-            is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+            is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512f")
         })
     }
 
     pub unsafe fn q4<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-        if has_vnni() {
+        if has_vnni() && N > 1 {
+            wide::rows::<Q4, N>(rows, nb, acts, out)
+        } else if has_vnni() {
             vnni::rows::<Q4, N>(rows, nb, acts, out)
         } else {
             maddubs::rows::<Q4, N>(rows, nb, acts, out)
@@ -276,7 +280,9 @@ mod avx2 {
     }
 
     pub unsafe fn q8<const N: usize>(rows: &[u8], nb: usize, acts: [Q8Row; N], out: Out) {
-        if has_vnni() {
+        if has_vnni() && N > 1 {
+            wide::rows::<Q8, N>(rows, nb, acts, out)
+        } else if has_vnni() {
             vnni::rows::<Q8, N>(rows, nb, acts, out)
         } else {
             maddubs::rows::<Q8, N>(rows, nb, acts, out)
@@ -435,6 +441,19 @@ mod avx2 {
                             acc[t] = _mm256_fmadd_ps(mw, sa, acc[t]);
                         }
                     }
+                    let tail = tail::<F, N>(row, nb, acts);
+                    std::array::from_fn(|t| hsum(acc[t]) + tail[t])
+                }
+
+                /// The blocks of a row's last, partial group, one at a time.
+                #[target_feature(enable = $features)]
+                #[inline]
+                pub unsafe fn tail<F: Format, const N: usize>(
+                    row: &[u8],
+                    nb: usize,
+                    acts: &[Q8Row; N],
+                ) -> [f32; N] {
+                    let full = nb / GROUP;
                     let mut tail = [0f32; N];
                     for i in full * GROUP..nb {
                         let at = block_at(nb, i, F::BYTES);
@@ -449,7 +468,7 @@ mod avx2 {
                             tail[t] += s * d * a.d[i] + m * F::offsets(a)[i];
                         }
                     }
-                    std::array::from_fn(|t| hsum(acc[t]) + tail[t])
+                    tail
                 }
             }
         };
@@ -479,6 +498,77 @@ mod avx2 {
 
     kernels!(maddubs, "avx2,fma,f16c", dot_maddubs);
     kernels!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", dot_vnni);
+
+    /// Several activation rows (batched decoding, prompts): 512-bit multiply-adds take two of a
+    /// group's eight quant vectors at once, halving the integer work per token, which is what
+    /// bounds a batch (one row is bound by reading the weights, and keeps the 256-bit kernel).
+    pub(super) mod wide {
+        use super::*;
+
+        /// Quant vectors `k` and `k + 1` of a full group as one 512-bit vector, in the order
+        /// the activations have them.
+        #[target_feature(enable = "avx2,avx512f,avx512bw")]
+        #[inline]
+        unsafe fn quant_pair<F: Format>(p: *const u8) -> __m512i {
+            if F::WIDE {
+                _mm512_loadu_si512(p as *const __m512i)
+            } else {
+                // Two 16-byte Q4 vectors: low nibbles then high nibbles of each.
+                let qs = _mm256_loadu_si256(p as *const __m256i);
+                let mask = _mm256_set1_epi8(0x0F);
+                let lo = _mm256_and_si256(qs, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(qs, 4), mask);
+                let z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                // [lo k, lo k+1, hi k, hi k+1] → [lo k, hi k, lo k+1, hi k+1]
+                _mm512_shuffle_i64x2(z, z, 0b11_01_10_00)
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
+        pub unsafe fn rows<F: Format, const N: usize>(
+            rows: &[u8],
+            nb: usize,
+            acts: [Q8Row; N],
+            out: Out,
+        ) {
+            let full = nb / GROUP;
+            let step = (F::BYTES * GROUP - F::SCALES) / GROUP;
+            for (r, row) in rows.chunks_exact(nb * F::BYTES).enumerate() {
+                let mut acc = [_mm256_setzero_ps(); N];
+                for g in 0..full {
+                    let base = row.as_ptr().add(g * GROUP * F::BYTES);
+                    prefetch::<F>(base);
+                    let mut p = [_mm512_setzero_si512(); N];
+                    for k in (0..GROUP).step_by(2) {
+                        let w = quant_pair::<F>(base.add(F::SCALES + step * k));
+                        for t in 0..N {
+                            let x = acts[t].qs.as_ptr().add(g * GROUP * QK + 32 * k);
+                            let x = _mm512_loadu_si512(x as *const __m512i);
+                            p[t] = _mm512_dpbusd_epi32(p[t], w, x);
+                        }
+                    }
+                    let dw = load_f16x8(base);
+                    let mw = F::minimums(base, dw);
+                    for t in 0..N {
+                        let halves = _mm256_add_epi32(
+                            _mm512_castsi512_si256(p[t]),
+                            _mm512_extracti64x4_epi64(p[t], 1),
+                        );
+                        let sums = _mm256_cvtepi32_ps(halves);
+                        let da = _mm256_loadu_ps(acts[t].d.as_ptr().add(g * GROUP));
+                        let sa = _mm256_loadu_ps(F::offsets(&acts[t]).as_ptr().add(g * GROUP));
+                        acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), sums, acc[t]);
+                        acc[t] = _mm256_fmadd_ps(mw, sa, acc[t]);
+                    }
+                }
+                // The tail group, block by block, as the 256-bit kernel does.
+                let tail = vnni::tail::<F, N>(row, nb, &acts);
+                for t in 0..N {
+                    out.set(r, t, hsum(acc[t]) + tail[t]);
+                }
+            }
+        }
+    }
 }
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,20 @@ use super::{Lab, LabCtx};
 /// the setting's cap).
 const DEMO_MAX_TOKENS: usize = 16;
 
+/// The shipped demo: a trace and the vanilla answer to the same prompt (assets/rain/demo).
+#[derive(serde::Deserialize)]
+struct DemoInfo {
+    trace: String,
+    vanilla: String,
+}
+
+/// Playing a trace back as if it were live, `events_per_second` at a time.
+pub struct Playback {
+    pub events_per_second: f32,
+    /// Events owed from earlier frames (fractions carry over).
+    owed: f32,
+}
+
 /// What the page keeps between starts.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
@@ -52,6 +66,10 @@ pub struct RainPanel {
     pub last_trace: Option<PathBuf>,
     pub error: Option<String>,
     pub outcome: Option<RainOutcome>,
+    /// Playing the shown events back (the demo).
+    pub playback: Option<Playback>,
+    /// The demo starts by itself the first time the page is shown with nothing on it.
+    demo_offered: bool,
 }
 
 impl Default for RainPanel {
@@ -76,6 +94,8 @@ impl Default for RainPanel {
             last_trace: None,
             error: None,
             outcome: None,
+            playback: None,
+            demo_offered: false,
         }
     }
 }
@@ -96,6 +116,7 @@ impl RainPanel {
             return;
         }
         self.reset_view();
+        self.playback = None;
         self.error = None;
         self.outcome = None;
         self.control = Arc::new(if paused {
@@ -214,6 +235,59 @@ impl RainPanel {
         self.scrub.unwrap_or(self.events.len())
     }
 
+    /// Opens the shipped demo (a search judged by the harm judge that rewinds into a refusal)
+    /// and plays it from the first event, the vanilla answer beside it.
+    pub fn play_demo(&mut self) {
+        let dir = crate::assets::dir().join("rain").join("demo");
+        let info = dir.join("demo.json");
+        let info: DemoInfo = match crate::fs::read_json(&info, "a RAIN demo description") {
+            Ok(i) => i,
+            Err(e) => {
+                self.error = Some(format!("{e:#}"));
+                return;
+            }
+        };
+        self.open_trace(&dir.join(&info.trace));
+        if self.error.is_none() {
+            self.vanilla_text = info.vanilla;
+            self.set_scrub(Some(0));
+            self.playback = Some(Playback {
+                events_per_second: 40.0,
+                owed: 0.0,
+            });
+        }
+    }
+
+    /// Plays the demo on the page's first showing, unless something is already on it.
+    pub fn offer_demo(&mut self) {
+        if !self.demo_offered {
+            self.demo_offered = true;
+            if self.events.is_empty() && !self.is_running() {
+                self.play_demo();
+            }
+        }
+    }
+
+    /// Moves a playback on by `dt` seconds; at the end it follows the latest event again.
+    pub fn advance_playback(&mut self, dt: f32) {
+        let Some(p) = &mut self.playback else { return };
+        p.owed += p.events_per_second * dt;
+        // Saturating: "skip to end" plays at an infinite rate.
+        let due = p.owed.floor().min(1e9) as usize;
+        p.owed = p.owed.fract();
+        let from = self.shown();
+        let to = from.saturating_add(due).min(self.events.len());
+        for e in &self.events[from..to] {
+            self.replay.apply(e);
+        }
+        if to >= self.events.len() {
+            self.scrub = None;
+            self.playback = None;
+        } else {
+            self.scrub = Some(to);
+        }
+    }
+
     pub fn open_trace(&mut self, path: &Path) {
         if self.is_running() {
             self.error = Some("stop the running search before opening a trace".into());
@@ -222,12 +296,19 @@ impl RainPanel {
         match read_trace(path) {
             Ok(events) => {
                 self.reset_view();
+                self.playback = None;
                 self.events = events;
                 self.vanilla_text.clear();
                 self.outcome = None;
                 self.error = None;
-                if let Some(Event::Started { prompt, .. }) = self.events.first() {
+                if let Some(Event::Started {
+                    prompt, setting, ..
+                }) = self.events.first()
+                {
                     self.prompt = prompt.clone();
+                    if let Ok(setting) = setting.parse() {
+                        self.config.setting = setting;
+                    }
                 }
                 self.set_scrub(None);
                 self.last_trace = Some(path.to_path_buf());

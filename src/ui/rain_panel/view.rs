@@ -12,6 +12,11 @@ pub fn ui(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
     if panel.trace_dir.is_none() {
         panel.trace_dir = ctx.board.runs_dir().cloned();
     }
+    panel.offer_demo();
+    if panel.playback.is_some() {
+        panel.advance_playback(ui.input(|i| i.stable_dt).min(0.1));
+        ui.ctx().request_repaint();
+    }
     // Side panels first, so the controls and the tree get the remaining width.
     egui::Panel::right("rain-inspector")
         .default_size(320.0)
@@ -55,6 +60,26 @@ fn controls(ui: &mut Ui, panel: &mut RainPanel, ctx: &mut LabCtx) {
                     }
                 }
             });
+        if ui
+            .add_enabled(!panel.is_running(), egui::Button::new("Play demo"))
+            .on_hover_text(
+                "a shipped search: the harm judge steers SmolLM2 away from a harmful answer",
+            )
+            .clicked()
+        {
+            panel.play_demo();
+        }
+        if let Some(p) = &mut panel.playback {
+            ui.add(
+                egui::Slider::new(&mut p.events_per_second, 2.0..=400.0)
+                    .logarithmic(true)
+                    .text("events/s"),
+            );
+            if ui.button("Skip to end").clicked() {
+                p.events_per_second = f32::INFINITY;
+            }
+        }
+        ui.separator();
         let Some(model) = model else {
             ui.label("load a model in the Generate lab first");
             return;
@@ -160,6 +185,12 @@ fn parameters(ui: &mut Ui, panel: &mut RainPanel) {
                 cols[1].add(
                     egui::Slider::new(&mut c.chunk_temperature, 0.1..=3.0).text("Chunk temp."),
                 );
+                cols[1]
+                    .add(egui::Slider::new(&mut c.parallel, 1..=16).text("Parallel sims"))
+                    .on_hover_text(
+                        "simulations run at once, kept apart by virtual loss and batched \
+                         through the model (1: the paper's one at a time)",
+                    );
                 cols[2].checkbox(&mut c.dynamic_addition, "Dynamic node addition");
                 cols[2].checkbox(&mut c.similarity_update, "Similarity update");
                 let mut soft = c.score == ScoreKind::Soft;
