@@ -19,8 +19,22 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
+/// Output piped into a reader that stops early (`| head`) ends the program quietly, as it does
+/// for other command-line tools, instead of a panic in `println!`.
+#[cfg(unix)]
+fn quiet_broken_pipe() {
+    // SAFETY: restores the default action of one signal before any other thread runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_broken_pipe() {}
+
 fn main() -> ExitCode {
     tune_allocator();
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         None => alignscope::ui::run_app(),

@@ -772,3 +772,20 @@ fn icl_eval_and_promot_headless() {
     assert!(out.join("soft_prompt.safetensors").exists());
     assert!(out.join("result.json").exists());
 }
+
+/// A reader that stops early (`alignscope … | head`) ends the program without a panic.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = alignscope(dir.path())
+        .args(["generate", "--prompt", "Hi", "--max-tokens", "4"])
+        .args(["--temperature", "0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
