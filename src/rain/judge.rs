@@ -1,9 +1,11 @@
 //! Self-evaluation: the model judges a conversation with a few-shot prompt and two answer
 //! options, in both orders (to cancel its bias for one letter).
 //!
-//! Reuse: the long few-shot part before `{{text}}` is run through the model once and kept as a
-//! session; each evaluation forks it, feeds the conversation, forks again and feeds the two
-//! option blocks. Scores are cached per conversation text.
+//! Reuse: the long few-shot part before `{{text}}` is run through the model once, and the
+//! session after the last conversation judged is kept; each evaluation forks that, rewinds it
+//! to what the new conversation shares with the last one (in a search: the request and the
+//! answer so far) and feeds only the rest, then forks again and feeds the two option blocks.
+//! Scores are cached per conversation text.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,7 +96,10 @@ pub enum AnswerBy {
 
 pub struct Judge {
     template: JudgeTemplate,
-    prefix: Session,
+    /// The few-shot prefix and, after it, the last conversation judged.
+    last: Session,
+    /// Tokens of the few-shot prefix.
+    prefix_ids: Vec<u32>,
     answer_by: AnswerBy,
     /// Letters: ids of "A" and "B". Words: first ids of " good-word" and " bad-word".
     targets: (u32, u32),
@@ -185,7 +190,8 @@ impl Judge {
         let tokens_processed = prefix.tokens_processed();
         Ok(Self {
             template,
-            prefix,
+            last: prefix,
+            prefix_ids: ids,
             answer_by,
             targets,
             cache: HashMap::new(),
@@ -220,15 +226,16 @@ impl Judge {
     }
 
     fn judge_new(&mut self, conversations: &[&str]) -> Result<Vec<Judgement>, LmError> {
-        let tokenizer = self.prefix.model().tokenizer.clone();
-        let texts = conversations
+        let model = self.last.model().clone();
+        let tokenizer = &model.tokenizer;
+        let targets = conversations
             .iter()
-            .map(|c| tokenizer.encode(c, false))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut with_text: Vec<Session> = texts.iter().map(|_| self.prefix.fork()).collect();
-        let start = self.prefix.tokens_processed();
-        let texts: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
-        Session::feed_batch(&mut with_text.iter_mut().collect::<Vec<_>>(), &texts)?;
+            .map(|c| Ok([self.prefix_ids.as_slice(), &tokenizer.encode(c, false)?].concat()))
+            .collect::<Result<Vec<_>, LmError>>()?;
+        let mut with_text: Vec<Session> = targets.iter().map(|_| self.last.fork()).collect();
+        let start = self.last.tokens_processed();
+        let targets: Vec<&[u32]> = targets.iter().map(Vec::as_slice).collect();
+        Session::sync_batch(&mut with_text.iter_mut().collect::<Vec<_>>(), &targets)?;
         // Both option orders continue each conversation: two forks of each, one batch.
         let options = [true, false]
             .map(|good_first| {
@@ -255,6 +262,9 @@ impl Judge {
         )?;
         for s in &with_text {
             self.tokens_processed += s.tokens_processed() - start;
+        }
+        if let Some(s) = with_text.last() {
+            self.last = s.clone();
         }
         let mut out = Vec::with_capacity(conversations.len());
         for (pair, text) in orders.chunks_exact_mut(2).zip(&with_text) {

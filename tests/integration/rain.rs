@@ -195,6 +195,14 @@ fn judging_by_words_or_letters() {
         assert_eq!(b.binary, a.binary);
         assert!((b.soft - a.soft).abs() < 1e-4, "{b:?} vs {a:?}");
     }
+    // A conversation after another with the same request only runs what differs.
+    let mut judge = Judge::new(model.clone(), template.clone(), AnswerBy::Letters).unwrap();
+    let c0 = judge.tokens_processed;
+    judge.judge(texts[0]).unwrap();
+    let c1 = judge.tokens_processed;
+    judge.judge(texts[1]).unwrap();
+    let c2 = judge.tokens_processed;
+    assert!(c2 - c1 < c1 - c0, "{} then {}", c1 - c0, c2 - c1);
     // Option words must be told apart by their first token.
     let same = JudgeTemplate {
         good: "good".into(),
