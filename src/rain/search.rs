@@ -497,16 +497,17 @@ impl<'a> Search<'a> {
         // Per session with longer chunks: the greedy chunk and `tries − 1` sampled ones, all
         // forks of it: (session, fork, tokens, log-probability, ends the turn).
         let mut growing: Vec<(usize, Session, Vec<u32>, f32, bool)> = Vec::new();
-        let mut rngs = Vec::new();
+        // A sampler per session with longer chunks, seeded in session order.
+        let mut rngs: Vec<Option<StdRng>> = Vec::with_capacity(at.len());
         for (g, (s, &len)) in at.iter_mut().zip(lens).enumerate() {
-            let lp = log_softmax(s.logits()?);
             if len == 1 {
                 let n = width.max(self.config.dynamic_max_children);
-                out.push(top_tokens(&lp, n, t, tokenizer));
+                out.push(top_tokens(&log_softmax(s.logits()?), n, t, tokenizer));
+                rngs.push(None);
                 continue;
             }
             out.push(Vec::new());
-            rngs.push((g, StdRng::seed_from_u64(self.rng.random())));
+            rngs.push(Some(StdRng::seed_from_u64(self.rng.random())));
             growing.extend((0..tries).map(|_| (g, s.fork(), Vec::new(), 0.0, false)));
         }
         let before: usize = growing.iter().map(|c| c.1.tokens_processed()).sum();
@@ -524,7 +525,7 @@ impl<'a> Search<'a> {
                 let id = if greedy {
                     dist[0].0
                 } else {
-                    let rng = &mut rngs.iter_mut().find(|r| r.0 == *g).expect("a sampler").1;
+                    let rng = rngs[*g].as_mut().expect("a sampler for longer chunks");
                     sample_pairs(&dist, rng)
                 };
                 *logp += dist

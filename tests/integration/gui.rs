@@ -304,20 +304,7 @@ fn rain_lab_steps_inspects_and_replays() {
     assert!(finished.commits >= 2 && !finished.answer.is_empty());
     assert!(h.query_by_label("judge: self").is_some());
     // Every committed chunk is labelled on the canvas, whatever the zoom.
-    page_mut::<RainPanel>(h.state_mut()).view.zoom = 0.3;
-    h.run_steps(2);
-    let labelled: Vec<usize> = page::<RainPanel>(h.state())
-        .view
-        .drawn_labels
-        .iter()
-        .map(|l| l.0)
-        .collect();
-    for (id, _) in &finished.committed {
-        assert!(
-            labelled.contains(id),
-            "committed node {id} unlabelled: {labelled:?}"
-        );
-    }
+    assert_committed_path_labelled(&mut h);
     page_mut::<RainPanel>(h.state_mut()).view.zoom = 1.0;
 
     // Click the current root on the canvas: the inspector shows it, and the view is pinned
@@ -371,6 +358,21 @@ fn rain_lab_steps_inspects_and_replays() {
     h.snapshot("rain_lab");
 }
 
+/// Zoomed out so the whole committed path is on screen (0.3), every chunk of it is labelled.
+fn assert_committed_path_labelled(h: &mut Harness<'static, AlignApp>) {
+    page_mut::<RainPanel>(h.state_mut()).view.zoom = 0.3;
+    h.run_steps(2);
+    let p = page::<RainPanel>(h.state());
+    let labelled: Vec<usize> = p.view.drawn_labels.iter().map(|l| l.0).collect();
+    assert!(!p.replay.committed.is_empty());
+    for (id, _) in &p.replay.committed {
+        assert!(
+            labelled.contains(id),
+            "committed node {id} unlabelled: {labelled:?}"
+        );
+    }
+}
+
 /// The RAIN page opens on its shipped demo: the harm judge's search plays back event by event
 /// to the end, RAIN's refusal beside the vanilla answer, the committed path labelled.
 #[test]
@@ -412,18 +414,7 @@ fn rain_demo_plays_to_its_end() {
         vanilla.trim(),
         "RAIN's answer differs from vanilla"
     );
-    // Zoomed out so the whole committed path is on screen: every chunk of it is labelled.
-    page_mut::<RainPanel>(h.state_mut()).view.zoom = 0.3;
-    h.run_steps(2);
-    let labelled: Vec<usize> = page::<RainPanel>(h.state())
-        .view
-        .drawn_labels
-        .iter()
-        .map(|l| l.0)
-        .collect();
-    for (id, _) in &page::<RainPanel>(h.state()).replay.committed {
-        assert!(labelled.contains(id), "committed node {id} unlabelled");
-    }
+    assert_committed_path_labelled(&mut h);
     h.snapshot("rain_demo");
     // Play it again from the button.
     h.get_by_label("Play demo").click();
