@@ -56,7 +56,7 @@ def main_table(steps_list):
 
             def cell(name):
                 x = r.get(name)
-                return f"{x['accuracy']:.3f} / {x['loss']:.2f}" if x else "–"
+                return f"{x['score']:.3f} / {x['loss']:.2f}" if x else "–"
 
             w = rep["widths"]
             print(f"| {a} + {b} ({w[0]}→{w[1] if rep['anchor'] == 'B' else w[0]}) | "
@@ -74,10 +74,10 @@ def reg_table():
     print("|---|---:|" + "---:|" * len(regs))
     for a, b in PAIRS:
         cells = []
-        exact = rows(fuse(a, b, "--solver", "emd"))["OT hard (exact)"]["accuracy"]
+        exact = rows(fuse(a, b, "--solver", "emd"))["OT hard (exact)"]["score"]
         for e in regs:
             r = rows(fuse(a, b, "--solver", "sinkhorn", "--reg", e))
-            cells.append(f"{r[f'OT soft (Sinkhorn ε={e})']['accuracy']:.3f}")
+            cells.append(f"{r[f'OT soft (Sinkhorn ε={e})']['score']:.3f}")
         print(f"| {a} + {b} | {exact:.3f} | " + " | ".join(cells) + " |")
     print()
 
@@ -100,8 +100,8 @@ def option_table():
         cells = []
         for a, b in PAIRS:
             r = fuse(a, b, "--solver", "both", *extra)
-            hard = r["rows"][-2]["accuracy"]
-            soft = r["rows"][-1]["accuracy"]
+            hard = r["rows"][-2]["score"]
+            soft = r["rows"][-1]["score"]
             cells.append(f"{hard:.3f} / {soft:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
@@ -119,7 +119,7 @@ def seed_table(steps=1000, seeds=(20, 21, 22)):
         soft = next(k for k in runs[0] if k.startswith("OT soft") and "steps" not in k)
         names = [f"parent B + {steps} steps", f"OT hard (exact) + {steps} steps",
                  f"{soft} + {steps} steps"]
-        acc = [[r[n]["accuracy"] for r in runs] for n in names]
+        acc = [[r[n]["score"] for r in runs] for n in names]
         cells = [f"{statistics.mean(x):.3f} ± {statistics.stdev(x):.3f}" for x in acc]
         diffs = ", ".join(f"{s - an:+.3f}" for s, an in zip(acc[2], acc[0]))
         print(f"| {a} + {b} | " + " | ".join(cells) + f" | {diffs} |")

@@ -16,7 +16,8 @@ use super::scenes::{self, Domain, Scene, Split, COLOURS, SHAPES, SIZE, TEXTURES}
 use super::vocab;
 use crate::train::llama::{LlamaShape, TrainLlama};
 use crate::train::nn::linear;
-use crate::train::vit::{Dense, Norm, Site, TrainVit, VitShape};
+use crate::train::site::Site;
+use crate::train::vit::{Dense, Norm, TrainVit, VitShape};
 use crate::train::{train_loop, Pull, Schedule, StepReport};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

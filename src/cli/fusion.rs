@@ -8,9 +8,9 @@ use clap::{Args, ValueEnum};
 
 use super::{named, Front};
 use crate::fusion::lab::{LabOptions, Target};
+use crate::fusion::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionUpdate};
 use crate::fusion::transport::Solver;
-use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SolverChoice {
@@ -95,7 +95,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
     let json = args.json;
     let outcome = front.wait(spawn_fuse(&front.board, request), |update, bar| {
         if let (FusionUpdate::Row(r), false) = (update, json) {
-            super::say(bar, format!("{}: accuracy {:.3}", r.model, r.accuracy));
+            super::say(bar, format!("{}: {}", r.model, r.describe()));
         }
     })?;
     if args.json {
@@ -114,12 +114,15 @@ pub fn run(args: FuseArgs) -> Result<()> {
         report.widths.1,
         if report.anchor_is_a { "A" } else { "B" }
     );
-    if !report.rows.is_empty() {
-        println!("\n| model | width | accuracy | loss |\n|---|---:|---:|---:|");
+    if let Some(first) = report.rows.first() {
+        println!(
+            "\n| model | width | {} | loss |\n|---|---:|---:|---:|",
+            first.metric
+        );
         for r in &report.rows {
             println!(
                 "| {} | {} | {:.3} | {:.3} |",
-                r.model, r.width, r.accuracy, r.loss
+                r.model, r.width, r.score, r.loss
             );
         }
     }

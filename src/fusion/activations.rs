@@ -1,16 +1,19 @@
-//! Per-neuron activation vectors of a ViT over a batch of its own training scenes: the
-//! activation-based cost compares neuron i of one model with neuron j of the other by the
-//! distance between these vectors (one entry per scene and token).
+//! Per-neuron activation vectors over a sample of inputs (a ViT's training scenes, a decoder's
+//! token rows): the activation-based cost compares neuron i of one model with neuron j of the
+//! other by the distance between these vectors (one entry per sample and token).
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use candle_core::{Device, Tensor};
+
+use super::decoder_weights::DecoderWeights;
 use super::transport::Mat;
 use super::vit_weights::VitWeights;
 use crate::data::shapes::{scene, Scene, Split};
 use crate::eval::classifier::scene_tensor;
-use crate::train::vit::Site;
+use crate::train::site::Site;
 
 /// Scenes seen by the activation cost (the paper uses about 200 validation samples).
 pub const DEFAULT_SAMPLES: usize = 200;
@@ -50,23 +53,59 @@ pub fn activation_scenes(n: usize) -> Vec<Scene> {
 /// Every tapped site's standardised activations on `scenes`.
 pub fn record(weights: &VitWeights, scenes: &[Scene]) -> Result<Activations> {
     let model = weights.model()?;
-    // Token-major values per site (`[scene·token, neuron]`), transposed once at the end.
-    let mut token_major: BTreeMap<Site, (usize, Vec<f32>)> = BTreeMap::new();
+    let mut taps = TokenMajor::new();
     for batch in scenes.chunks(BATCH) {
         let refs: Vec<&Scene> = batch.iter().collect();
-        model.forward_tapped(&scene_tensor(&refs)?, &mut |site, t| {
-            let neurons = t.dim(candle_core::D::Minus1)?;
-            let entry = token_major.entry(site).or_insert((neurons, Vec::new()));
-            entry.1.extend(t.flatten_all()?.to_vec1::<f32>()?);
-            Ok(())
-        })?;
+        model.forward_tapped(&scene_tensor(&refs)?, &mut |site, t| taps.add(site, t))?;
     }
-    let mut out = Activations::new();
-    for (site, (neurons, data)) in token_major {
-        let mean_abs = data.iter().map(|x| x.abs() as f64).sum::<f64>() / data.len().max(1) as f64;
-        let mut values = Mat::new(data.len() / neurons, neurons, data).transpose();
-        standardise(&mut values.data);
-        out.insert(site, NeuronActs { values, mean_abs });
+    Ok(taps.finish())
+}
+
+/// Every site's standardised activations of a decoder on token rows of one length.
+pub fn record_tokens(weights: &DecoderWeights, rows: &[Vec<u32>]) -> Result<Activations> {
+    let model = weights.model()?;
+    let mut taps = TokenMajor::new();
+    for batch in rows.chunks(BATCH) {
+        model.forward_sites(&token_tensor(batch)?, &mut |site, t| taps.add(site, t))?;
     }
-    Ok(out)
+    Ok(taps.finish())
+}
+
+/// Token rows as a `[rows, len]` tensor (all rows one length).
+pub fn token_tensor(rows: &[Vec<u32>]) -> Result<Tensor> {
+    let len = rows.first().map_or(0, Vec::len);
+    let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+    anyhow::ensure!(
+        flat.len() == len * rows.len(),
+        "token rows differ in length"
+    );
+    Ok(Tensor::from_vec(flat, (rows.len(), len), &Device::Cpu)?)
+}
+
+/// Token-major values per site (`[sample·token, neuron]`), transposed once at the end.
+struct TokenMajor(BTreeMap<Site, (usize, Vec<f32>)>);
+
+impl TokenMajor {
+    fn new() -> Self {
+        Self(BTreeMap::new())
+    }
+
+    fn add(&mut self, site: Site, t: &Tensor) -> candle_core::Result<()> {
+        let neurons = t.dim(candle_core::D::Minus1)?;
+        let entry = self.0.entry(site).or_insert((neurons, Vec::new()));
+        entry.1.extend(t.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    }
+
+    fn finish(self) -> Activations {
+        let mut out = Activations::new();
+        for (site, (neurons, data)) in self.0 {
+            let mean_abs =
+                data.iter().map(|x| x.abs() as f64).sum::<f64>() / data.len().max(1) as f64;
+            let mut values = Mat::new(data.len() / neurons, neurons, data).transpose();
+            standardise(&mut values.data);
+            out.insert(site, NeuronActs { values, mean_abs });
+        }
+        out
+    }
 }

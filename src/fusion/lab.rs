@@ -1,27 +1,23 @@
-//! The fusion experiment the CLI and the Fusion page run: both parents, the vanilla average,
-//! OT fusion with each chosen solver and, optionally, a short fine-tune of the fused models
-//! next to the same fine-tune of the anchor (so extra training alone is not mistaken for a
-//! fusion gain).
+//! The fusion experiment the CLI and the Fusion page run, for every model family: both
+//! parents, the vanilla average, OT fusion with each chosen solver and, optionally, a short
+//! fine-tune of the fused models next to the same fine-tune of the anchor (so extra training
+//! alone is not mistaken for a fusion gain).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::activations::{activation_scenes, record, DEFAULT_SAMPLES};
+use super::activations::DEFAULT_SAMPLES;
+use super::decoder_weights::{is_decoder, DecoderWeights};
+use super::family::Family;
+use super::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use super::transport::{Solver, TransportMap};
-use super::vit_fusion::{fuse, BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use super::vit_weights::VitWeights;
-use crate::eval::classifier::{eval_scenes, score_scenes};
 use crate::train::StepReport;
-use crate::zoo::vision::{train_steps, VitRecipe};
 
 /// Held-out scenes every row is scored on (the zoo's own evaluation size).
 pub const EVAL_SCENES: usize = 600;
-/// Fine-tuning after fusion: batch 64, a tenth of the zoo's peak learning rate, cosine decay,
-/// on a scene stream no parent was trained on.
-const FINETUNE_BATCH: usize = 64;
-const FINETUNE_LR: f64 = 2e-4;
 /// Fine-tune seeds pick scene streams at seed · 10⁷; the zoo's ViTs used seeds 9–11.
 pub const DEFAULT_FINETUNE_SEED: u64 = 20;
 /// Enough for the fused models to recover (see docs/fusion.md), short enough to watch.
@@ -48,8 +44,10 @@ pub struct LabOptions {
     pub branch_map: BranchMap,
     pub solvers: Vec<Solver>,
     pub target: Target,
+    /// Inputs the activation cost is measured on: scenes (ViT) or text rows (decoders).
     pub samples: usize,
-    /// 0: no scores.
+    /// Held-out items every row is scored on: scenes (ViT) or text rows (decoders); 0: no
+    /// scores.
     pub eval_scenes: usize,
     /// 0: no fine-tune rows.
     pub finetune_steps: usize,
@@ -91,17 +89,67 @@ impl Default for LabOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreRow {
     pub model: String,
+    /// The residual stream's width (ViT) or the MLP's (decoders: their streams must agree).
     pub width: usize,
-    pub accuracy: f64,
+    /// The family's task metric: accuracy (ViT) or perplexity (decoders).
+    pub metric: &'static str,
+    pub score: f64,
+    pub higher_is_better: bool,
     pub loss: f64,
+}
+
+impl ScoreRow {
+    /// "accuracy 0.675", "perplexity 1.586".
+    pub fn describe(&self) -> String {
+        format!("{} {:.3}", self.metric, self.score)
+    }
+
+    /// Whether `self` scores better than `other` on the metric.
+    pub fn beats(&self, other: &ScoreRow) -> bool {
+        if self.higher_is_better {
+            self.score > other.score
+        } else {
+            self.score < other.score
+        }
+    }
+}
+
+/// A fused (or parent) model of any family.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Vit(VitWeights),
+    Decoder(DecoderWeights),
+}
+
+impl Model {
+    /// Writes a folder the family's loaders read (config.json, model.safetensors, and a
+    /// decoder's tokenizer), atomically.
+    pub fn save(&self, out: &Path) -> Result<()> {
+        match self {
+            Model::Vit(w) => w.save(out),
+            Model::Decoder(w) => w.save(out),
+        }
+    }
+}
+
+impl From<VitWeights> for Model {
+    fn from(w: VitWeights) -> Self {
+        Model::Vit(w)
+    }
+}
+
+impl From<DecoderWeights> for Model {
+    fn from(w: DecoderWeights) -> Self {
+        Model::Decoder(w)
+    }
 }
 
 /// One solver's fusion: its maps in order and the one-shot fused weights.
 pub struct FusionRun {
     pub solver: Solver,
     pub maps: Vec<TransportMap>,
-    pub weights: VitWeights,
-    pub finetuned: Option<VitWeights>,
+    pub weights: Model,
+    pub finetuned: Option<Model>,
 }
 
 pub struct LabReport {
@@ -127,33 +175,52 @@ pub enum LabEvent<'a> {
 
 pub type OnEvent<'a> = dyn FnMut(LabEvent) -> Result<()> + 'a;
 
-fn load(dir: &Path, which: &str) -> Result<VitWeights> {
-    VitWeights::load(dir).with_context(|| format!("model {which} ({})", dir.display()))
+/// Runs the whole experiment on two folders of one family (ViT classifiers or llama-family
+/// decoders, told apart by config.json).
+pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> Result<LabReport> {
+    if is_decoder(a_dir) || is_decoder(b_dir) {
+        run_family::<DecoderWeights>(a_dir, b_dir, opts, on)
+    } else {
+        run_family::<VitWeights>(a_dir, b_dir, opts, on)
+    }
 }
 
-/// Runs the whole experiment on two ViT folders.
-pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> Result<LabReport> {
-    let a = load(a_dir, "A")?;
-    let b = load(b_dir, "B")?;
-    let widths = (a.shape.hidden_size, b.shape.hidden_size);
+fn load<F: Family>(dir: &Path, which: &str) -> Result<F> {
+    F::load(dir).with_context(|| format!("model {which} ({})", dir.display()))
+}
+
+fn run_family<F: Family + Into<Model>>(
+    a_dir: &Path,
+    b_dir: &Path,
+    opts: &LabOptions,
+    on: &mut OnEvent,
+) -> Result<LabReport> {
+    let a: F = load(a_dir, "A")?;
+    let b: F = load(b_dir, "B")?;
+    let widths = (a.width(), b.width());
     let anchor_is_a = match opts.target {
         Target::A => true,
         Target::B => false,
         Target::Narrower => widths.0 < widths.1,
     };
-    let (other, anchor) = if anchor_is_a { (&b, &a) } else { (&a, &b) };
-    let scenes = eval_scenes(opts.eval_scenes);
+    let (other, anchor) = if anchor_is_a { (&a, &b) } else { (&b, &a) };
+    on(LabEvent::Stage("reading the data".into()))?;
+    let data = F::data(
+        if anchor_is_a { a_dir } else { b_dir },
+        opts.samples,
+        opts.eval_scenes,
+    )?;
     let mut rows = Vec::new();
-    let mut score = |label: String, w: &VitWeights, on: &mut OnEvent| -> Result<()> {
-        if scenes.is_empty() {
+    let mut score = |label: String, w: &F, on: &mut OnEvent| -> Result<()> {
+        let Some(s) = w.score(&data)? else {
             return Ok(());
-        }
-        let model = w.model()?;
-        let s = score_scenes(&scenes, |x| model.forward(x))?;
+        };
         let row = ScoreRow {
             model: label,
-            width: w.shape.hidden_size,
-            accuracy: s.accuracy,
+            width: w.width(),
+            metric: F::METRIC,
+            score: s.score,
+            higher_is_better: F::HIGHER_IS_BETTER,
             loss: s.loss,
         };
         on(LabEvent::Row(&row))?;
@@ -163,19 +230,18 @@ pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> R
     on(LabEvent::Stage("scoring the parents".into()))?;
     score("parent A".into(), &a, on)?;
     score("parent B".into(), &b, on)?;
-    let vanilla = (a.shape == b.shape).then(|| a.average(&b)).transpose()?;
+    let vanilla = a.same_shape(&b).then(|| a.average(&b)).transpose()?;
     if let Some(v) = &vanilla {
         score("vanilla average".into(), v, on)?;
     }
 
     on(LabEvent::Stage(format!(
-        "activations on {} scenes",
+        "activations on {} samples",
         opts.samples
     )))?;
-    let sample = activation_scenes(opts.samples);
-    let acts_other = record(other, &sample)?;
-    let acts_anchor = record(anchor, &sample)?;
-    let mut runs = Vec::new();
+    let acts_other = other.activations(&data)?;
+    let acts_anchor = anchor.activations(&data)?;
+    let mut fused = Vec::new();
     for (i, &solver) in opts.solvers.iter().enumerate() {
         on(LabEvent::Stage(format!("fusing: {}", solver.label())))?;
         let fuse_opts = FuseOptions {
@@ -185,7 +251,7 @@ pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> R
             residual: opts.residual,
             branch_map: opts.branch_map,
         };
-        let fusion = fuse(
+        let fusion = F::fuse(
             other,
             anchor,
             (&acts_other, &acts_anchor),
@@ -200,55 +266,43 @@ pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> R
             },
         )?;
         score(solver.label(), &fusion.weights, on)?;
-        runs.push(FusionRun {
-            solver,
-            maps: fusion.maps,
-            weights: fusion.weights,
-            finetuned: None,
-        });
+        fused.push((solver, fusion.maps, fusion.weights));
     }
 
     let steps = opts.finetune_steps;
+    let mut tuned: Vec<Option<F>> = fused.iter().map(|_| None).collect();
     if steps > 0 {
-        let mut tune = |label: &str, w: &VitWeights, on: &mut OnEvent| -> Result<VitWeights> {
+        let mut tune = |label: &str, w: &F, on: &mut OnEvent| -> Result<F> {
             on(LabEvent::Stage(format!("fine-tuning {label}")))?;
-            let tuned = fine_tune(w, steps, opts.finetune_seed, &mut |s| on(LabEvent::Step(s)))?;
-            score(format!("{label} + {steps} steps"), &tuned, on)?;
-            Ok(tuned)
+            let t = w.fine_tune(&data, steps, opts.finetune_seed, &mut |s| {
+                on(LabEvent::Step(s))
+            })?;
+            score(format!("{label} + {steps} steps"), &t, on)?;
+            Ok(t)
         };
         let anchor_label = if anchor_is_a { "parent A" } else { "parent B" };
         tune(anchor_label, anchor, on)?;
         if let Some(v) = &vanilla {
             tune("vanilla average", v, on)?;
         }
-        for run in &mut runs {
-            run.finetuned = Some(tune(&run.solver.label(), &run.weights, on)?);
+        for ((solver, _, weights), slot) in fused.iter().zip(&mut tuned) {
+            *slot = Some(tune(&solver.label(), weights, on)?);
         }
     }
+    let runs = fused
+        .into_iter()
+        .zip(tuned)
+        .map(|((solver, maps, weights), finetuned)| FusionRun {
+            solver,
+            maps,
+            weights: weights.into(),
+            finetuned: finetuned.map(Into::into),
+        })
+        .collect();
     Ok(LabReport {
         rows,
         runs,
         widths,
         anchor_is_a,
     })
-}
-
-/// A short fine-tune on fresh training scenes.
-pub fn fine_tune(
-    w: &VitWeights,
-    steps: usize,
-    seed: u64,
-    on_step: &mut dyn FnMut(StepReport) -> Result<()>,
-) -> Result<VitWeights> {
-    let (varmap, model) = w.trainable()?;
-    let recipe = VitRecipe {
-        shape: w.shape,
-        steps,
-        batch: FINETUNE_BATCH,
-        peak_lr: FINETUNE_LR,
-        weight_decay: 0.05,
-        seed,
-    };
-    train_steps(&recipe, &varmap, &model, on_step)?;
-    w.with_values(&varmap)
 }

@@ -2,10 +2,16 @@
 //! maps, the layer-by-layer ViT fusion and the experiment around it. See docs/fusion.md.
 
 pub mod activations;
+pub mod decoder_fusion;
+pub mod decoder_weights;
 pub mod emd;
+pub mod family;
 pub mod lab;
+pub mod options;
 pub mod ot;
+pub mod params;
 pub mod tasks;
 pub mod transport;
 pub mod vit_fusion;
 pub mod vit_weights;
+pub mod walk;

@@ -119,7 +119,7 @@ pub fn spawn_fuse(
                     ctx.send(FusionUpdate::Map(run, map.clone()));
                 }
                 LabEvent::Row(row) => {
-                    ctx.log(format!("{}: accuracy {:.3}", row.model, row.accuracy));
+                    ctx.log(format!("{}: {}", row.model, row.describe()));
                     ctx.send(FusionUpdate::Row(row.clone()));
                 }
                 LabEvent::Step(s) => ctx.progress(

@@ -7,6 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::nn::{attention, linear, merge_heads, rms_norm, split_heads};
+use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LlamaShape {
@@ -405,7 +406,17 @@ impl TrainLlama {
         ids: &Tensor,
         tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
-        self.logits(&self.trunk(ids, None, tap)?)
+        self.logits(&self.trunk(ids, None, tap, &mut |_, _| Ok(()))?)
+    }
+
+    /// The forward pass, showing `tap` every site's output `[batch, time, neurons]`: the
+    /// stream, each projection (query and key before RoPE) and each branch before its join.
+    pub fn forward_sites(
+        &self,
+        ids: &Tensor,
+        tap: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        self.logits(&self.trunk(ids, None, &mut |_, _| Ok(()), tap)?)
     }
 
     /// The final hidden states of `ids` after `prefix` embeddings `[batch, n, hidden]`, or
@@ -415,6 +426,7 @@ impl TrainLlama {
         ids: &Tensor,
         prefix: Option<&Tensor>,
         tap: &mut dyn FnMut(&str, &Tensor) -> Result<()>,
+        site: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let (heads, kv_heads) = (self.shape.num_heads, self.shape.num_kv_heads);
@@ -440,33 +452,44 @@ impl TrainLlama {
         let mask = causal_mask(n, ids.device())?;
         let cos = self.cos.narrow(0, 0, n)?;
         let sin = self.sin.narrow(0, 0, n)?;
+        site(Site::Embeddings, &x)?;
         for (i, l) in self.layers.iter().enumerate() {
             let mut lin = |x: &Tensor, p: &Proj, name: &str| -> Result<Tensor> {
                 tap(&format!("model.layers.{i}.{name}.weight"), x)?;
                 p.forward(x, self.train)
             };
             let hn = rms_norm(&x, &l.attn_norm, eps)?;
-            let q = rope(
-                &split_heads(&lin(&hn, &l.q, "self_attn.q_proj")?, heads)?,
-                &cos,
-                &sin,
-            )?;
-            let k = rope(
-                &split_heads(&lin(&hn, &l.k, "self_attn.k_proj")?, kv_heads)?,
-                &cos,
-                &sin,
-            )?;
-            let v = split_heads(&lin(&hn, &l.v, "self_attn.v_proj")?, kv_heads)?;
+            let (q, k, v) = (
+                lin(&hn, &l.q, "self_attn.q_proj")?,
+                lin(&hn, &l.k, "self_attn.k_proj")?,
+                lin(&hn, &l.v, "self_attn.v_proj")?,
+            );
+            site(Site::Query(i), &q)?;
+            site(Site::Key(i), &k)?;
+            site(Site::Value(i), &v)?;
+            let q = rope(&split_heads(&q, heads)?, &cos, &sin)?;
+            let k = rope(&split_heads(&k, kv_heads)?, &cos, &sin)?;
+            let v = split_heads(&v, kv_heads)?;
             let (k, v) = (
                 repeat_kv(&k, heads / kv_heads)?,
                 repeat_kv(&v, heads / kv_heads)?,
             );
             let a = merge_heads(&attention(&q, &k, &v, Some(&mask))?)?;
-            x = (x + lin(&a, &l.o, "self_attn.o_proj")?)?;
+            let a = lin(&a, &l.o, "self_attn.o_proj")?;
+            site(Site::AttentionOut(i), &a)?;
+            x = (x + a)?;
+            site(Site::AfterAttention(i), &x)?;
             let hn = rms_norm(&x, &l.ffn_norm, eps)?;
-            let g = lin(&hn, &l.gate, "mlp.gate_proj")?.silu()?;
-            let u = lin(&hn, &l.up, "mlp.up_proj")?;
-            x = (x + lin(&(g * u)?, &l.down, "mlp.down_proj")?)?;
+            let (g, u) = (
+                lin(&hn, &l.gate, "mlp.gate_proj")?,
+                lin(&hn, &l.up, "mlp.up_proj")?,
+            );
+            site(Site::Gate(i), &g)?;
+            site(Site::Intermediate(i), &u)?;
+            let d = lin(&(g.silu()? * u)?, &l.down, "mlp.down_proj")?;
+            site(Site::FeedForwardOut(i), &d)?;
+            x = (x + d)?;
+            site(Site::AfterFeedForward(i), &x)?;
         }
         if prefix > 0 {
             x = x.narrow(1, prefix, t)?;
@@ -477,13 +500,13 @@ impl TrainLlama {
     /// The final hidden states `[batch, time, hidden]` (before the last norm and the head,
     /// the costliest matrix: callers apply [`Self::logits`] to the positions they need).
     pub fn hidden(&self, ids: &Tensor) -> Result<Tensor> {
-        self.trunk(ids, None, &mut |_, _| Ok(()))
+        self.trunk(ids, None, &mut |_, _| Ok(()), &mut |_, _| Ok(()))
     }
 
     /// [`Self::hidden`] after per-sequence prefix embeddings `[batch, n, hidden]` (a
     /// captioner's image prefix, in place of any soft prompt); their positions are left out.
     pub fn hidden_after(&self, prefix: &Tensor, ids: &Tensor) -> Result<Tensor> {
-        self.trunk(ids, Some(prefix), &mut |_, _| Ok(()))
+        self.trunk(ids, Some(prefix), &mut |_, _| Ok(()), &mut |_, _| Ok(()))
     }
 
     /// Logits of hidden states `[…, hidden]` → `[…, vocab]`.

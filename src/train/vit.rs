@@ -7,6 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::nn::{attention, layer_norm, linear, merge_heads, split_heads};
+use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VitShape {
@@ -291,26 +292,6 @@ impl TrainVit {
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
         self.classifier.forward(&self.norm.forward(&first)?)
     }
-}
-
-/// Where [`TrainVit::forward_tapped`] shows an activation; layer indices from 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Site {
-    /// CLS and patch embeddings plus position embeddings: the residual stream's start.
-    Embeddings,
-    Query(usize),
-    Key(usize),
-    Value(usize),
-    /// The attention output projection, before it joins the residual stream.
-    AttentionOut(usize),
-    /// The residual stream after the attention block.
-    AfterAttention(usize),
-    /// `intermediate.dense` before the GELU.
-    Intermediate(usize),
-    /// `output.dense`, before it joins the residual stream.
-    FeedForwardOut(usize),
-    /// The residual stream after the feed-forward block.
-    AfterFeedForward(usize),
 }
 
 /// Mean cross-entropy of `logits [n, labels]` against `labels [n]` (u32).

@@ -96,6 +96,18 @@ fn finetune(tasks: Vec<TextTask>, steps: usize, pull: Pull, seed: u64) -> Recipe
     })
 }
 
+/// Pre-training of a base decoder on the mixture.
+fn pretrain(seed: u64) -> Recipe {
+    Recipe::Decoder(DecoderRecipe {
+        tasks: vec![],
+        steps: 1000,
+        batch: 32,
+        peak_lr: 3e-3,
+        pull: Pull::None,
+        seed,
+    })
+}
+
 fn vit(hidden: usize, seed: u64) -> Recipe {
     Recipe::Vit(VitRecipe {
         shape: vision::shape(hidden),
@@ -141,14 +153,15 @@ pub fn specs() -> Vec<ZooSpec> {
         ZooSpec {
             name: BASE_DECODER,
             base: None,
-            recipe: Recipe::Decoder(DecoderRecipe {
-                tasks: vec![],
-                steps: 1000,
-                batch: 32,
-                peak_lr: 3e-3,
-                pull: Pull::None,
-                seed: 1,
-            }),
+            recipe: pretrain(1),
+            shipped: true,
+        },
+        // The same recipe from another seed (initialisation and data order): the second parent
+        // of a decoder fusion, trained independently of tiny-base.
+        ZooSpec {
+            name: "tiny-base-b",
+            base: None,
+            recipe: pretrain(21),
             shipped: true,
         },
         d("tiny-add", finetune(vec![Add], 1000, Pull::None, 2)),

@@ -445,7 +445,7 @@ fn fuse_into_the_narrower_model_headless() {
             (
                 r["model"].as_str().unwrap(),
                 r["width"].as_u64().unwrap(),
-                r["accuracy"].as_f64().unwrap(),
+                r["score"].as_f64().unwrap(),
             )
         })
         .collect();

@@ -1,7 +1,11 @@
-//! The OT solvers against POT (fixtures from scripts/ot_fixtures.py).
+//! The OT solvers against POT (fixtures from scripts/ot_fixtures.py), and fusions that must
+//! undo a renaming of neurons exactly.
 
 use alignscope::fusion::emd::emd;
+use alignscope::fusion::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use alignscope::fusion::ot::{sinkhorn_log, SinkhornOptions};
+use alignscope::fusion::params::NamedParams;
+use alignscope::fusion::transport::Solver;
 
 #[derive(serde::Deserialize)]
 struct Fixture {
@@ -85,17 +89,71 @@ fn exact_costs_equal_pots_and_plans_are_feasible() {
     }
 }
 
+/// `new[j] = old[perm[j]]` over the rows (`rows`) or columns of a tensor seen as a matrix with
+/// `cols` columns.
+fn permute(w: &mut impl NamedParams, name: &str, cols: usize, perm: &[usize], rows: bool) {
+    let old = w.params()[name].data.clone();
+    let n_rows = old.len() / cols;
+    let mut new = old.clone();
+    for i in 0..n_rows {
+        for j in 0..cols {
+            let (si, sj) = if rows { (perm[i], j) } else { (i, perm[j]) };
+            new[i * cols + j] = old[si * cols + sj];
+        }
+    }
+    w.set(name, new).unwrap();
+}
+
+fn shuffled(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut p: Vec<usize> = (0..n).collect();
+    p.shuffle(rng);
+    p
+}
+
+fn max_weight_diff(a: &impl NamedParams, b: &impl NamedParams) -> f32 {
+    a.params()
+        .iter()
+        .map(|(k, p)| crate::common::max_abs_diff(&p.data, &b.params()[k].data))
+        .fold(0.0, f32::max)
+}
+
+/// Exact plans on every cost and residual policy (and the branch output on the stream map).
+fn exact_option_grid(costs: &[CostKind], qks: &[QkPolicy]) -> Vec<FuseOptions> {
+    let residuals = [
+        (ResidualPolicy::Mean, BranchMap::Own),
+        (ResidualPolicy::Weighted, BranchMap::Own),
+        (ResidualPolicy::Skip, BranchMap::Own),
+        (ResidualPolicy::Branch, BranchMap::Own),
+        (ResidualPolicy::Shared, BranchMap::Own),
+        (ResidualPolicy::Mean, BranchMap::Stream),
+    ];
+    let mut out = Vec::new();
+    for &cost in costs {
+        for &qk in qks {
+            for &(residual, branch_map) in &residuals {
+                out.push(FuseOptions {
+                    cost,
+                    solver: Solver::Emd,
+                    qk,
+                    residual,
+                    branch_map,
+                });
+            }
+        }
+    }
+    out
+}
+
 mod vit {
     use alignscope::eval::classifier::{eval_scenes, score_scenes};
     use alignscope::fusion::activations::{activation_scenes, record};
-    use alignscope::fusion::transport::Solver;
-    use alignscope::fusion::vit_fusion::{
-        fuse, BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy,
-    };
+    use alignscope::fusion::vit_fusion::{fuse, map_count};
     use alignscope::fusion::vit_weights::{layer, VitWeights};
     use alignscope::zoo::specs::spec;
-    use rand::seq::SliceRandom;
     use rand::SeedableRng;
+
+    use super::*;
 
     fn zoo(name: &str) -> VitWeights {
         VitWeights::load(&spec(name).unwrap().path()).unwrap()
@@ -106,27 +164,6 @@ mod vit {
         score_scenes(&eval_scenes(n), |x| model.forward(x))
             .unwrap()
             .accuracy
-    }
-
-    /// `new[j] = old[perm[j]]` over the rows (`rows`) or columns of a tensor seen as a matrix
-    /// with `cols` columns.
-    fn permute(w: &mut VitWeights, name: &str, cols: usize, perm: &[usize], rows: bool) {
-        let old = w.params[name].data.clone();
-        let n_rows = old.len() / cols;
-        let mut new = old.clone();
-        for i in 0..n_rows {
-            for j in 0..cols {
-                let (si, sj) = if rows { (perm[i], j) } else { (i, perm[j]) };
-                new[i * cols + j] = old[si * cols + sj];
-            }
-        }
-        w.set(name, new).unwrap();
-    }
-
-    fn shuffled(n: usize, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..n).collect();
-        p.shuffle(rng);
-        p
     }
 
     /// The same function with its neurons renamed: the residual stream, heads (Q, K and V
@@ -204,13 +241,6 @@ mod vit {
         out
     }
 
-    fn max_weight_diff(a: &VitWeights, b: &VitWeights) -> f32 {
-        a.params
-            .iter()
-            .map(|(k, p)| crate::common::max_abs_diff(&p.data, &b.params[k].data))
-            .fold(0.0, f32::max)
-    }
-
     #[test]
     fn hard_fusion_undoes_a_renaming_of_neurons_exactly() {
         let b = zoo("vit-b");
@@ -223,41 +253,22 @@ mod vit {
         let scenes = activation_scenes(64);
         let acts = (record(&a, &scenes).unwrap(), record(&b, &scenes).unwrap());
         // Every policy must undo it: for a renaming, each branch's own map is the stream's.
-        let residuals = [
-            ResidualPolicy::Mean,
-            ResidualPolicy::Weighted,
-            ResidualPolicy::Skip,
-            ResidualPolicy::Branch,
-            ResidualPolicy::Shared,
-        ];
-        for cost in [CostKind::Acts, CostKind::Weights] {
-            for qk in [QkPolicy::Separate, QkPolicy::Joint] {
-                for (residual, branch_map) in residuals
-                    .iter()
-                    .map(|&r| (r, BranchMap::Own))
-                    .chain([(ResidualPolicy::Mean, BranchMap::Stream)])
-                {
-                    let opts = FuseOptions {
-                        cost,
-                        solver: Solver::Emd,
-                        qk,
-                        residual,
-                        branch_map,
-                    };
-                    let mut seen = 0;
-                    let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, done, total| {
-                        seen = done;
-                        assert!(done <= total);
-                        Ok(())
-                    })
-                    .unwrap();
-                    assert_eq!(seen, opts.map_count(4));
-                    assert_eq!(fused.maps.len(), seen);
-                    let diff = max_weight_diff(&fused.weights, &b);
-                    let what = format!("{cost:?} {qk:?} {residual:?} {branch_map:?}");
-                    assert!(diff < 1e-5, "{what}: fused differs from B by {diff}");
-                }
-            }
+        let grid = exact_option_grid(
+            &[CostKind::Acts, CostKind::Weights],
+            &[QkPolicy::Separate, QkPolicy::Joint],
+        );
+        for opts in grid {
+            let mut seen = 0;
+            let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, done, total| {
+                seen = done;
+                assert!(done <= total);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, map_count(&opts, 4));
+            assert_eq!(fused.maps.len(), seen);
+            let diff = max_weight_diff(&fused.weights, &b);
+            assert!(diff < 1e-5, "{opts:?}: fused differs from B by {diff}");
         }
     }
 
@@ -299,4 +310,227 @@ mod vit {
         // Far above chance (1/12) for a one-shot compression of a 64-wide model into 48.
         assert!(accuracy(&hard.weights, 300) > 0.2);
     }
+}
+
+pub mod decoder {
+    pub use alignscope::fusion::activations::{record_tokens, token_tensor};
+    pub use alignscope::fusion::decoder_fusion::{fuse, map_count};
+    pub use alignscope::fusion::decoder_weights::{layer, DecoderWeights};
+    use alignscope::train::llama::{LlamaShape, TrainLlama};
+    pub use alignscope::zoo::byte_tokenizer::{self, BOS, EOS};
+    use alignscope::zoo::specs::spec;
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// A random decoder with grouped-query attention (4 query heads on 2 key-value heads) and
+    /// a tied head, saved as a Hugging Face folder.
+    pub fn random_gqa(dir: &std::path::Path, tied: bool, seed: u64) -> DecoderWeights {
+        let shape = LlamaShape {
+            vocab_size: byte_tokenizer::VOCAB_SIZE,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            max_positions: 64,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+            tie_embeddings: tied,
+            qkv_bias: false,
+        };
+        let varmap = candle_nn::VarMap::new();
+        TrainLlama::new(shape, alignscope::train::seeded_builder(&varmap, seed)).unwrap();
+        // Norm scales away from 1, so a renaming that forgot them would show.
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            if name.contains("norm") {
+                let t = var.as_tensor();
+                let noise = Tensor::rand(0.5f32, 1.5, t.dims(), &Device::Cpu).unwrap();
+                var.set(&noise).unwrap();
+            }
+        }
+        alignscope::train::model_folder::save_checkpoint(
+            dir,
+            &varmap,
+            &shape.hf_config(BOS, EOS),
+            |d| byte_tokenizer::write(d, 64),
+        )
+        .unwrap();
+        DecoderWeights::load(dir).unwrap()
+    }
+
+    /// The same function with its neurons renamed: the residual stream, key-value groups,
+    /// query heads within each group, value dimensions within each key-value head (queries
+    /// and keys keep theirs: RoPE) and the MLP's neurons.
+    pub fn renamed(w: &DecoderWeights, seed: u64) -> DecoderWeights {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let s = w.shape;
+        let (h, hd, kv) = (s.hidden_size, s.head_dim(), s.num_kv_heads);
+        let group = s.num_heads / kv;
+        let stream = shuffled(h, &mut rng);
+        let mut out = w.clone();
+        let identity = |n: usize| (0..n).collect::<Vec<_>>();
+        let linear = |out: &mut DecoderWeights, name: &str, rows: &[usize], cols: &[usize]| {
+            permute(out, name, cols.len(), rows, true);
+            permute(out, name, cols.len(), cols, false);
+        };
+        let vector = |out: &mut DecoderWeights, name: &str| permute(out, name, 1, &stream, true);
+        linear(
+            &mut out,
+            "model.embed_tokens.weight",
+            &identity(s.vocab_size),
+            &stream,
+        );
+        for l in 0..s.num_layers {
+            let m = |module: &str| layer(l, &format!("{module}.weight"));
+            let groups = shuffled(kv, &mut rng);
+            let heads: Vec<Vec<usize>> = (0..kv).map(|_| shuffled(group, &mut rng)).collect();
+            let dims: Vec<Vec<usize>> = (0..kv).map(|_| shuffled(hd, &mut rng)).collect();
+            // New query head j is old head `source(j)`.
+            let source = |j: usize| {
+                let g = groups[j / group];
+                g * group + heads[g][j % group]
+            };
+            let q_rows: Vec<usize> = (0..s.num_heads * hd)
+                .map(|r| source(r / hd) * hd + r % hd)
+                .collect();
+            let k_rows: Vec<usize> = (0..kv * hd).map(|r| groups[r / hd] * hd + r % hd).collect();
+            let v_rows: Vec<usize> = (0..kv * hd)
+                .map(|r| {
+                    let g = groups[r / hd];
+                    g * hd + dims[g][r % hd]
+                })
+                .collect();
+            let o_cols: Vec<usize> = (0..s.num_heads * hd)
+                .map(|c| {
+                    let old = source(c / hd);
+                    old * hd + dims[old / group][c % hd]
+                })
+                .collect();
+            let mlp = shuffled(s.intermediate_size, &mut rng);
+            vector(&mut out, &m("input_layernorm"));
+            linear(&mut out, &m("self_attn.q_proj"), &q_rows, &stream);
+            linear(&mut out, &m("self_attn.k_proj"), &k_rows, &stream);
+            linear(&mut out, &m("self_attn.v_proj"), &v_rows, &stream);
+            linear(&mut out, &m("self_attn.o_proj"), &stream, &o_cols);
+            vector(&mut out, &m("post_attention_layernorm"));
+            linear(&mut out, &m("mlp.gate_proj"), &mlp, &stream);
+            linear(&mut out, &m("mlp.up_proj"), &mlp, &stream);
+            linear(&mut out, &m("mlp.down_proj"), &stream, &mlp);
+        }
+        vector(&mut out, "model.norm.weight");
+        if !s.tie_embeddings {
+            linear(&mut out, "lm_head.weight", &identity(s.vocab_size), &stream);
+        }
+        out
+    }
+
+    pub fn token_rows(n: usize, len: usize) -> Vec<Vec<u32>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        (0..n)
+            .map(|_| (0..len).map(|_| rng.random_range(3..200)).collect())
+            .collect()
+    }
+
+    pub fn logits(w: &DecoderWeights, rows: &[Vec<u32>]) -> Vec<f32> {
+        let out = w
+            .model()
+            .unwrap()
+            .forward(&token_tensor(rows).unwrap())
+            .unwrap();
+        out.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    pub fn undoes_renaming(b: &DecoderWeights) {
+        let a = renamed(b, 4);
+        assert!(max_weight_diff(&a, b) > 0.01, "the copy is renamed");
+        let rows = token_rows(6, 20);
+        let diff = crate::common::max_abs_diff(&logits(&a, &rows), &logits(b, &rows));
+        assert!(
+            diff < 1e-4,
+            "renaming keeps the function: logits differ by {diff}"
+        );
+        let acts = (
+            record_tokens(&a, &rows).unwrap(),
+            record_tokens(b, &rows).unwrap(),
+        );
+        for opts in exact_option_grid(&[CostKind::Acts, CostKind::Weights], &[QkPolicy::Separate]) {
+            let mut seen = 0;
+            let fused = fuse(&a, b, (&acts.0, &acts.1), opts, &mut |_, done, total| {
+                seen = done;
+                assert!(done <= total);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, map_count(&b.shape), "{opts:?}");
+            let diff = max_weight_diff(&fused.weights, b);
+            assert!(diff < 1e-5, "{opts:?}: fused differs from B by {diff}");
+        }
+    }
+
+    #[test]
+    fn hard_fusion_undoes_a_renaming_of_a_gqa_decoder_exactly() {
+        for tied in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            undoes_renaming(&random_gqa(&dir.path().join("m"), tied, 5));
+        }
+    }
+
+    #[test]
+    fn hard_fusion_undoes_a_renaming_of_the_zoo_decoder_exactly() {
+        undoes_renaming(&DecoderWeights::load(&spec("tiny-base").unwrap().path()).unwrap());
+    }
+}
+
+#[test]
+fn a_soft_fusion_of_two_gqa_decoders_loads_in_our_runtime_and_candle_with_its_logits() {
+    use self::decoder::*;
+    use alignscope::lm::{LanguageModel, Session};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let a = random_gqa(&dir.path().join("a"), false, 7);
+    let b = random_gqa(&dir.path().join("b"), false, 8);
+    let rows = token_rows(8, 32);
+    let acts = (
+        record_tokens(&a, &rows).unwrap(),
+        record_tokens(&b, &rows).unwrap(),
+    );
+    let opts = FuseOptions {
+        cost: CostKind::Acts,
+        solver: Solver::Sinkhorn { reg: 0.08 },
+        qk: QkPolicy::Separate,
+        residual: ResidualPolicy::Mean,
+        branch_map: BranchMap::Own,
+    };
+    let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, _, _| Ok(())).unwrap();
+    // Soft maps blur: the key-value map (2 groups) is neither a permutation nor uniform.
+    let kv = fused
+        .maps
+        .iter()
+        .find(|m| m.name == "layer 0 · key-value heads")
+        .unwrap();
+    assert_eq!((kv.plan.rows, kv.plan.cols), (2, 2));
+    assert!(
+        max_weight_diff(&fused.weights, &b) > 1e-3,
+        "A's weights went in"
+    );
+    let out = dir.path().join("fused");
+    fused.weights.save(&out).unwrap();
+    let ids: Vec<u32> = rows[0][..12].to_vec();
+    let training = {
+        let all = logits(&DecoderWeights::load(&out).unwrap(), &[ids.clone()]);
+        all[all.len() - byte_tokenizer::VOCAB_SIZE..].to_vec()
+    };
+    let model = Arc::new(LanguageModel::load(&out).unwrap());
+    let mut s = Session::new(model);
+    s.feed(&ids).unwrap();
+    let ours = s.logits().unwrap().to_vec();
+    let theirs = crate::zoo::candle_llama_logits(&out, &ids);
+    let d1 = crate::common::max_abs_diff(&ours, &training);
+    let d2 = crate::common::max_abs_diff(&theirs, &training);
+    assert!(
+        d1 < 1e-3 && d2 < 1e-3,
+        "runtime {d1}, candle-transformers {d2}"
+    );
 }

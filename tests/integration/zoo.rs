@@ -102,7 +102,7 @@ fn decoder_evaluation_takes_under_two_seconds() {
 }
 
 /// Last-position logits of candle-transformers' llama on `ids`.
-fn candle_llama_logits(dir: &Path, ids: &[u32]) -> Vec<f32> {
+pub fn candle_llama_logits(dir: &Path, ids: &[u32]) -> Vec<f32> {
     use candle_transformers::models::llama::{Cache, Llama, LlamaConfig};
     let cfg: LlamaConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();

@@ -8,11 +8,10 @@ mod view;
 use std::path::PathBuf;
 
 use super::{Lab, LabCtx};
-use crate::fusion::lab::{LabOptions, LabReport, ScoreRow};
+use crate::fusion::lab::{LabOptions, LabReport, Model, ScoreRow};
+use crate::fusion::options::FuseOptions;
 use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionOutcome, FusionUpdate};
 use crate::fusion::transport::{Solver, TransportMap};
-use crate::fusion::vit_fusion::FuseOptions;
-use crate::fusion::vit_weights::VitWeights;
 use crate::jobs::{JobBoard, JobHandle};
 
 /// The zoo's ViT pairs: same width, and 64 → 48 (fusion as compression).
@@ -172,7 +171,7 @@ impl FusionPanel {
         out
     }
 
-    fn chosen(&self) -> Option<&VitWeights> {
+    fn chosen(&self) -> Option<&Model> {
         let run = self.report.as_ref()?.runs.get(self.export_choice.0)?;
         if self.export_choice.1 {
             run.finetuned.as_ref()

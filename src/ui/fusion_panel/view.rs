@@ -5,7 +5,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
 use super::{FusionPanel, Parents, Shown, ZOO_PAIRS};
 use crate::fusion::lab::Target;
-use crate::fusion::vit_fusion::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
+use crate::fusion::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use crate::jobs::JobBoard;
 use crate::ui::file_picker::FilePicker;
 use crate::ui::widgets::heatmap::Heatmap;
@@ -194,32 +194,36 @@ fn run_row(ui: &mut Ui, panel: &mut FusionPanel, board: &JobBoard) {
 }
 
 fn results_table(ui: &mut Ui, panel: &FusionPanel) {
-    ui.label(RichText::new("Results on held-out scenes").strong());
-    if panel.rows.is_empty() {
-        ui.label(RichText::new("Run a fusion to fill the table.").weak());
-        return;
-    }
-    let best = panel
+    let Some(best) = panel
         .rows
         .iter()
-        .map(|r| r.accuracy)
-        .fold(f64::MIN, f64::max);
+        .reduce(|best, r| if r.beats(best) { r } else { best })
+    else {
+        ui.label(RichText::new("Results on held-out data").strong());
+        ui.label(RichText::new("Run a fusion to fill the table.").weak());
+        return;
+    };
+    let data = match best.metric {
+        "perplexity" => "held-out text",
+        _ => "held-out scenes",
+    };
+    ui.label(RichText::new(format!("Results on {data}")).strong());
     Grid::new("fusion-results")
         .striped(true)
         .num_columns(4)
         .show(ui, |ui| {
-            for h in ["model", "width", "accuracy", "loss"] {
+            for h in ["model", "width", best.metric, "loss"] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
             for r in &panel.rows {
                 ui.label(&r.model);
                 ui.label(r.width.to_string());
-                let acc = RichText::new(format!("{:.3}", r.accuracy));
-                ui.label(if r.accuracy == best {
-                    acc.color(BEST)
+                let score = RichText::new(format!("{:.3}", r.score));
+                ui.label(if r.score == best.score {
+                    score.color(BEST)
                 } else {
-                    acc
+                    score
                 });
                 ui.label(format!("{:.3}", r.loss));
                 ui.end_row();
