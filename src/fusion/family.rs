@@ -6,8 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use candle_core::Tensor;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 use super::activations::{activation_scenes, record, record_tokens, Activations};
 use super::decoder_fusion;
@@ -21,6 +19,7 @@ use crate::data::{Sources, TextTasks};
 use crate::eval::classifier::{eval_scenes, score_scenes};
 use crate::train::nn::masked_cross_entropy;
 use crate::train::{train_loop, Pull, Schedule, StepReport};
+use crate::zoo::decoder::{mixture_texts, HELD_OUT_SEED};
 use crate::zoo::vision::{train_steps, VitRecipe};
 
 /// A family's score on its task: the metric, and the mean loss beside it.
@@ -148,8 +147,6 @@ const ACTIVATION_TOKENS: usize = 32;
 /// Fine-tuning a decoder after fusion: the zoo's batch, a tenth of its peak learning rate.
 const DECODER_FINETUNE_BATCH: usize = 32;
 const DECODER_FINETUNE_LR: f64 = 3e-4;
-/// Held-out text comes from the zoo's perplexity generator (its first rows are the zoo's).
-const EVAL_TEXT_SEED: u64 = 0xE7A1;
 /// Activation text: a generator neither the zoo nor the held-out rows use.
 const SAMPLE_TEXT_SEED: u64 = 0xAC75;
 
@@ -163,16 +160,22 @@ pub struct TextData {
 
 impl TextData {
     fn rows(&self, seed: u64, n: usize) -> Result<Vec<Vec<u32>>> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| {
-                let text = self
-                    .tasks
-                    .mixture_text(&mut rng, crate::zoo::decoder::MIXTURE_LEN);
-                Ok(self.tokenizer.encode_prompt(&text)?)
-            })
+        mixture_texts(&self.tasks, seed, n)
+            .iter()
+            .map(|text| Ok(self.tokenizer.encode_prompt(text)?))
             .collect()
     }
+}
+
+fn text_tasks() -> Result<TextTasks> {
+    Ok(TextTasks::new(Sources::load(
+        &crate::zoo::dir().join("data"),
+    )?))
+}
+
+/// The held-out mixture rows decoders are scored on (the first 200 are the zoo's).
+pub fn eval_texts(n: usize) -> Result<Vec<String>> {
+    Ok(mixture_texts(&text_tasks()?, HELD_OUT_SEED, n))
 }
 
 /// Sum of next-token negative log-likelihoods of `rows` and the number of tokens predicted.
@@ -215,9 +218,8 @@ impl Family for DecoderWeights {
     fn data(anchor: &Path, samples: usize, eval: usize) -> Result<TextData> {
         let model = crate::lm::LanguageModel::load(anchor)
             .with_context(|| format!("{}: the anchor's tokenizer", anchor.display()))?;
-        let sources = Sources::load(&crate::zoo::dir().join("data"))?;
         let mut data = TextData {
-            tasks: TextTasks::new(sources),
+            tasks: text_tasks()?,
             tokenizer: model.tokenizer.clone(),
             samples: Vec::new(),
             eval: Vec::new(),
@@ -232,7 +234,7 @@ impl Family for DecoderWeights {
             samples == 0 || !data.samples.is_empty(),
             "the sample texts are shorter than {ACTIVATION_TOKENS} tokens"
         );
-        data.eval = data.rows(EVAL_TEXT_SEED, eval)?;
+        data.eval = data.rows(HELD_OUT_SEED, eval)?;
         Ok(data)
     }
     fn activations(&self, data: &TextData) -> Result<Activations> {

@@ -203,7 +203,7 @@ fn run_family<F: Family + Into<Model>>(
         Target::B => false,
         Target::Narrower => widths.0 < widths.1,
     };
-    let (other, anchor) = if anchor_is_a { (&a, &b) } else { (&b, &a) };
+    let (other, anchor) = if anchor_is_a { (&b, &a) } else { (&a, &b) };
     on(LabEvent::Stage("reading the data".into()))?;
     let data = F::data(
         if anchor_is_a { a_dir } else { b_dir },

@@ -45,6 +45,17 @@ pub struct DecoderRecipe {
     pub seed: u64,
 }
 
+/// The generator of held-out mixture rows (perplexity), one the training never uses.
+pub const HELD_OUT_SEED: u64 = 0xE7A1;
+
+/// `n` rows of mixture text from the generator seeded with `seed`.
+pub fn mixture_texts(tasks: &TextTasks, seed: u64, n: usize) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| tasks.mixture_text(&mut rng, MIXTURE_LEN))
+        .collect()
+}
+
 /// One padded batch: inputs `[b, t]`, next-token targets `[b·t]`, loss weights `[b·t]`.
 pub fn batch_tensors(rows: &[(Vec<u32>, usize)]) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let t = rows.iter().map(|(ids, _)| ids.len() - 1).max().unwrap_or(1);

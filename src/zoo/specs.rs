@@ -249,12 +249,7 @@ impl EvalContext {
 
     /// Mixture rows for perplexity, from a generator the training never uses.
     fn perplexity_texts(&mut self) -> Vec<String> {
-        use rand::SeedableRng;
-        let tasks = self.text_tasks();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0xE7A1);
-        (0..PERPLEXITY_ROWS)
-            .map(|_| tasks.mixture_text(&mut rng, decoder::MIXTURE_LEN))
-            .collect()
+        decoder::mixture_texts(&self.text_tasks(), decoder::HELD_OUT_SEED, PERPLEXITY_ROWS)
     }
 }
 

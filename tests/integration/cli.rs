@@ -495,6 +495,80 @@ fn fuse_into_the_narrower_model_headless() {
 }
 
 #[test]
+fn fuse_two_decoders_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fused");
+    let report = json_output(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "tiny-base-b",
+        "--model-b",
+        "tiny-base",
+        "--samples",
+        "48",
+        "--eval-scenes",
+        "60",
+        "--finetune",
+        "0",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let rows: Vec<(&str, &str, f64)> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["metric"].as_str().unwrap(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rows.iter().all(|r| r.1 == "perplexity"), "{rows:?}");
+    let score = |name: &str| rows.iter().find(|r| r.0 == name).unwrap().2;
+    let (parent, vanilla) = (score("parent B"), score("vanilla average"));
+    assert!(parent < 1.7, "tiny-base's perplexity: {parent}");
+    // The paper's one-shot effect: aligned averaging is far better than plain averaging.
+    for fused in ["OT hard (exact)", "OT soft (Sinkhorn ε=0.08)"] {
+        assert!(
+            score(fused) < 0.7 * vanilla,
+            "{fused}: {} vs {vanilla}",
+            score(fused)
+        );
+    }
+    for run in report["runs"].as_array().unwrap() {
+        let maps = run["maps"].as_array().unwrap();
+        assert_eq!(maps.len(), 29, "embeddings and 7 maps in each of 4 layers");
+        assert_eq!(maps[1]["name"], "layer 0 · key-value heads");
+        assert_eq!(
+            (maps[1]["rows"].as_u64(), maps[1]["cols"].as_u64()),
+            (Some(4), Some(4))
+        );
+    }
+    // The exported (soft) model runs in our runtime with the perplexity the lab measured.
+    let model = std::sync::Arc::new(alignscope::lm::LanguageModel::load(&out).unwrap());
+    let texts = alignscope::fusion::family::eval_texts(60).unwrap();
+    let ppl = alignscope::eval::decoder::perplexity_eval(&model, &texts).unwrap();
+    let soft = score("OT soft (Sinkhorn ε=0.08)");
+    assert!(
+        (ppl - soft).abs() < 1e-3 * soft,
+        "runtime {ppl} vs lab {soft}"
+    );
+
+    // Families do not mix.
+    let err = failure_stderr(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "vit-a",
+        "--model-b",
+        "tiny-base",
+    ]));
+    assert!(err.contains("not a llama-family decoder"), "{err}");
+}
+
+#[test]
 fn fuse_refuses_broken_and_mismatched_models() {
     let dir = tempfile::tempdir().unwrap();
     let vit_a = alignscope::zoo::specs::spec("vit-a").unwrap().path();

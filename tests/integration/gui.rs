@@ -660,6 +660,73 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     assert!(h.query_by_label_contains("fusion failed").is_some());
 }
 
+#[test]
+fn fusion_lab_fuses_two_decoders_and_exports_a_runnable_folder() {
+    use alignscope::lm::LanguageModel;
+    use alignscope::ui::fusion_panel::Parents;
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("fused-decoder");
+    let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), vec![export.clone()]);
+    h.get_by_label("Fusion").click();
+    h.step();
+    {
+        let panel = page_mut::<FusionPanel>(h.state_mut());
+        panel.parents = Parents::Zoo("tiny-base", "tiny-base-b");
+        // Fewer rows and steps than the defaults, to keep the test short.
+        panel.options.samples = 32;
+        panel.options.eval_scenes = 40;
+        panel.options.finetune_steps = 2;
+    }
+    h.step();
+    h.get_by_label("Run fusion").click();
+    step_until(&mut h, "the decoder fusion to finish", |a| {
+        !page::<FusionPanel>(a).is_running()
+            && (page::<FusionPanel>(a).report.is_some() || page::<FusionPanel>(a).error.is_some())
+    });
+    assert_eq!(page::<FusionPanel>(h.state()).error, None);
+    // Decoders score perplexity on held-out text; the vanilla average is defined (same shapes).
+    h.get_by_label("Results on held-out text");
+    h.get_by_label("perplexity");
+    let rows = page::<FusionPanel>(h.state()).rows.clone();
+    assert_eq!(
+        rows.len(),
+        9,
+        "parents, vanilla, hard, soft and four fine-tunes"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.metric == "perplexity" && r.score > 1.0));
+    for r in &rows {
+        assert!(
+            h.query_by_label(&r.model).is_some(),
+            "table row {}",
+            r.model
+        );
+    }
+    // Head-level maps: four key-value heads move as units.
+    h.get_by_label("Transport map: embeddings (128×128)");
+    h.get_by_label("next >").click();
+    h.step();
+    h.get_by_label("Transport map: layer 0 · key-value heads (4×4)");
+    h.get_by_label("Cost matrix: layer 0 · key-value heads (4×4)");
+    // The map picker shows the new map's name from the next frame on.
+    h.run_steps(2);
+    h.snapshot("fusion_lab_decoders");
+
+    h.get_by_label("Export…").click();
+    h.step();
+    assert!(h
+        .query_by_label_contains(&format!("wrote {}", export.display()))
+        .is_some());
+    let model = LanguageModel::load(&export).unwrap();
+    assert_eq!(
+        model.tokenizer.encode_prompt("ab").unwrap().len(),
+        3,
+        "BOS and two bytes"
+    );
+}
+
 /// Every page in the app's list, opened from the navigation: its heading and description are
 /// shown, the jobs it starts on opening finish without error, and the page matches its
 /// snapshot `lab_<id>.png`. A new lab is covered by being in the list.

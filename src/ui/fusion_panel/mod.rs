@@ -1,4 +1,5 @@
-//! The Fusion page: pick two ViTs (a zoo pair or two folders) and the fusion options, run the
+//! The Fusion page: pick two ViTs or two decoders (a zoo pair or two folders) and the fusion
+//! options, run the
 //! experiment as a job (maps arrive layer by layer), inspect each transport map beside its
 //! cost matrix, compare parents, vanilla average, hard and soft OT fusion and their fine-tunes,
 //! and export a fused model. The run is `fusion::tasks::spawn_fuse`, as in the CLI.
@@ -14,11 +15,13 @@ use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionOutcome, FusionUpdate}
 use crate::fusion::transport::{Solver, TransportMap};
 use crate::jobs::{JobBoard, JobHandle};
 
-/// The zoo's ViT pairs: same width, and 64 → 48 (fusion as compression).
-pub const ZOO_PAIRS: [(&str, &str); 3] = [
+/// The zoo's pairs: ViTs of the same width, ViTs 64 → 48 (fusion as compression), and the two
+/// base decoders trained from different seeds.
+pub const ZOO_PAIRS: [(&str, &str); 4] = [
     ("vit-a", "vit-b"),
     ("vit-a", "vit-narrow"),
     ("vit-b", "vit-narrow"),
+    ("tiny-base", "tiny-base-b"),
 ];
 
 /// The two parents.
@@ -203,9 +206,9 @@ impl Lab for FusionPanel {
         "Fusion lab"
     }
     fn description(&self) -> &'static str {
-        "Optimal-transport fusion (Imfeld et al.): B is the anchor. A's neurons are transported \
-         onto B's layer by layer (exact OT gives hard maps, Sinkhorn soft ones), then the two \
-         are averaged. Fusing into a narrower B compresses A."
+        "Optimal-transport fusion (Imfeld et al.) of two ViTs or two decoders: B is the anchor. \
+         A's neurons are transported onto B's layer by layer (exact OT gives hard maps, Sinkhorn \
+         soft ones), then the two are averaged. Fusing into a narrower B compresses A."
     }
     fn poll(&mut self, _ctx: &mut LabCtx) {
         self.take_results();

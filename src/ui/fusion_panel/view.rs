@@ -84,7 +84,10 @@ fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker
         combo(ui, "models A + B", selected, &mut panel.parents, &pairs);
         if ui
             .button("Open folders…")
-            .on_hover_text("Pick model A's folder, then model B's (ViT classifiers)")
+            .on_hover_text(
+                "Pick model A's folder, then model B's: two ViT classifiers or two llama-family \
+                 decoders",
+            )
             .clicked()
         {
             if let Some(a) = picker.pick_folder() {
@@ -162,9 +165,12 @@ fn option_rows(ui: &mut Ui, panel: &mut FusionPanel) {
         ui.add(DragValue::new(&mut o.finetune_steps).range(0..=5000))
             .labelled_by(text.id)
             .on_hover_text("0: no fine-tune rows");
-        let text = ui.label("activation scenes");
+        let text = ui.label("activation samples");
         ui.add(DragValue::new(&mut o.samples).range(8..=2000))
-            .labelled_by(text.id);
+            .labelled_by(text.id)
+            .on_hover_text(
+                "Scenes (ViT) or text rows (decoders) the activation cost is measured on",
+            );
     });
 }
 
