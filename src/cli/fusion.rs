@@ -30,6 +30,10 @@ pub struct FuseArgs {
     /// The other parent (folder or zoo name, e.g. vit-b or vit-narrow).
     #[arg(long)]
     model_b: String,
+    /// A further parent fused into the anchor (repeat the flag): the paper's fusion of more
+    /// than two models; needs the anchor's widths.
+    #[arg(long)]
+    more: Vec<String>,
     /// Neuron cost: activations over sample scenes, or weights.
     #[arg(long, value_parser = named::<CostKind>(), default_value_t = LabOptions::default().cost)]
     cost: CostKind,
@@ -90,6 +94,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
     o.finetune_seed = args.seed;
     o.eval_scenes = args.eval_scenes;
     request.out = args.out;
+    request.more = args.more;
     let options = request.options.clone();
     let front = Front::new("loading");
     let json = args.json;

@@ -68,6 +68,28 @@ pub trait Family: NamedParams + Sized {
     fn save(&self, out: &Path) -> Result<()>;
 }
 
+/// Fusion of more than two models (the paper's extension): every other model is aligned onto
+/// the anchor by its own pairwise fusion, then the anchor and all aligned models are averaged
+/// with equal weights. A pairwise fusion `F_i = ½(Ã_i + B)` holds `Ã_i = 2F_i − B`, so the
+/// mean of B and the N − 1 aligned models is `(2·ΣF_i − (N − 2)·B) / N`.
+pub fn average_fusions<F: NamedParams>(anchor: &F, pairs: &[F]) -> Result<F> {
+    anyhow::ensure!(!pairs.is_empty(), "no fused pairs to average");
+    let n = pairs.len() as f32 + 1.0;
+    let mut out = anchor.clone();
+    for (name, p) in out.params_mut().iter_mut() {
+        for (k, x) in p.data.iter_mut().enumerate() {
+            let mut sum = 0.0;
+            for pair in pairs {
+                let q = pair.get(name)?;
+                anyhow::ensure!(q.shape == p.shape, "{name}: a fused pair has another shape");
+                sum += q.data[k];
+            }
+            *x = (2.0 * sum - (n - 2.0) * *x) / n;
+        }
+    }
+    Ok(out)
+}
+
 /// Fine-tuning a ViT after fusion: batch 64, a tenth of the zoo's peak learning rate.
 const VIT_FINETUNE_BATCH: usize = 64;
 const VIT_FINETUNE_LR: f64 = 2e-4;

@@ -3,7 +3,7 @@
 //! fine-tune of the fused models next to the same fine-tune of the anchor (so extra training
 //! alone is not mistaken for a fusion gain).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,8 @@ pub struct FusionRun {
     pub maps: Vec<TransportMap>,
     pub weights: Model,
     pub finetuned: Option<Model>,
+    /// Every parent fused into the anchor, when more than two were given.
+    pub all: Option<Model>,
 }
 
 pub struct LabReport {
@@ -175,14 +177,22 @@ pub enum LabEvent<'a> {
 
 pub type OnEvent<'a> = dyn FnMut(LabEvent) -> Result<()> + 'a;
 
-/// Runs the whole experiment on two folders of one family (ViT classifiers or llama-family
-/// decoders, told apart by config.json).
-pub fn run(a_dir: &Path, b_dir: &Path, opts: &LabOptions, on: &mut OnEvent) -> Result<LabReport> {
-    if is_decoder(a_dir) || is_decoder(b_dir) {
-        run_family::<DecoderWeights>(a_dir, b_dir, opts, on)
+/// Runs the whole experiment on the folders of A, B and any further parents, all of one
+/// family (ViT classifiers or llama-family decoders, told apart by config.json). Further
+/// parents need the anchor's shape: each is aligned onto the anchor and all are averaged
+/// (rows "… · N models").
+pub fn run(parents: &[PathBuf], opts: &LabOptions, on: &mut OnEvent) -> Result<LabReport> {
+    anyhow::ensure!(parents.len() >= 2, "fusion needs two models");
+    if parents.iter().any(|p| is_decoder(p)) {
+        run_family::<DecoderWeights>(parents, opts, on)
     } else {
-        run_family::<VitWeights>(a_dir, b_dir, opts, on)
+        run_family::<VitWeights>(parents, opts, on)
     }
+}
+
+/// Further parents are C, D, …
+fn extra_name(i: usize) -> String {
+    char::from(b'C' + (i % 24) as u8).to_string()
 }
 
 fn load<F: Family>(dir: &Path, which: &str) -> Result<F> {
@@ -190,13 +200,18 @@ fn load<F: Family>(dir: &Path, which: &str) -> Result<F> {
 }
 
 fn run_family<F: Family + Into<Model>>(
-    a_dir: &Path,
-    b_dir: &Path,
+    parents: &[PathBuf],
     opts: &LabOptions,
     on: &mut OnEvent,
 ) -> Result<LabReport> {
+    let (a_dir, b_dir) = (&parents[0], &parents[1]);
     let a: F = load(a_dir, "A")?;
     let b: F = load(b_dir, "B")?;
+    let extra: Vec<F> = parents[2..]
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| load(dir, &extra_name(i)))
+        .collect::<Result<_>>()?;
     let widths = (a.width(), b.width());
     let anchor_is_a = match opts.target {
         Target::A => true,
@@ -227,12 +242,32 @@ fn run_family<F: Family + Into<Model>>(
         rows.push(row);
         Ok(())
     };
+    for (i, m) in extra.iter().enumerate() {
+        anyhow::ensure!(
+            m.same_shape(anchor),
+            "model {} has other widths than the anchor: fusing more than two models needs equal \
+             shapes",
+            extra_name(i)
+        );
+    }
+    let count = extra.len() + 2;
     on(LabEvent::Stage("scoring the parents".into()))?;
     score("parent A".into(), &a, on)?;
     score("parent B".into(), &b, on)?;
+    for (i, m) in extra.iter().enumerate() {
+        score(format!("parent {}", extra_name(i)), m, on)?;
+    }
     let vanilla = a.same_shape(&b).then(|| a.average(&b)).transpose()?;
     if let Some(v) = &vanilla {
         score("vanilla average".into(), v, on)?;
+    }
+    if let (Some(v), false) = (&vanilla, extra.is_empty()) {
+        // The plain mean of all parents: the pair's mean is the anchor "fused" with A.
+        let pairs: Vec<F> = std::iter::once(Ok(v.clone()))
+            .chain(extra.iter().map(|m| anchor.average(m)))
+            .collect::<Result<_>>()?;
+        let all = super::family::average_fusions(anchor, &pairs)?;
+        score(format!("vanilla average · {count} models"), &all, on)?;
     }
 
     on(LabEvent::Stage(format!(
@@ -241,6 +276,10 @@ fn run_family<F: Family + Into<Model>>(
     )))?;
     let acts_other = other.activations(&data)?;
     let acts_anchor = anchor.activations(&data)?;
+    let acts_extra: Vec<_> = extra
+        .iter()
+        .map(|m| m.activations(&data))
+        .collect::<Result<_>>()?;
     let mut fused = Vec::new();
     for (i, &solver) in opts.solvers.iter().enumerate() {
         on(LabEvent::Stage(format!("fusing: {}", solver.label())))?;
@@ -266,7 +305,25 @@ fn run_family<F: Family + Into<Model>>(
             },
         )?;
         score(solver.label(), &fusion.weights, on)?;
-        fused.push((solver, fusion.maps, fusion.weights));
+        let all = if extra.is_empty() {
+            None
+        } else {
+            let mut pairs = vec![fusion.weights.clone()];
+            for (m, acts) in extra.iter().zip(&acts_extra) {
+                let pair = F::fuse(
+                    m,
+                    anchor,
+                    (acts, &acts_anchor),
+                    fuse_opts,
+                    &mut |_, _, _| Ok(()),
+                )?;
+                pairs.push(pair.weights);
+            }
+            let all = super::family::average_fusions(anchor, &pairs)?;
+            score(format!("{} · {count} models", solver.label()), &all, on)?;
+            Some(all)
+        };
+        fused.push((solver, fusion.maps, fusion.weights, all));
     }
 
     let steps = opts.finetune_steps;
@@ -285,18 +342,19 @@ fn run_family<F: Family + Into<Model>>(
         if let Some(v) = &vanilla {
             tune("vanilla average", v, on)?;
         }
-        for ((solver, _, weights), slot) in fused.iter().zip(&mut tuned) {
+        for ((solver, _, weights, _), slot) in fused.iter().zip(&mut tuned) {
             *slot = Some(tune(&solver.label(), weights, on)?);
         }
     }
     let runs = fused
         .into_iter()
         .zip(tuned)
-        .map(|((solver, maps, weights), finetuned)| FusionRun {
+        .map(|((solver, maps, weights, all), finetuned)| FusionRun {
             solver,
             maps,
             weights: weights.into(),
             finetuned: finetuned.map(Into::into),
+            all: all.map(Into::into),
         })
         .collect();
     Ok(LabReport {

@@ -16,8 +16,11 @@ use crate::zoo::tasks::build_progress;
 pub struct FuseRequest {
     pub model_a: String,
     pub model_b: String,
+    /// Further parents (folders or zoo names) fused into the anchor with A.
+    pub more: Vec<String>,
     pub options: LabOptions,
-    /// Write the last solver's fused model here (its fine-tuned version when there is one).
+    /// Write the last solver's fused model here: all parents' fusion when there are more than
+    /// two, else the pair's (its fine-tuned version when there is one).
     pub out: Option<PathBuf>,
 }
 
@@ -26,6 +29,7 @@ impl FuseRequest {
         Self {
             model_a: model_a.to_string(),
             model_b: model_b.to_string(),
+            more: Vec::new(),
             options: LabOptions::default(),
             out: None,
         }
@@ -102,7 +106,11 @@ pub fn spawn_fuse(
         let mut on_build = build_progress(ctx);
         let a = crate::zoo::resolve(&request.model_a, &mut on_build)?;
         let b = crate::zoo::resolve(&request.model_b, &mut on_build)?;
-        let report = run(&a, &b, &request.options, &mut |event| {
+        let mut parents = vec![a.clone(), b.clone()];
+        for m in &request.more {
+            parents.push(crate::zoo::resolve(m, &mut on_build)?);
+        }
+        let report = run(&parents, &request.options, &mut |event| {
             ctx.check()?;
             match event {
                 LabEvent::Stage(s) => ctx.progress(None, s),
@@ -130,7 +138,8 @@ pub fn spawn_fuse(
             Ok(())
         })?;
         if let (Some(out), Some(last)) = (&request.out, report.runs.last()) {
-            last.finetuned.as_ref().unwrap_or(&last.weights).save(out)?;
+            let chosen = last.all.as_ref().or(last.finetuned.as_ref());
+            chosen.unwrap_or(&last.weights).save(out)?;
         }
         Ok(FusionOutcome {
             model_a: a,

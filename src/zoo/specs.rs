@@ -209,6 +209,13 @@ pub fn specs() -> Vec<ZooSpec> {
             recipe: vit(48, 11),
             shipped: true,
         },
+        // A third ViT of width 64: fusion of more than two models.
+        ZooSpec {
+            name: "vit-c",
+            base: None,
+            recipe: vit(64, 12),
+            shipped: true,
+        },
     ]
 }
 
@@ -558,13 +565,17 @@ pub fn build(only: &[String], on: &mut dyn FnMut(BuildEvent) -> Result<()>) -> R
         spec(name)?;
     }
     let path = super::manifest_path();
-    let mut manifest = if path.exists() {
-        Manifest::load(&path)?
-    } else {
-        Manifest::default()
+    let load = || -> Result<Manifest> {
+        let mut manifest = if path.exists() {
+            Manifest::load(&path)?
+        } else {
+            Manifest::default()
+        };
+        manifest.version = 1;
+        manifest.threads = rayon::current_num_threads();
+        Ok(manifest)
     };
-    manifest.version = 1;
-    manifest.threads = rayon::current_num_threads();
+    let mut manifest = load()?;
     let order: Vec<&str> = all.iter().map(|s| s.name).collect();
     let mut ctx = EvalContext::new()?;
     for spec in all
@@ -572,6 +583,8 @@ pub fn build(only: &[String], on: &mut dyn FnMut(BuildEvent) -> Result<()>) -> R
         .filter(|s| only.is_empty() || only.iter().any(|o| o == s.name))
     {
         let entry = build_one(spec, &mut ctx, on)?;
+        // Read again: another build may have recorded its models meanwhile.
+        manifest = load()?;
         manifest.upsert(entry, &order);
         manifest.save(&path)?;
     }

@@ -569,6 +569,72 @@ fn fuse_two_decoders_headless() {
 }
 
 #[test]
+fn fuse_three_vits_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fused3");
+    let report = json_output(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "vit-a",
+        "--model-b",
+        "vit-b",
+        "--more",
+        "vit-c",
+        "--solver",
+        "emd",
+        "--samples",
+        "32",
+        "--eval-scenes",
+        "100",
+        "--finetune",
+        "0",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let names: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "parent A",
+            "parent B",
+            "parent C",
+            "vanilla average",
+            "vanilla average · 3 models",
+            "OT hard (exact)",
+            "OT hard (exact) · 3 models"
+        ]
+    );
+    // The export is the three-model fusion: not the pair's.
+    let saved = alignscope::fusion::vit_weights::VitWeights::load(&out).unwrap();
+    let score = |w: &alignscope::fusion::vit_weights::VitWeights| {
+        let model = w.model().unwrap();
+        let scenes = alignscope::eval::classifier::eval_scenes(100);
+        alignscope::eval::classifier::score_scenes(&scenes, |x| model.forward(x))
+            .unwrap()
+            .accuracy
+    };
+    let three = report["rows"][6]["score"].as_f64().unwrap();
+    assert!((score(&saved) - three).abs() < 1e-9);
+
+    let err = failure_stderr(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "vit-a",
+        "--model-b",
+        "vit-b",
+        "--more",
+        "vit-narrow",
+    ]));
+    assert!(err.contains("model C has other widths"), "{err}");
+}
+
+#[test]
 fn fuse_refuses_broken_and_mismatched_models() {
     let dir = tempfile::tempdir().unwrap();
     let vit_a = alignscope::zoo::specs::spec("vit-a").unwrap().path();

@@ -273,6 +273,35 @@ mod vit {
     }
 
     #[test]
+    fn three_models_fuse_into_the_mean_of_the_anchor_and_both_aligned_models() {
+        use alignscope::fusion::family::average_fusions;
+        let b = zoo("vit-b");
+        let (a, c) = (permuted_copy(&b, 3), permuted_copy(&b, 9));
+        let scenes = activation_scenes(32);
+        let acts_b = record(&b, &scenes).unwrap();
+        let opts = exact_option_grid(&[CostKind::Acts], &[QkPolicy::Separate])[0];
+        let pair = |m: &VitWeights| {
+            let acts = record(m, &scenes).unwrap();
+            fuse(m, &b, (&acts, &acts_b), opts, &mut |_, _, _| Ok(()))
+                .unwrap()
+                .weights
+        };
+        let all = average_fusions(&b, &[pair(&a), pair(&c)]).unwrap();
+        assert!(max_weight_diff(&all, &b) < 1e-5, "renamed copies fuse back");
+        // With the plain means as the pairs, the result is the plain mean of all three.
+        let plain = average_fusions(&b, &[a.average(&b).unwrap(), c.average(&b).unwrap()]).unwrap();
+        let name = "classifier.weight";
+        let (pa, pb, pc) = (
+            &a.params[name].data,
+            &b.params[name].data,
+            &c.params[name].data,
+        );
+        for (k, x) in plain.params[name].data.iter().enumerate() {
+            assert!((x - (pa[k] + pb[k] + pc[k]) / 3.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
     fn soft_maps_blur_and_heterogeneous_fusion_takes_the_anchors_widths() {
         let (a, b) = (zoo("vit-a"), zoo("vit-narrow"));
         let scenes = activation_scenes(64);
@@ -519,7 +548,10 @@ fn a_soft_fusion_of_two_gqa_decoders_loads_in_our_runtime_and_candle_with_its_lo
     fused.weights.save(&out).unwrap();
     let ids: Vec<u32> = rows[0][..12].to_vec();
     let training = {
-        let all = logits(&DecoderWeights::load(&out).unwrap(), &[ids.clone()]);
+        let all = logits(
+            &DecoderWeights::load(&out).unwrap(),
+            std::slice::from_ref(&ids),
+        );
         all[all.len() - byte_tokenizer::VOCAB_SIZE..].to_vec()
     };
     let model = Arc::new(LanguageModel::load(&out).unwrap());
