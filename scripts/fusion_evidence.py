@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Runs `alignscope fuse` over the zoo ViT pairs and prints the evidence tables of
-docs/fusion.md as markdown.
+"""Runs `alignscope fuse` over the zoo pairs and prints the evidence tables of docs/fusion.md
+as markdown.
 
     cargo build --release && python3 scripts/fusion_evidence.py [--steps 200 1000]
-        [--sections main regs options seeds]
+        [--sections main regs options seeds decoders three]
 """
 import argparse
 import json
@@ -30,7 +30,8 @@ def rows(report):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, nargs="*", default=[200, 1000])
-    p.add_argument("--sections", nargs="*", default=["main", "regs", "options", "seeds"])
+    p.add_argument("--sections", nargs="*",
+                   default=["main", "regs", "options", "seeds", "decoders", "three"])
     args = p.parse_args()
     if "main" in args.sections:
         main_table(args.steps)
@@ -40,6 +41,10 @@ def main():
         option_table()
     if "seeds" in args.sections:
         seed_table()
+    if "decoders" in args.sections:
+        decoder_table()
+    if "three" in args.sections:
+        three_table()
 
 
 def main_table(steps_list):
@@ -123,6 +128,46 @@ def seed_table(steps=1000, seeds=(20, 21, 22)):
         cells = [f"{statistics.mean(x):.3f} ± {statistics.stdev(x):.3f}" for x in acc]
         diffs = ", ".join(f"{s - an:+.3f}" for s, an in zip(acc[2], acc[0]))
         print(f"| {a} + {b} | " + " | ".join(cells) + f" | {diffs} |")
+
+
+def decoder_table(steps=100, seeds=(20, 21, 22)):
+    """The two base decoders (tiny-base-b onto tiny-base): perplexity / loss, both costs one-shot,
+    then the fine-tunes over three seeds."""
+    print("## Decoders: tiny-base-b + tiny-base (perplexity / loss on 600 held-out rows)\n")
+    print("| cost | parent A | parent B | vanilla | OT hard | OT soft |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for cost in ["acts", "weights"]:
+        r = rows(fuse("tiny-base-b", "tiny-base", "--cost", cost))
+        soft = next(k for k in r if k.startswith("OT soft"))
+        print(f"| {cost} | " + " | ".join(
+            f"{r[n]['score']:.2f} / {r[n]['loss']:.3f}" for n in
+            ["parent A", "parent B", "vanilla average", "OT hard (exact)", soft]) + " |")
+    print(f"\n{steps}-step fine-tunes, seeds {', '.join(map(str, seeds))} (perplexity):\n")
+    runs = [rows(fuse("tiny-base-b", "tiny-base", "--finetune", steps, "--seed", seed))
+            for seed in seeds]
+    soft = next(k for k in runs[0] if k.startswith("OT soft") and "steps" not in k)
+    names = ["parent B", "vanilla average", "OT hard (exact)", soft]
+    print("| model | one-shot | + FT, per seed | + FT, mean ± sd |")
+    print("|---|---:|---:|---:|")
+    for n in names:
+        tuned = [r[f"{n} + {steps} steps"]["score"] for r in runs]
+        print(f"| {n} | {runs[0][n]['score']:.2f} | " + ", ".join(f"{t:.3f}" for t in tuned)
+              + f" | {statistics.mean(tuned):.3f} ± {statistics.stdev(tuned):.3f} |")
+    print()
+
+
+def three_table():
+    """vit-a and vit-c fused into vit-b: the pair and all three, one-shot."""
+    print("## Three ViTs into vit-b (accuracy, one-shot)\n")
+    print("| cost | vanilla pair | vanilla 3 | OT hard pair | OT hard 3 | OT soft pair | OT soft 3 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for cost in ["acts", "weights"]:
+        r = rows(fuse("vit-a", "vit-b", "--more", "vit-c", "--cost", cost))
+        soft = next(k for k in r if k.startswith("OT soft") and "models" not in k)
+        print(f"| {cost} | " + " | ".join(f"{r[n]['score']:.3f}" for n in [
+            "vanilla average", "vanilla average · 3 models", "OT hard (exact)",
+            "OT hard (exact) · 3 models", soft, f"{soft} · 3 models"]) + " |")
+    print()
 
 
 if __name__ == "__main__":

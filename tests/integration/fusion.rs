@@ -356,10 +356,20 @@ pub mod decoder {
     /// A random decoder with grouped-query attention (4 query heads on 2 key-value heads) and
     /// a tied head, saved as a Hugging Face folder.
     pub fn random_gqa(dir: &std::path::Path, tied: bool, seed: u64) -> DecoderWeights {
+        random_gqa_mlp(dir, tied, seed, 48)
+    }
+
+    /// [`random_gqa`] with an MLP of `inner` neurons.
+    pub fn random_gqa_mlp(
+        dir: &std::path::Path,
+        tied: bool,
+        seed: u64,
+        inner: usize,
+    ) -> DecoderWeights {
         let shape = LlamaShape {
             vocab_size: byte_tokenizer::VOCAB_SIZE,
             hidden_size: 32,
-            intermediate_size: 48,
+            intermediate_size: inner,
             num_layers: 2,
             num_heads: 4,
             num_kv_heads: 2,
@@ -532,6 +542,28 @@ fn a_soft_fusion_of_two_gqa_decoders_loads_in_our_runtime_and_candle_with_its_lo
         residual: ResidualPolicy::Mean,
         branch_map: BranchMap::Own,
     };
+    // A wider MLP fuses into the anchor's narrower one.
+    let wide = random_gqa_mlp(&dir.path().join("wide"), false, 9, 64);
+    let acts_wide = record_tokens(&wide, &rows).unwrap();
+    let narrow = fuse(
+        &wide,
+        &b,
+        (&acts_wide, &acts.1),
+        opts,
+        &mut |_, _, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(narrow.weights.shape, b.shape);
+    let mlp = narrow
+        .maps
+        .iter()
+        .find(|m| m.name == "layer 0 · MLP (gate and up)")
+        .unwrap();
+    assert_eq!((mlp.plan.rows, mlp.plan.cols), (64, 48));
+    assert!(logits(&narrow.weights, &rows[..1])
+        .iter()
+        .all(|x| x.is_finite()));
+
     let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, _, _| Ok(())).unwrap();
     // Soft maps blur: the key-value map (2 groups) is neither a permutation nor uniform.
     let kv = fused

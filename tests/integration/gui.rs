@@ -435,14 +435,17 @@ fn zoo_page_lists_models_and_cancels_a_rebuild() {
     h.run_steps(2);
     for name in [
         "tiny-base",
+        "tiny-base-b",
         "tiny-add",
         "tiny-multi",
         "vit-narrow",
+        "vit-c",
         "minilm-continent",
     ] {
         assert!(h.query_by_label(name).is_some(), "{name} is listed");
     }
-    assert!(h.query_by_label("perplexity").is_some());
+    // The two base decoders score perplexity.
+    assert_eq!(h.query_all_by_label("perplexity").count(), 2);
     h.get_by_label("tiny-add").click();
     h.run_steps(2);
     assert!(h.query_by_label("Training loss").is_some());
