@@ -22,6 +22,9 @@ pub const EVAL_SCENES: usize = 600;
 pub const DEFAULT_FINETUNE_SEED: u64 = 20;
 /// Enough for the fused models to recover (see docs/fusion.md), short enough to watch.
 pub const DEFAULT_FINETUNE_STEPS: usize = 200;
+/// A decoder fine-tune step costs about 20 ViT steps, and the fused decoders move fast at
+/// first (docs/fusion.md): 30 steps keep the page's run to a few minutes.
+pub const DECODER_FINETUNE_STEPS: usize = 30;
 
 crate::named_enum! {
     "target";

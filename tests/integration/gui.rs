@@ -673,9 +673,18 @@ fn fusion_lab_fuses_two_decoders_and_exports_a_runnable_folder() {
     let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), vec![export.clone()]);
     h.get_by_label("Fusion").click();
     h.step();
+    // Picking the decoder pair sets the decoders' shorter fine-tune.
+    h.get_by_value("vit-a + vit-b").click();
+    h.run_steps(2);
+    h.get_by_label("tiny-base + tiny-base-b").click();
+    h.step();
     {
         let panel = page_mut::<FusionPanel>(h.state_mut());
-        panel.parents = Parents::Zoo("tiny-base", "tiny-base-b");
+        assert_eq!(panel.parents, Parents::Zoo("tiny-base", "tiny-base-b"));
+        assert_eq!(
+            panel.options.finetune_steps,
+            alignscope::fusion::lab::DECODER_FINETUNE_STEPS
+        );
         // Fewer rows and steps than the defaults, to keep the test short.
         panel.options.samples = 32;
         panel.options.eval_scenes = 40;

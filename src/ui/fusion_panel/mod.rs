@@ -9,7 +9,9 @@ mod view;
 use std::path::PathBuf;
 
 use super::{Lab, LabCtx};
-use crate::fusion::lab::{LabOptions, LabReport, Model, ScoreRow};
+use crate::fusion::lab::{
+    LabOptions, LabReport, Model, ScoreRow, DECODER_FINETUNE_STEPS, DEFAULT_FINETUNE_STEPS,
+};
 use crate::fusion::options::FuseOptions;
 use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionOutcome, FusionUpdate};
 use crate::fusion::transport::{Solver, TransportMap};
@@ -36,6 +38,22 @@ impl Parents {
         match self {
             Parents::Zoo(a, b) => format!("{a} + {b}"),
             Parents::Folders(a, b) => format!("{} + {}", a.display(), b.display()),
+        }
+    }
+
+    /// The page's fine-tune default for this pair: fewer steps for decoders, whose steps cost
+    /// far more.
+    pub fn finetune_steps(&self) -> usize {
+        let decoder = match self {
+            Parents::Zoo(a, _) => {
+                crate::zoo::specs::spec(a).is_ok_and(|s| s.architecture() == "llama")
+            }
+            Parents::Folders(a, _) => crate::fusion::decoder_weights::is_decoder(a),
+        };
+        if decoder {
+            DECODER_FINETUNE_STEPS
+        } else {
+            DEFAULT_FINETUNE_STEPS
         }
     }
 

@@ -81,7 +81,9 @@ fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker
             })
             .collect();
         let selected = panel.parents.label();
-        combo(ui, "models A + B", selected, &mut panel.parents, &pairs);
+        if combo(ui, "models A + B", selected, &mut panel.parents, &pairs) {
+            panel.options.finetune_steps = panel.parents.finetune_steps();
+        }
         if ui
             .button("Open folders…")
             .on_hover_text(
@@ -93,6 +95,7 @@ fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker
             if let Some(a) = picker.pick_folder() {
                 if let Some(b) = picker.pick_folder() {
                     panel.parents = Parents::Folders(a, b);
+                    panel.options.finetune_steps = panel.parents.finetune_steps();
                 }
             }
         }
