@@ -109,13 +109,9 @@ fn pretrain(seed: u64) -> Recipe {
 }
 
 fn vit(hidden: usize, seed: u64) -> Recipe {
-    vit_steps(hidden, 2000, seed)
-}
-
-fn vit_steps(hidden: usize, steps: usize, seed: u64) -> Recipe {
     Recipe::Vit(VitRecipe {
         shape: vision::shape(hidden),
-        steps,
+        steps: 2000,
         batch: 64,
         peak_lr: 2e-3,
         weight_decay: 0.05,
@@ -218,20 +214,6 @@ pub fn specs() -> Vec<ZooSpec> {
             name: "vit-c",
             base: None,
             recipe: vit(64, 12),
-            shipped: true,
-        },
-        // vit-a and vit-b trained four times longer: do their neurons specialise enough for
-        // one-shot fusion to work (docs/fusion.md)?
-        ZooSpec {
-            name: "vit-a-long",
-            base: None,
-            recipe: vit_steps(64, 8000, 9),
-            shipped: true,
-        },
-        ZooSpec {
-            name: "vit-b-long",
-            base: None,
-            recipe: vit_steps(64, 8000, 10),
             shipped: true,
         },
     ]
