@@ -26,8 +26,7 @@ use super::options::{CostKind, FuseOptions, ResidualPolicy};
 use super::ot::Plan;
 use super::params::param;
 use super::transport::{Mat, TransportMap};
-use super::vit_fusion::Fusion;
-use super::walk::{with_bias, Aligned, Walk};
+use super::walk::{with_bias, Aligned, Fusion, Walk};
 use crate::train::llama::LlamaShape;
 use crate::train::site::Site;
 
@@ -64,16 +63,8 @@ pub fn fuse(
         "decoder fusion needs the same depth, heads, key-value heads, head width, rotary base \
          and vocabulary: {sa:?} against {sb:?}"
     );
-    let mut walk = Walk {
-        a: &a.params,
-        b: &b.params,
-        acts,
-        opts,
-        out: b.params.clone(),
-        maps: Vec::new(),
-        total: map_count(&sb),
-        on_map,
-    };
+    let total = map_count(&sb);
+    let mut walk = Walk::new(&a.params, &b.params, acts, opts, total, on_map);
     let mut stream = walk.embeddings(sb.num_layers)?;
     for l in 0..sb.num_layers {
         stream = walk.attention(l, &sb, stream)?;
@@ -85,12 +76,7 @@ pub fn fuse(
         let (w, _) = walk.inputs("lm_head", Some(&stream))?;
         walk.mix("lm_head.weight", w.data)?;
     }
-    let mut weights = b.clone();
-    weights.params = walk.out;
-    Ok(Fusion {
-        weights,
-        maps: walk.maps,
-    })
+    Ok(walk.finish(b))
 }
 
 /// Rows `[from, from + n)` of a matrix.

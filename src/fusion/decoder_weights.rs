@@ -95,11 +95,12 @@ impl DecoderWeights {
         let varmap = self.varmap()?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = TrainLlama::new(self.shape, vb)?;
+        // The builder creates what the checkpoint lacks, so count: both must name the same set.
         let vars = varmap.all_vars().len();
         ensure!(
             vars == self.params.len(),
-            "the checkpoint has {} tensors the model does not use",
-            self.params.len().saturating_sub(vars)
+            "config.json describes {vars} tensors, the checkpoint holds {}",
+            self.params.len()
         );
         Ok((varmap, model))
     }

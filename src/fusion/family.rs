@@ -13,8 +13,9 @@ use super::decoder_weights::DecoderWeights;
 use super::options::FuseOptions;
 use super::params::NamedParams;
 use super::transport::TransportMap;
-use super::vit_fusion::{self, Fusion};
+use super::vit_fusion;
 use super::vit_weights::VitWeights;
+use super::walk::Fusion;
 use crate::data::{Sources, TextTasks};
 use crate::eval::classifier::{eval_scenes, score_scenes};
 use crate::train::nn::masked_cross_entropy;
@@ -77,14 +78,14 @@ pub fn average_fusions<F: NamedParams>(anchor: &F, pairs: &[F]) -> Result<F> {
     let n = pairs.len() as f32 + 1.0;
     let mut out = anchor.clone();
     for (name, p) in out.params_mut().iter_mut() {
-        for (k, x) in p.data.iter_mut().enumerate() {
-            let mut sum = 0.0;
-            for pair in pairs {
-                let q = pair.get(name)?;
-                anyhow::ensure!(q.shape == p.shape, "{name}: a fused pair has another shape");
-                sum += q.data[k];
-            }
-            *x = (2.0 * sum - (n - 2.0) * *x) / n;
+        let mut sum = vec![0f32; p.data.len()];
+        for pair in pairs {
+            let q = pair.get(name)?;
+            anyhow::ensure!(q.shape == p.shape, "{name}: a fused pair has another shape");
+            sum.iter_mut().zip(&q.data).for_each(|(s, x)| *s += x);
+        }
+        for (x, s) in p.data.iter_mut().zip(sum) {
+            *x = (2.0 * s - (n - 2.0) * *x) / n;
         }
     }
     Ok(out)

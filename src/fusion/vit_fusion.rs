@@ -20,7 +20,7 @@ use super::options::{CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use super::params::{param, Params};
 use super::transport::{Mat, TransportMap};
 use super::vit_weights::{layer, VitWeights, EMBEDDINGS};
-use super::walk::{carry, column, Walk};
+use super::walk::{carry, column, Fusion, Walk};
 use crate::train::site::Site;
 
 /// How many maps a ViT fusion of `layers` layers makes (for progress).
@@ -30,12 +30,6 @@ pub fn map_count(opts: &FuseOptions, layers: usize) -> usize {
         QkPolicy::Joint => 2,
     };
     1 + layers * (attention + 5)
-}
-
-/// The fused weights and every map made on the way, in order.
-pub struct Fusion<W> {
-    pub weights: W,
-    pub maps: Vec<TransportMap>,
 }
 
 /// Fuses `a` into the anchor `b`. Activations are those of [`super::activations::record`] on
@@ -57,16 +51,8 @@ pub fn fuse(
         "fusion needs the same depth, heads and patching: {sa:?} against {sb:?}"
     );
     ensure!(a.labels == b.labels, "the two models have different labels");
-    let mut walk = Walk {
-        a: &a.params,
-        b: &b.params,
-        acts,
-        opts,
-        out: b.params.clone(),
-        maps: Vec::new(),
-        total: map_count(&opts, sb.num_layers),
-        on_map,
-    };
+    let total = map_count(&opts, sb.num_layers);
+    let mut walk = Walk::new(&a.params, &b.params, acts, opts, total, on_map);
     let mut stream = walk.embeddings(sb.num_layers)?;
     for l in 0..sb.num_layers {
         stream = walk.block(l, stream)?;
@@ -77,12 +63,7 @@ pub fn fuse(
     if let Some(bias) = bias {
         walk.mix("classifier.bias", bias)?;
     }
-    let mut weights = b.clone();
-    weights.params = walk.out;
-    Ok(Fusion {
-        weights,
-        maps: walk.maps,
-    })
+    Ok(walk.finish(b))
 }
 
 /// The ViT's own layers, on the shared walk.

@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 
 use super::activations::Activations;
 use super::options::{BranchMap, CostKind, FuseOptions, ResidualPolicy};
-use super::params::{param, set_param, Params};
+use super::params::{param, set_param, NamedParams, Params};
 use super::transport::{Mat, TransportMap};
 use crate::train::site::Site;
 
@@ -23,6 +23,12 @@ pub struct Walk<'a> {
     /// How many maps the fusion will make (for progress).
     pub total: usize,
     pub on_map: &'a mut dyn FnMut(&TransportMap, usize, usize) -> Result<()>,
+}
+
+/// The fused weights and every map made on the way, in order.
+pub struct Fusion<W> {
+    pub weights: W,
+    pub maps: Vec<TransportMap>,
 }
 
 /// A layer of model A with its inputs aligned: `(Ŵ_A, b_A)`; no bias where the anchor has none.
@@ -45,7 +51,37 @@ pub fn with_bias(w: &Mat, bias: &Option<Vec<f32>>) -> Mat {
     }
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    /// A walk that will make `total` maps, starting from the anchor's parameters.
+    pub fn new(
+        a: &'a Params,
+        b: &'a Params,
+        acts: (&'a Activations, &'a Activations),
+        opts: FuseOptions,
+        total: usize,
+        on_map: &'a mut dyn FnMut(&TransportMap, usize, usize) -> Result<()>,
+    ) -> Self {
+        Self {
+            a,
+            b,
+            acts,
+            opts,
+            out: b.clone(),
+            maps: Vec::new(),
+            total,
+            on_map,
+        }
+    }
+
+    /// The fused model: the anchor with the walked parameters.
+    pub fn finish<W: NamedParams>(self, anchor: &W) -> Fusion<W> {
+        let mut weights = anchor.clone();
+        *weights.params_mut() = self.out;
+        Fusion {
+            weights,
+            maps: self.maps,
+        }
+    }
     pub fn matrix(w: &Params, name: &str) -> Result<Mat> {
         let p = param(w, name)?;
         Ok(Mat::new(p.rows(), p.row_len(), p.data.clone()))
