@@ -3,14 +3,18 @@
 as markdown.
 
     cargo build --release && python3 scripts/fusion_evidence.py [--steps 200 1000]
-        [--sections main regs options seeds decoders three]
+        [--sections main regs options seeds decoders three gap]
+
+ALIGNSCOPE_BIN picks another build (e.g. target/debug/alignscope from `cargo build --profile
+test`).
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 
-BIN = "target/release/alignscope"
+BIN = os.environ.get("ALIGNSCOPE_BIN", "target/release/alignscope")
 PAIRS = [("vit-a", "vit-b"), ("vit-a", "vit-narrow"), ("vit-b", "vit-narrow")]
 
 
@@ -31,7 +35,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, nargs="*", default=[200, 1000])
     p.add_argument("--sections", nargs="*",
-                   default=["main", "regs", "options", "seeds", "decoders", "three"])
+                   default=["main", "regs", "options", "seeds", "decoders", "three", "gap"])
     args = p.parse_args()
     if "main" in args.sections:
         main_table(args.steps)
@@ -45,6 +49,8 @@ def main():
         decoder_table()
     if "three" in args.sections:
         three_table()
+    if "gap" in args.sections:
+        gap_table()
 
 
 def main_table(steps_list):
@@ -167,6 +173,49 @@ def three_table():
         print(f"| {cost} | " + " | ".join(f"{r[n]['score']:.3f}" for n in [
             "vanilla average", "vanilla average · 3 models", "OT hard (exact)",
             "OT hard (exact) · 3 models", soft, f"{soft} · 3 models"]) + " |")
+    print()
+
+
+def layer_ratios(run):
+    """⟨T,C⟩ ÷ mean C of each map, averaged per layer ("embeddings", "0", "1", …, "pooler")."""
+    groups = {}
+    for m in run["maps"]:
+        if m["transport_cost"] is None or not m["mean_cost"]:
+            continue  # blended stream maps have no cost of their own
+        name = m["name"]
+        key = name.split(" · ")[0].replace("layer ", "") if name.startswith("layer ") else name
+        groups.setdefault(key, []).append(m["transport_cost"] / m["mean_cost"])
+    return {k: statistics.mean(v) for k, v in groups.items()}
+
+
+def gap_table(steps=200, seeds=(20, 21, 22)):
+    """The one-shot gap on the short- and long-trained ViT pairs and the encoder pair: one-shot
+    scores, fine-tunes over three seeds, and how well the neurons match per layer."""
+    pairs = [("vit-a", "vit-b"), ("vit-long-a", "vit-long-b"), ("bert-a", "bert-b")]
+    print("## The one-shot gap (accuracy; hard OT, soft OT at ε 0.08)\n")
+    print("| A + B | parent A | parent B | vanilla | OT hard | OT soft |")
+    print("|---|---:|---:|---:|---:|---:|")
+    ratios = {}
+    tuned = {}
+    for a, b in pairs:
+        runs = [fuse(a, b, "--finetune", steps, "--seed", seed) for seed in seeds]
+        r = rows(runs[0])
+        soft = next(k for k in r if k.startswith("OT soft") and "steps" not in k)
+        names = ["parent A", "parent B", "vanilla average", "OT hard (exact)", soft]
+        print(f"| {a} + {b} | " + " | ".join(f"{r[n]['score']:.3f}" for n in names) + " |")
+        ratios[(a, b)] = layer_ratios(runs[0]["runs"][0])
+        tuned[(a, b)] = {
+            n: [rows(run)[f"{n} + {steps} steps"]["score"] for run in runs]
+            for n in ["parent B", "vanilla average", "OT hard (exact)", soft]}
+    print(f"\n+ {steps} fine-tune steps, seeds {', '.join(map(str, seeds))} (mean ± sd):\n")
+    print("| A + B | anchor | vanilla | OT hard | OT soft |")
+    print("|---|---:|---:|---:|---:|")
+    for (a, b), t in tuned.items():
+        print(f"| {a} + {b} | " + " | ".join(
+            f"{statistics.mean(x):.3f} ± {statistics.stdev(x):.3f}" for x in t.values()) + " |")
+    print("\nMatched cost ÷ mean cost per layer (hard maps, acts; 1 = no better than chance):\n")
+    for (a, b), per in ratios.items():
+        print(f"- {a} + {b}: " + ", ".join(f"{k} {v:.2f}" for k, v in per.items()))
     print()
 
 

@@ -24,17 +24,17 @@ pub enum SolverChoice {
 
 #[derive(Args, Debug)]
 pub struct FuseArgs {
-    /// The model aligned onto the anchor (folder or zoo name, e.g. vit-a).
+    /// The model aligned onto the anchor (folder or zoo name, e.g. vit-a, bert-a, tiny-base-b).
     #[arg(long)]
     model_a: String,
-    /// The other parent (folder or zoo name, e.g. vit-b or vit-narrow).
+    /// The other parent (folder or zoo name, e.g. vit-b, vit-narrow, bert-b, tiny-base).
     #[arg(long)]
     model_b: String,
     /// A further parent fused into the anchor (repeat the flag): the paper's fusion of more
     /// than two models; needs the anchor's widths.
     #[arg(long)]
     more: Vec<String>,
-    /// Neuron cost: activations over sample scenes, or weights.
+    /// Neuron cost: activations over the sample inputs, or weights.
     #[arg(long, value_parser = named::<CostKind>(), default_value_t = LabOptions::default().cost)]
     cost: CostKind,
     #[arg(long, value_enum, default_value = "both")]
@@ -54,16 +54,17 @@ pub struct FuseArgs {
     /// Whose widths the fused model takes (the anchor).
     #[arg(long, value_parser = named::<Target>(), default_value_t = LabOptions::default().target)]
     target: Target,
-    /// Scenes the activation cost is measured on.
+    /// Inputs the activation cost is measured on: scenes (ViT), sentences (BERT) or text rows
+    /// (decoders).
     #[arg(long, default_value_t = LabOptions::default().samples)]
     samples: usize,
     /// Fine-tune the fused models (and, for comparison, the anchor) this many steps; 0: none.
     #[arg(long, default_value_t = LabOptions::default().finetune_steps)]
     finetune: usize,
-    /// Seed of the fine-tune's stream of training scenes.
+    /// Seed of the fine-tune's stream of training data.
     #[arg(long, default_value_t = LabOptions::default().finetune_seed)]
     seed: u64,
-    /// Held-out scenes every model is scored on; 0: no scores.
+    /// Held-out items every model is scored on (scenes, sentences, text rows); 0: no scores.
     #[arg(long, default_value_t = LabOptions::default().eval_scenes)]
     eval_scenes: usize,
     /// Write the fused model here (the fine-tuned one when fine-tuning; the last solver's with

@@ -77,8 +77,8 @@ pub enum Command {
     PruneSweep(delta::SweepArgs),
     /// Merge fine-tunes from a mergekit YAML config.
     Merge(delta::MergeArgs),
-    /// Optimal-transport fusion of two ViT classifiers (same width or into the narrower one),
-    /// against the parents and vanilla averaging.
+    /// Optimal-transport fusion of two (or more) transformers of one family (ViT or BERT
+    /// classifiers, llama-family decoders), against the parents and vanilla averaging.
     Fuse(fusion::FuseArgs),
     /// Skill localization: graft the few fine-tuned parameters that carry a task onto the
     /// pretrained model (learned mask, top-k, random, DARE) and score them.

@@ -58,10 +58,10 @@ pub struct Example {
     pub answer: String,
 }
 
-const NOUNS: [&str; 10] = [
+pub const NOUNS: [&str; 10] = [
     "film", "book", "meal", "hotel", "service", "song", "game", "trip", "class", "phone",
 ];
-const TEMPLATES: [&str; 6] = [
+pub const TEMPLATES: [&str; 6] = [
     "the {n} was {w}.",
     "i found the {n} {w}.",
     "what a {w} {n}.",

@@ -1,6 +1,7 @@
 //! Per-neuron activation vectors over a sample of inputs (a ViT's training scenes, a decoder's
-//! token rows): the activation-based cost compares neuron i of one model with neuron j of the
-//! other by the distance between these vectors (one entry per sample and token).
+//! token rows, an encoder's sentences): the activation-based cost compares neuron i of one
+//! model with neuron j of the other by the distance between these vectors (one entry per
+//! sample and token).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use super::decoder_weights::DecoderWeights;
+use super::encoder_weights::EncoderWeights;
 use super::transport::Mat;
 use super::vit_weights::VitWeights;
 use crate::data::shapes::{scene, Scene, Split};
@@ -67,6 +69,25 @@ pub fn record_tokens(weights: &DecoderWeights, rows: &[Vec<u32>]) -> Result<Acti
     let mut taps = TokenMajor::new();
     for batch in rows.chunks(BATCH) {
         model.forward_sites(&token_tensor(batch)?, &mut |site, t| taps.add(site, t))?;
+    }
+    Ok(taps.finish())
+}
+
+/// Every site's standardised activations of an encoder on tokenised sentences (special
+/// tokens included). Sentences of one length run as one batch, so no padding enters the cost.
+pub fn record_encoder(weights: &EncoderWeights, rows: &[Vec<u32>]) -> Result<Activations> {
+    let model = weights.model()?;
+    let mut by_len: BTreeMap<usize, Vec<Vec<u32>>> = BTreeMap::new();
+    for r in rows {
+        by_len.entry(r.len()).or_default().push(r.clone());
+    }
+    let mut taps = TokenMajor::new();
+    for group in by_len.values() {
+        for batch in group.chunks(BATCH) {
+            let ids = token_tensor(batch)?;
+            let mask = Tensor::ones(ids.dims(), candle_core::DType::F32, &Device::Cpu)?;
+            model.forward_tapped(&ids, &mask, &mut |site, t| taps.add(site, t))?;
+        }
     }
     Ok(taps.finish())
 }

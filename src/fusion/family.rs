@@ -38,6 +38,8 @@ pub trait Family: NamedParams + Sized {
     type Data;
     /// The task metric the results table shows.
     const METRIC: &'static str;
+    /// What it is measured on, for the table's title.
+    const HELD_OUT: &'static str;
     const HIGHER_IS_BETTER: bool;
 
     fn load(dir: &Path) -> Result<Self>;
@@ -103,6 +105,7 @@ pub struct SceneData {
 impl Family for VitWeights {
     type Data = SceneData;
     const METRIC: &'static str = "accuracy";
+    const HELD_OUT: &'static str = "held-out scenes";
     const HIGHER_IS_BETTER: bool = true;
 
     fn load(dir: &Path) -> Result<Self> {
@@ -227,6 +230,7 @@ fn batch_loss(
 impl Family for DecoderWeights {
     type Data = TextData;
     const METRIC: &'static str = "perplexity";
+    const HELD_OUT: &'static str = "held-out text";
     const HIGHER_IS_BETTER: bool = false;
 
     fn load(dir: &Path) -> Result<Self> {
@@ -239,11 +243,11 @@ impl Family for DecoderWeights {
         self.shape == other.shape
     }
     fn data(anchor: &Path, samples: usize, eval: usize) -> Result<TextData> {
-        let model = crate::lm::LanguageModel::load(anchor)
+        let tokenizer = crate::lm::hf::load_tokenizer(anchor)
             .with_context(|| format!("{}: the anchor's tokenizer", anchor.display()))?;
         let mut data = TextData {
             tasks: text_tasks()?,
-            tokenizer: model.tokenizer.clone(),
+            tokenizer,
             samples: Vec::new(),
             eval: Vec::new(),
         };

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::activations::DEFAULT_SAMPLES;
-use super::decoder_weights::{is_decoder, DecoderWeights};
+use super::decoder_weights::DecoderWeights;
+use super::encoder_weights::EncoderWeights;
 use super::family::Family;
 use super::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use super::transport::{Solver, TransportMap};
@@ -47,10 +48,11 @@ pub struct LabOptions {
     pub branch_map: BranchMap,
     pub solvers: Vec<Solver>,
     pub target: Target,
-    /// Inputs the activation cost is measured on: scenes (ViT) or text rows (decoders).
+    /// Inputs the activation cost is measured on: scenes (ViT), sentences (BERT) or text rows
+    /// (decoders).
     pub samples: usize,
-    /// Held-out items every row is scored on: scenes (ViT) or text rows (decoders); 0: no
-    /// scores.
+    /// Held-out items every row is scored on: scenes (ViT), sentences (BERT, at most 400) or
+    /// text rows (decoders); 0: no scores.
     pub eval_scenes: usize,
     /// 0: no fine-tune rows.
     pub finetune_steps: usize,
@@ -92,10 +94,13 @@ impl Default for LabOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreRow {
     pub model: String,
-    /// The residual stream's width (ViT) or the MLP's (decoders: their streams must agree).
+    /// The residual stream's width (ViT, BERT) or the MLP's (decoders: their streams must
+    /// agree).
     pub width: usize,
-    /// The family's task metric: accuracy (ViT) or perplexity (decoders).
+    /// The family's task metric: accuracy (ViT, BERT) or perplexity (decoders).
     pub metric: &'static str,
+    /// What the score was measured on: "held-out scenes", "held-out sentences", "held-out text".
+    pub data: &'static str,
     pub score: f64,
     pub higher_is_better: bool,
     pub loss: f64,
@@ -121,6 +126,7 @@ impl ScoreRow {
 #[derive(Debug, Clone)]
 pub enum Model {
     Vit(VitWeights),
+    Encoder(EncoderWeights),
     Decoder(DecoderWeights),
 }
 
@@ -130,6 +136,7 @@ impl Model {
     pub fn save(&self, out: &Path) -> Result<()> {
         match self {
             Model::Vit(w) => w.save(out),
+            Model::Encoder(w) => w.save(out),
             Model::Decoder(w) => w.save(out),
         }
     }
@@ -138,6 +145,12 @@ impl Model {
 impl From<VitWeights> for Model {
     fn from(w: VitWeights) -> Self {
         Model::Vit(w)
+    }
+}
+
+impl From<EncoderWeights> for Model {
+    fn from(w: EncoderWeights) -> Self {
+        Model::Encoder(w)
     }
 }
 
@@ -181,15 +194,19 @@ pub enum LabEvent<'a> {
 pub type OnEvent<'a> = dyn FnMut(LabEvent) -> Result<()> + 'a;
 
 /// Runs the whole experiment on the folders of A, B and any further parents, all of one
-/// family (ViT classifiers or llama-family decoders, told apart by config.json). Further
+/// family (ViT or BERT classifiers, or llama-family decoders, told apart by config.json). Further
 /// parents need the anchor's shape: each is aligned onto the anchor and all are averaged
 /// (rows "… · N models").
 pub fn run(parents: &[PathBuf], opts: &LabOptions, on: &mut OnEvent) -> Result<LabReport> {
     anyhow::ensure!(parents.len() >= 2, "fusion needs two models");
-    if parents.iter().any(|p| is_decoder(p)) {
-        run_family::<DecoderWeights>(parents, opts, on)
-    } else {
-        run_family::<VitWeights>(parents, opts, on)
+    // The first parent names the family; the others' loaders refuse any other.
+    let config = parents[0].join("config.json");
+    let raw: serde_json::Value =
+        crate::fs::read_json(&config, "a JSON config").with_context(|| "model A".to_string())?;
+    match raw["model_type"].as_str() {
+        Some("llama" | "mistral" | "qwen2") => run_family::<DecoderWeights>(parents, opts, on),
+        Some("bert") => run_family::<EncoderWeights>(parents, opts, on),
+        _ => run_family::<VitWeights>(parents, opts, on),
     }
 }
 
@@ -237,6 +254,7 @@ fn run_family<F: Family + Into<Model>>(
             model: label,
             width: w.width(),
             metric: F::METRIC,
+            data: F::HELD_OUT,
             score: s.score,
             higher_is_better: F::HIGHER_IS_BETTER,
             loss: s.loss,

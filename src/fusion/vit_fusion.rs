@@ -9,19 +9,29 @@
 //! 4. outputs: `W̃_A = Cᵀ·Ŵ_A`, `b̃_A = Cᵀ·b_A`, C the column-normalised T;
 //! 5. average: `W = ½·W̃_A + ½·W_B`.
 //!
-//! Q, K and V are full-width layers (neurons may move between heads), with separate or joint
-//! Q-K maps; the attention output takes V's map as its input map. The residual stream's map
-//! combines the skip's and the branch's maps by a policy; LayerNorms take the stream's map.
+//! The layers themselves are walked by [`Walk::encoder_layer`] (pre-LN). The residual
+//! stream's map combines the skip's and the branch's maps by a policy; LayerNorms take the
+//! stream's map.
 
 use anyhow::{ensure, Context, Result};
 
 use super::activations::Activations;
+use super::encoder_block::{LayerNames, Norms};
 use super::options::{CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use super::params::{param, Params};
 use super::transport::{Mat, TransportMap};
-use super::vit_weights::{layer, VitWeights, EMBEDDINGS};
+use super::vit_weights::{VitWeights, EMBEDDINGS};
 use super::walk::{carry, column, Fusion, Walk};
 use crate::train::site::Site;
+
+pub const VIT_LAYERS: LayerNames = LayerNames {
+    prefix: "vit.encoder.layer",
+    self_attention: "attention.attention",
+    norms: Norms::Pre {
+        before: "layernorm_before",
+        after: "layernorm_after",
+    },
+};
 
 /// How many maps a ViT fusion of `layers` layers makes (for progress).
 pub fn map_count(opts: &FuseOptions, layers: usize) -> usize {
@@ -53,9 +63,9 @@ pub fn fuse(
     ensure!(a.labels == b.labels, "the two models have different labels");
     let total = map_count(&opts, sb.num_layers);
     let mut walk = Walk::new(&a.params, &b.params, acts, opts, total, on_map);
-    let mut stream = walk.embeddings(sb.num_layers)?;
+    let mut stream = embeddings(&mut walk, sb.num_layers)?;
     for l in 0..sb.num_layers {
-        stream = walk.block(l, stream)?;
+        stream = walk.encoder_layer(&VIT_LAYERS, l, stream)?;
     }
     walk.norm("vit.layernorm", &stream)?;
     let (w, bias) = walk.inputs("classifier", Some(&stream))?;
@@ -66,118 +76,56 @@ pub fn fuse(
     Ok(walk.finish(b))
 }
 
-/// The ViT's own layers, on the shared walk.
-trait VitLayers {
-    fn embeddings(&mut self, layers: usize) -> Result<TransportMap>;
-    fn block(&mut self, l: usize, stream: TransportMap) -> Result<TransportMap>;
-}
-
-impl VitLayers for Walk<'_> {
-    /// The stream's first map, from the embedding sum (CLS or patch, plus position). CLS,
-    /// position and patch embeddings are all carried by it, because they add into one stream.
-    fn embeddings(&mut self, layers: usize) -> Result<TransportMap> {
-        let patch = format!("{EMBEDDINGS}.patch_embeddings.projection");
-        let (cls_name, pos_name) = (
-            format!("{EMBEDDINGS}.cls_token"),
-            format!("{EMBEDDINGS}.position_embeddings"),
-        );
-        // `[1, positions, h]`: neurons are columns.
-        let positions = |w: &Params| -> Result<Mat> {
-            let p = param(w, &pos_name)?;
-            let h = p.shape.last().copied().unwrap_or(1);
-            Ok(Mat::new(p.data.len() / h, h, p.data.clone()))
-        };
-        let cls = |w: &Params| -> Result<Vec<f32>> { Ok(param(w, &cls_name)?.data.clone()) };
-        let aligned = self.inputs(&patch, None)?;
-        let features = match self.opts.cost {
-            CostKind::Acts if self.opts.residual == ResidualPolicy::Shared => {
-                self.stream_features(layers)?
-            }
-            CostKind::Acts => self.site_features(Site::Embeddings)?,
-            CostKind::Weights => {
-                let per_neuron = |w: Mat, bias: Vec<f32>, cls: Vec<f32>, pos: Mat| {
-                    w.beside(&column(bias))
-                        .beside(&column(cls))
-                        .beside(&pos.transpose())
-                        .unit_rows()
-                };
-                let b_patch = Self::matrix(self.b, &format!("{patch}.weight"))?;
-                let b_bias = param(self.b, &format!("{patch}.bias"))?.data.clone();
-                (
-                    per_neuron(
-                        aligned.0.clone(),
-                        aligned
-                            .1
-                            .clone()
-                            .context("the patch projection has no bias")?,
-                        cls(self.a)?,
-                        positions(self.a)?,
-                    ),
-                    per_neuron(b_patch, b_bias, cls(self.b)?, positions(self.b)?),
-                )
-            }
-        };
-        let map = self.solve("embeddings".into(), features)?;
-        let c = map.outputs();
-        let cls_a = carry(&c.transpose(), &cls(self.a)?);
-        self.mix(&cls_name, cls_a)?;
-        let pos_a = positions(self.a)?.matmul(&c);
-        self.mix(&pos_name, pos_a.data)?;
-        self.outputs(&patch, &map, aligned)?;
-        Ok(map)
-    }
-
-    fn block(&mut self, l: usize, stream: TransportMap) -> Result<TransportMap> {
-        let m = |module: &str| layer(l, module);
-        let before = if l == 0 {
-            Site::Embeddings
-        } else {
-            Site::AfterFeedForward(l - 1)
-        };
-        self.norm(&m("layernorm_before"), &stream)?;
-        let (q, k, v) = (
-            m("attention.attention.query"),
-            m("attention.attention.key"),
-            m("attention.attention.value"),
-        );
-        match self.opts.qk {
-            QkPolicy::Separate => {
-                self.linear(format!("layer {l} · query"), &q, Site::Query(l), &stream)?;
-                self.linear(format!("layer {l} · key"), &k, Site::Key(l), &stream)?;
-            }
-            QkPolicy::Joint => {
-                let aq = self.inputs(&q, Some(&stream))?;
-                let ak = self.inputs(&k, Some(&stream))?;
-                let features =
-                    self.features(&[(&q, Site::Query(l), &aq), (&k, Site::Key(l), &ak)])?;
-                let map = self.solve(format!("layer {l} · query+key"), features)?;
-                self.outputs(&q, &map, aq)?;
-                self.outputs(&k, &map, ak)?;
-            }
+/// The stream's first map, from the embedding sum (CLS or patch, plus position). CLS,
+/// position and patch embeddings are all carried by it, because they add into one stream.
+fn embeddings(walk: &mut Walk, layers: usize) -> Result<TransportMap> {
+    let patch = format!("{EMBEDDINGS}.patch_embeddings.projection");
+    let (cls_name, pos_name) = (
+        format!("{EMBEDDINGS}.cls_token"),
+        format!("{EMBEDDINGS}.position_embeddings"),
+    );
+    // `[1, positions, h]`: neurons are columns.
+    let positions = |w: &Params| -> Result<Mat> {
+        let p = param(w, &pos_name)?;
+        let h = p.shape.last().copied().unwrap_or(1);
+        Ok(Mat::new(p.data.len() / h, h, p.data.clone()))
+    };
+    let cls = |w: &Params| -> Result<Vec<f32>> { Ok(param(w, &cls_name)?.data.clone()) };
+    let aligned = walk.inputs(&patch, None)?;
+    let features = match walk.opts.cost {
+        CostKind::Acts if walk.opts.residual == ResidualPolicy::Shared => {
+            walk.stream_features(layers)?
         }
-        let v_map = self.linear(format!("layer {l} · value"), &v, Site::Value(l), &stream)?;
-        let stream = self.branch(
-            l,
-            ("attention output", "stream after attention"),
-            &m("attention.output.dense"),
-            (before, Site::AttentionOut(l)),
-            &v_map,
-            &stream,
-        )?;
-        self.norm(&m("layernorm_after"), &stream)?;
-        let up = self.linear(
-            format!("layer {l} · intermediate"),
-            &m("intermediate.dense"),
-            Site::Intermediate(l),
-            &stream,
-        )?;
-        self.branch(
-            l,
-            ("output", "stream after feed-forward"),
-            &m("output.dense"),
-            (Site::AfterAttention(l), Site::FeedForwardOut(l)),
-            &up,
-            &stream,
-        )
-    }
+        CostKind::Acts => walk.site_features(Site::Embeddings)?,
+        CostKind::Weights => {
+            let per_neuron = |w: Mat, bias: Vec<f32>, cls: Vec<f32>, pos: Mat| {
+                w.beside(&column(bias))
+                    .beside(&column(cls))
+                    .beside(&pos.transpose())
+                    .unit_rows()
+            };
+            let b_patch = Walk::matrix(walk.b, &format!("{patch}.weight"))?;
+            let b_bias = param(walk.b, &format!("{patch}.bias"))?.data.clone();
+            (
+                per_neuron(
+                    aligned.0.clone(),
+                    aligned
+                        .1
+                        .clone()
+                        .context("the patch projection has no bias")?,
+                    cls(walk.a)?,
+                    positions(walk.a)?,
+                ),
+                per_neuron(b_patch, b_bias, cls(walk.b)?, positions(walk.b)?),
+            )
+        }
+    };
+    let map = walk.solve("embeddings".into(), features)?;
+    let c = map.outputs();
+    let cls_a = carry(&c.transpose(), &cls(walk.a)?);
+    walk.mix(&cls_name, cls_a)?;
+    let pos_a = positions(walk.a)?.matmul(&c);
+    walk.mix(&pos_name, pos_a.data)?;
+    walk.outputs(&patch, &map, aligned)?;
+    Ok(map)
 }

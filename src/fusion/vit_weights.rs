@@ -29,11 +29,6 @@ impl NamedParams for VitWeights {
 
 pub const EMBEDDINGS: &str = "vit.embeddings";
 
-/// The name of a parameter of encoder layer `l`, e.g. `layer(2, "attention.attention.query")`.
-pub fn layer(l: usize, module: &str) -> String {
-    format!("vit.encoder.layer.{l}.{module}")
-}
-
 impl VitWeights {
     pub fn load(dir: &Path) -> Result<Self> {
         let (raw, _): (serde_json::Value, _) = read_config(dir)?;

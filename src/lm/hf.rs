@@ -173,27 +173,37 @@ fn token_field(cfg: &serde_json::Value, key: &str) -> Option<String> {
     }
 }
 
-pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
-    let config_path = dir.join("config.json");
-    let raw = read_json(&config_path)?;
+/// The llama-family kind a config.json names; `Err` for any other architecture.
+fn family_of(config_path: &Path, raw: &serde_json::Value) -> Result<Family> {
     let model_type = raw["model_type"].as_str().unwrap_or("").to_string();
-    let family = match model_type.as_str() {
-        "llama" | "mistral" => Family::Llama,
-        "qwen2" => Family::Qwen2,
-        _ => {
-            return Err(LmError::UnsupportedArchitecture {
-                path: config_path,
-                arch: if model_type.is_empty() {
-                    "(no model_type)".into()
-                } else {
-                    model_type
-                },
-                supported: SUPPORTED,
-            })
-        }
-    };
-    let cfg: HfConfig = serde_json::from_value(raw.clone())
-        .map_err(|e| LmError::file(&config_path, format!("unexpected config: {e}")))?;
+    match model_type.as_str() {
+        "llama" | "mistral" => Ok(Family::Llama),
+        "qwen2" => Ok(Family::Qwen2),
+        _ => Err(LmError::UnsupportedArchitecture {
+            path: config_path.to_path_buf(),
+            arch: if model_type.is_empty() {
+                "(no model_type)".into()
+            } else {
+                model_type
+            },
+            supported: SUPPORTED,
+        }),
+    }
+}
+
+/// A decoder folder's tokenizer alone, without its weights (what the fusion lab's text data
+/// needs).
+pub fn load_tokenizer(dir: &Path) -> Result<TextTokenizer> {
+    let config_path = dir.join("config.json");
+    let family = family_of(&config_path, &read_json(&config_path)?)?;
+    Ok(tokenizer_and_template(dir, family)?.0)
+}
+
+/// `tokenizer.json` with the special tokens of `tokenizer_config.json`, and its chat template.
+fn tokenizer_and_template(
+    dir: &Path,
+    family: Family,
+) -> Result<(TextTokenizer, Option<ChatTemplate>)> {
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.exists() {
         return Err(LmError::file(
@@ -225,6 +235,16 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         ),
         None => None,
     };
+    Ok((tokenizer, chat_template))
+}
+
+pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
+    let config_path = dir.join("config.json");
+    let raw = read_json(&config_path)?;
+    let family = family_of(&config_path, &raw)?;
+    let cfg: HfConfig = serde_json::from_value(raw.clone())
+        .map_err(|e| LmError::file(&config_path, format!("unexpected config: {e}")))?;
+    let (tokenizer, chat_template) = tokenizer_and_template(dir, family)?;
 
     let weights = Weights::open(dir, device)?;
     let head_dim = cfg

@@ -5,14 +5,15 @@
 
 use candle_core::{Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
-use tokenizers::Encoding;
+use serde::{Deserialize, Serialize};
+use tokenizers::{Encoding, Tokenizer};
 
 use super::nn::{attention, merge_heads, split_heads};
-use super::vit::{Dense, FeedForward, Norm};
+use super::site::Site;
+use super::vit::{classification_loss, Dense, FeedForward, Norm};
 
 /// The part of a BERT config.json the classifier needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertShape {
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -103,6 +104,27 @@ impl TrainBertClassifier {
 
     /// The pooler's output `[batch, hidden]`: tanh of a dense layer on the first token.
     pub fn pooled(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.pooled_tapped(ids, mask, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::forward`], showing `tap` every intermediate activation (`[batch, tokens,
+    /// neurons]`; the pooler's `[batch, neurons]`): the fusion lab's activation costs. With
+    /// post-LN placement the stream sites are the normalised streams the next layer reads.
+    pub fn forward_tapped(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        tap: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        self.head(&self.pooled_tapped(ids, mask, tap)?)
+    }
+
+    fn pooled_tapped(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        tap: &mut dyn FnMut(Site, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let h = self.shape.hidden_size;
         let words = self
@@ -114,22 +136,54 @@ impl TrainBertClassifier {
         let mut x = self
             .emb_norm
             .forward(&words.broadcast_add(&pos)?.broadcast_add(&types)?)?;
+        tap(Site::Embeddings, &x)?;
         // 0 where attended, a large negative number on padding (as transformers does).
         let bias = ((mask - 1.0)? * 1e9)?.reshape((b, 1, 1, t))?;
         let heads = self.shape.num_attention_heads;
-        for l in &self.layers {
-            let q = split_heads(&l.q.forward(&x)?, heads)?;
-            let k = split_heads(&l.k.forward(&x)?, heads)?;
-            let v = split_heads(&l.v.forward(&x)?, heads)?;
+        for (i, l) in self.layers.iter().enumerate() {
+            let (q, k, v) = (l.q.forward(&x)?, l.k.forward(&x)?, l.v.forward(&x)?);
+            tap(Site::Query(i), &q)?;
+            tap(Site::Key(i), &k)?;
+            tap(Site::Value(i), &v)?;
+            let (q, k, v) = (
+                split_heads(&q, heads)?,
+                split_heads(&k, heads)?,
+                split_heads(&v, heads)?,
+            );
             let a =
                 l.o.forward(&merge_heads(&attention(&q, &k, &v, Some(&bias))?)?)?;
+            tap(Site::AttentionOut(i), &a)?;
             x = l.attn_norm.forward(&(a + &x)?)?;
-            let f = l.ffn.forward(&x)?;
+            tap(Site::AfterAttention(i), &x)?;
+            let up = l.ffn.up.forward(&x)?;
+            tap(Site::Intermediate(i), &up)?;
+            let f = l.ffn.down.forward(&up.gelu_erf()?)?;
+            tap(Site::FeedForwardOut(i), &f)?;
             x = l.out_norm.forward(&(f + &x)?)?;
+            tap(Site::AfterFeedForward(i), &x)?;
         }
         let first = x.narrow(1, 0, 1)?.squeeze(1)?;
-        self.pooler.forward(&first)?.tanh()
+        let pooled = self.pooler.forward(&first)?;
+        tap(Site::Pooler, &pooled)?;
+        pooled.tanh()
     }
+}
+
+/// Mean cross-entropy of `model` on labelled texts, padded into one batch.
+pub fn batch_loss(
+    model: &TrainBertClassifier,
+    tokenizer: &Tokenizer,
+    rows: &[&(String, usize)],
+) -> Result<Tensor> {
+    let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+    let enc = tokenizer
+        .encode_batch(texts, true)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let (ids, mask) = id_mask(&enc)?;
+    let gold: Vec<u32> = rows.iter().map(|(_, l)| *l as u32).collect();
+    let gold = Tensor::from_vec(gold, rows.len(), &Device::Cpu)?;
+    let logits = model.forward(&ids, &mask.to_dtype(candle_core::DType::F32)?)?;
+    classification_loss(&logits, &gold)
 }
 
 /// Token ids and attention mask `[batch, time]` (u32) of padded encodings.

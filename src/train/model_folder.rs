@@ -68,3 +68,21 @@ pub fn save_checkpoint(
         extra(dir)
     })
 }
+
+/// A classifier config's label names in id order, from `id2label`; `Err` says what is wrong.
+pub fn label_names(cfg: &serde_json::Value) -> std::result::Result<Vec<String>, String> {
+    let id2label = cfg["id2label"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .ok_or("no `id2label`")?;
+    let mut labels = vec![String::new(); id2label.len()];
+    for (id, name) in id2label {
+        let slot = id
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| labels.get_mut(i))
+            .ok_or_else(|| format!("`id2label` has a bad id {id:?}"))?;
+        *slot = name.as_str().unwrap_or_default().to_string();
+    }
+    Ok(labels)
+}

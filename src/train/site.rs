@@ -1,4 +1,5 @@
-//! Where a tapped forward pass (`TrainVit::forward_tapped`, `TrainLlama::forward_sites`) shows
+//! Where a tapped forward pass (`TrainVit::forward_tapped`, `TrainLlama::forward_sites`,
+//! `TrainBertClassifier::forward_tapped`) shows
 //! an activation: the fusion lab's activation costs come from these.
 
 /// A site in a transformer; layer indices from 0.
@@ -23,4 +24,6 @@ pub enum Site {
     FeedForwardOut(usize),
     /// The residual stream after the feed-forward block.
     AfterFeedForward(usize),
+    /// A BERT pooler's dense layer on the first token, before its tanh.
+    Pooler,
 }

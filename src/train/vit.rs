@@ -38,19 +38,7 @@ impl VitShape {
                 .map(|v| v as usize)
                 .ok_or_else(|| format!("no integer `{k}`"))
         };
-        let id2label = cfg["id2label"]
-            .as_object()
-            .filter(|m| !m.is_empty())
-            .ok_or("no `id2label`")?;
-        let mut labels = vec![String::new(); id2label.len()];
-        for (id, name) in id2label {
-            let slot = id
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| labels.get_mut(i))
-                .ok_or_else(|| format!("`id2label` has a bad id {id:?}"))?;
-            *slot = name.as_str().unwrap_or_default().to_string();
-        }
+        let labels = super::model_folder::label_names(cfg)?;
         let shape = Self {
             image_size: field("image_size")?,
             patch_size: field("patch_size")?,
@@ -129,8 +117,8 @@ impl Dense {
 
 /// The BERT/ViT feed-forward block: `intermediate.dense`, GELU (erf), `output.dense`.
 pub(crate) struct FeedForward {
-    up: Dense,
-    down: Dense,
+    pub up: Dense,
+    pub down: Dense,
 }
 
 impl FeedForward {
@@ -140,10 +128,6 @@ impl FeedForward {
             up: Dense::new(&layer.pp("intermediate").pp("dense"), inner, width, std)?,
             down: Dense::new(&layer.pp("output").pp("dense"), width, inner, std)?,
         })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.up.forward(x)?.gelu_erf()?)
     }
 }
 

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -13,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::{PaddingParams, Tokenizer};
 
 use crate::data::classify::{ClassData, ClassTask};
-use crate::train::bert::{id_mask, BertShape, TrainBertClassifier};
-use crate::train::vit::classification_loss;
+use crate::train::bert::{batch_loss, BertShape, TrainBertClassifier};
 use crate::train::{train_loop, Pull, Schedule, StepReport};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,10 +53,7 @@ pub fn train(
         "{}: the encoder lacks {missing:?}",
         base.display()
     );
-    let tok_path = base.join("tokenizer.json");
-    let mut tokenizer = Tokenizer::from_file(&tok_path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?;
-    tokenizer.with_padding(Some(PaddingParams::default()));
+    let tokenizer = padded_tokenizer(base)?;
     let mut rng = StdRng::seed_from_u64(recipe.seed);
     let schedule = Schedule::new(recipe.steps, recipe.peak_lr, 0.1);
     let losses = train_loop(
@@ -69,40 +64,48 @@ pub fn train(
             let rows: Vec<&(String, usize)> = (0..recipe.batch)
                 .map(|_| data.train.choose(&mut rng).expect("train set"))
                 .collect();
-            let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
-            let enc = tokenizer
-                .encode_batch(texts, true)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            let (ids, mask) = id_mask(&enc)?;
-            let gold: Vec<u32> = rows.iter().map(|(_, l)| *l as u32).collect();
-            let gold = Tensor::from_vec(gold, rows.len(), &Device::Cpu)?;
-            let logits = model.forward(&ids, &mask.to_dtype(candle_core::DType::F32)?)?;
-            classification_loss(&logits, &gold)
+            batch_loss(&model, &tokenizer, &rows)
         },
         on_step,
     )?;
-    let mut config = raw;
-    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
-    let id2label: serde_json::Map<String, serde_json::Value> = data
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i.to_string(), l.as_str().into()))
-        .collect();
-    let label2id: serde_json::Map<String, serde_json::Value> = data
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.clone(), i.into()))
-        .collect();
-    config["id2label"] = id2label.into();
-    config["label2id"] = label2id.into();
-    config["torch_dtype"] = "float32".into();
-    config["finetuning_task"] = recipe.task.name().into();
+    let config = classifier_config(raw, &data.labels, recipe.task.name());
     crate::train::model_folder::save_checkpoint(out, &varmap, &config, |dir| {
         copy_tokenizer_files(base, dir)
     })?;
     Ok(losses)
+}
+
+/// `raw`, a BERT config.json, as the config of a sequence classifier over `labels`.
+pub fn classifier_config(
+    mut raw: serde_json::Value,
+    labels: &[String],
+    task: &str,
+) -> serde_json::Value {
+    raw["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    raw["id2label"] = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), l.as_str().into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    raw["label2id"] = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), i.into()))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    raw["torch_dtype"] = "float32".into();
+    raw["finetuning_task"] = task.into();
+    raw
+}
+
+/// A BERT folder's tokenizer, padding each batch to its longest text.
+pub fn padded_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer =
+        Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    tokenizer.with_padding(Some(PaddingParams::default()));
+    Ok(tokenizer)
 }
 
 /// Copies a BERT folder's tokenizer files and licence (those it has) into a checkpoint folder.

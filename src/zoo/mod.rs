@@ -4,6 +4,7 @@
 
 pub mod byte_tokenizer;
 pub mod decoder;
+pub mod encoder;
 pub mod manifest;
 pub mod minilm;
 pub mod specs;

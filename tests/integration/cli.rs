@@ -565,7 +565,87 @@ fn fuse_two_decoders_headless() {
         "--model-b",
         "tiny-base",
     ]));
-    assert!(err.contains("not a llama-family decoder"), "{err}");
+    assert!(err.contains("not a ViT (model_type \"llama\")"), "{err}");
+}
+
+#[test]
+fn fuse_two_encoders_headless() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fused-bert");
+    let report = json_output(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "bert-a",
+        "--model-b",
+        "bert-b",
+        "--samples",
+        "48",
+        "--eval-scenes",
+        "100",
+        "--finetune",
+        "10",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let rows: Vec<(&str, &str, f64)> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["metric"].as_str().unwrap(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows.len(),
+        9,
+        "parents, vanilla, hard, soft, four fine-tunes"
+    );
+    assert!(rows.iter().all(|r| r.1 == "accuracy"), "{rows:?}");
+    let score = |name: &str| rows.iter().find(|r| r.0 == name).unwrap().2;
+    // Four classes: chance is 0.25. The parents are nearly perfect; one-shot fusions keep most.
+    assert!(
+        score("parent A") > 0.95 && score("parent B") > 0.95,
+        "{rows:?}"
+    );
+    for fused in ["OT hard (exact)", "OT soft (Sinkhorn ε=0.08)"] {
+        assert!(score(fused) > 0.8, "{fused}: {rows:?}");
+    }
+    for run in report["runs"].as_array().unwrap() {
+        let maps = run["maps"].as_array().unwrap();
+        assert_eq!(
+            maps.len(),
+            34,
+            "embeddings, 8 maps in each of 4 layers, pooler"
+        );
+        assert_eq!(maps[0]["name"], "embeddings");
+        assert_eq!(maps[33]["name"], "pooler");
+    }
+    // The export (the soft fine-tune) is a BERT classifier candle-transformers runs, with the
+    // accuracy the lab measured.
+    let sentences = alignscope::zoo::encoder::SentimentSentences::load().unwrap();
+    let eval = &sentences.eval()[..100];
+    let got = alignscope::eval::classifier::bert_eval(&out, eval).unwrap();
+    let lab = score("OT soft (Sinkhorn ε=0.08) + 10 steps");
+    assert!(
+        (got.accuracy - lab).abs() < 1e-9,
+        "candle {} vs lab {lab}",
+        got.accuracy
+    );
+    assert!(out.join("tokenizer.json").exists());
+    // Families do not mix.
+    let err = failure_stderr(alignscope(dir.path()).args([
+        "fuse",
+        "--model-a",
+        "bert-a",
+        "--model-b",
+        "vit-b",
+    ]));
+    assert!(err.contains("not a BERT encoder"), "{err}");
 }
 
 #[test]

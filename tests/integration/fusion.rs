@@ -118,6 +118,63 @@ fn max_weight_diff(a: &impl NamedParams, b: &impl NamedParams) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// A linear layer's rows (and bias) renamed by `rows`, its inputs by `cols`.
+fn permute_linear(w: &mut impl NamedParams, module: &str, rows: &[usize], cols: &[usize]) {
+    let name = format!("{module}.weight");
+    permute(w, &name, cols.len(), rows, true);
+    permute(w, &name, cols.len(), cols, false);
+    permute(w, &format!("{module}.bias"), 1, rows, true);
+}
+
+/// A LayerNorm's scale and shift renamed with the stream.
+fn permute_norm(w: &mut impl NamedParams, module: &str, stream: &[usize]) {
+    permute(w, &format!("{module}.weight"), 1, stream, true);
+    permute(w, &format!("{module}.bias"), 1, stream, true);
+}
+
+/// Renames the neurons of every encoder layer without changing the function, given the
+/// stream's renaming: heads (Q, K and V together), positions within heads (Q with K, V
+/// alone) and the feed-forward neurons; the norms follow the stream wherever they sit.
+fn rename_layers(
+    w: &mut impl NamedParams,
+    names: &alignscope::fusion::encoder_block::LayerNames,
+    layers: usize,
+    heads: usize,
+    stream: &[usize],
+    rng: &mut rand::rngs::StdRng,
+) {
+    use alignscope::fusion::encoder_block::Norms;
+    let h = stream.len();
+    let dh = h / heads;
+    let norms = match names.norms {
+        Norms::Pre { before, after } => [before, after],
+        Norms::Post { attention, output } => [attention, output],
+    };
+    for l in 0..layers {
+        let m = |module: &str| names.module(l, module);
+        let inner = w.params()[&format!("{}.weight", m("intermediate.dense"))].rows();
+        let head_order = shuffled(heads, rng);
+        let within = |inner: &[usize]| -> Vec<usize> {
+            (0..h)
+                .map(|j| head_order[j / dh] * dh + inner[j % dh])
+                .collect()
+        };
+        let qk = within(&shuffled(dh, rng));
+        let v = within(&shuffled(dh, rng));
+        let ffn = shuffled(inner, rng);
+        for norm in norms {
+            permute_norm(w, &m(norm), stream);
+        }
+        let attn = |part: &str| m(&format!("{}.{part}", names.self_attention));
+        permute_linear(w, &attn("query"), &qk, stream);
+        permute_linear(w, &attn("key"), &qk, stream);
+        permute_linear(w, &attn("value"), &v, stream);
+        permute_linear(w, &m("attention.output.dense"), stream, &v);
+        permute_linear(w, &m("intermediate.dense"), &ffn, stream);
+        permute_linear(w, &m("output.dense"), stream, &ffn);
+    }
+}
+
 /// Exact plans on every cost and residual policy (and the branch output on the stream map).
 fn exact_option_grid(costs: &[CostKind], qks: &[QkPolicy]) -> Vec<FuseOptions> {
     let residuals = [
@@ -148,8 +205,8 @@ fn exact_option_grid(costs: &[CostKind], qks: &[QkPolicy]) -> Vec<FuseOptions> {
 mod vit {
     use alignscope::eval::classifier::{eval_scenes, score_scenes};
     use alignscope::fusion::activations::{activation_scenes, record};
-    use alignscope::fusion::vit_fusion::{fuse, map_count};
-    use alignscope::fusion::vit_weights::{layer, VitWeights};
+    use alignscope::fusion::vit_fusion::{fuse, map_count, VIT_LAYERS};
+    use alignscope::fusion::vit_weights::VitWeights;
     use alignscope::zoo::specs::spec;
     use rand::SeedableRng;
 
@@ -171,13 +228,9 @@ mod vit {
     fn permuted_copy(w: &VitWeights, seed: u64) -> VitWeights {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let s = w.shape;
-        let (h, inner, heads) = (s.hidden_size, s.intermediate_size, s.num_heads);
-        let dh = h / heads;
+        let h = s.hidden_size;
         let stream = shuffled(h, &mut rng);
         let mut out = w.clone();
-        let vec_rows = |out: &mut VitWeights, module: &str, perm: &[usize]| {
-            permute(out, &format!("{module}.bias"), 1, perm, true);
-        };
         let patch = "vit.embeddings.patch_embeddings.projection";
         let patch_len = w.params[&format!("{patch}.weight")].data.len() / h;
         permute(
@@ -187,7 +240,7 @@ mod vit {
             &stream,
             true,
         );
-        vec_rows(&mut out, patch, &stream);
+        permute(&mut out, &format!("{patch}.bias"), 1, &stream, true);
         permute(&mut out, "vit.embeddings.cls_token", h, &stream, false);
         permute(
             &mut out,
@@ -196,48 +249,17 @@ mod vit {
             &stream,
             false,
         );
-        let norm = |out: &mut VitWeights, module: &str| {
-            permute(out, &format!("{module}.weight"), 1, &stream, true);
-            permute(out, &format!("{module}.bias"), 1, &stream, true);
-        };
-        let linear = |out: &mut VitWeights, module: &str, rows: &[usize], cols: &[usize]| {
-            let name = format!("{module}.weight");
-            permute(out, &name, cols.len(), rows, true);
-            permute(out, &name, cols.len(), cols, false);
-            vec_rows(out, module, rows);
-        };
-        for l in 0..s.num_layers {
-            let head_order = shuffled(heads, &mut rng);
-            let within = |inner: &[usize]| -> Vec<usize> {
-                (0..h)
-                    .map(|j| head_order[j / dh] * dh + inner[j % dh])
-                    .collect()
-            };
-            let qk = within(&shuffled(dh, &mut rng));
-            let v = within(&shuffled(dh, &mut rng));
-            let ffn = shuffled(inner, &mut rng);
-            norm(&mut out, &layer(l, "layernorm_before"));
-            linear(
-                &mut out,
-                &layer(l, "attention.attention.query"),
-                &qk,
-                &stream,
-            );
-            linear(&mut out, &layer(l, "attention.attention.key"), &qk, &stream);
-            linear(
-                &mut out,
-                &layer(l, "attention.attention.value"),
-                &v,
-                &stream,
-            );
-            linear(&mut out, &layer(l, "attention.output.dense"), &stream, &v);
-            norm(&mut out, &layer(l, "layernorm_after"));
-            linear(&mut out, &layer(l, "intermediate.dense"), &ffn, &stream);
-            linear(&mut out, &layer(l, "output.dense"), &stream, &ffn);
-        }
-        norm(&mut out, "vit.layernorm");
+        rename_layers(
+            &mut out,
+            &VIT_LAYERS,
+            s.num_layers,
+            s.num_heads,
+            &stream,
+            &mut rng,
+        );
+        permute_norm(&mut out, "vit.layernorm", &stream);
         let identity: Vec<usize> = (0..s.num_labels).collect();
-        linear(&mut out, "classifier", &identity, &stream);
+        permute_linear(&mut out, "classifier", &identity, &stream);
         out
     }
 
@@ -519,6 +541,154 @@ pub mod decoder {
     #[test]
     fn hard_fusion_undoes_a_renaming_of_the_zoo_decoder_exactly() {
         undoes_renaming(&DecoderWeights::load(&spec("tiny-base").unwrap().path()).unwrap());
+    }
+}
+
+mod bert {
+    use alignscope::fusion::activations::record_encoder;
+    use alignscope::fusion::bert_fusion::{fuse, map_count, BERT_LAYERS, EMBEDDING_TABLES};
+    use alignscope::fusion::encoder_weights::EncoderWeights;
+    use alignscope::zoo::encoder::SentimentSentences;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn zoo(name: &str) -> EncoderWeights {
+        EncoderWeights::load(&alignscope::zoo::specs::spec(name).unwrap().path()).unwrap()
+    }
+
+    fn tokens(w: &EncoderWeights, n: usize) -> Vec<Vec<u32>> {
+        let tok = alignscope::zoo::minilm::padded_tokenizer(&w.source).unwrap();
+        SentimentSentences::load()
+            .unwrap()
+            .eval()
+            .iter()
+            .take(n)
+            .map(|(t, _)| tok.encode(t.as_str(), true).unwrap().get_ids().to_vec())
+            .collect()
+    }
+
+    /// The classifier's logits on `rows`, one sentence at a time.
+    fn logits(w: &EncoderWeights, rows: &[Vec<u32>]) -> Vec<f32> {
+        let model = w.model().unwrap();
+        rows.iter()
+            .flat_map(|r| {
+                let ids = candle_core::Tensor::new(r.as_slice(), &candle_core::Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                let mask = ids
+                    .ones_like()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F32)
+                    .unwrap();
+                model
+                    .forward(&ids, &mask)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// The same function with its neurons renamed: the stream (every embedding table's
+    /// columns, every norm), the layers' neurons and the pooler's.
+    fn permuted_copy(w: &EncoderWeights, seed: u64) -> EncoderWeights {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let s = &w.shape;
+        let h = s.hidden_size;
+        let stream = shuffled(h, &mut rng);
+        let mut out = w.clone();
+        for table in EMBEDDING_TABLES {
+            permute(&mut out, table, h, &stream, false);
+        }
+        permute_norm(&mut out, "bert.embeddings.LayerNorm", &stream);
+        let (layers, heads) = (s.num_hidden_layers, s.num_attention_heads);
+        rename_layers(&mut out, &BERT_LAYERS, layers, heads, &stream, &mut rng);
+        let pooler = shuffled(h, &mut rng);
+        permute_linear(&mut out, "bert.pooler.dense", &pooler, &stream);
+        let identity: Vec<usize> = (0..w.labels.len()).collect();
+        permute_linear(&mut out, "classifier", &identity, &pooler);
+        out
+    }
+
+    #[test]
+    fn hard_fusion_undoes_a_renaming_of_a_post_ln_encoder_exactly() {
+        let b = zoo("bert-a");
+        let a = permuted_copy(&b, 5);
+        assert!(max_weight_diff(&a, &b) > 0.1, "the copy is renamed");
+        let rows = tokens(&b, 24);
+        let diff = crate::common::max_abs_diff(&logits(&a, &rows), &logits(&b, &rows));
+        assert!(diff < 1e-4, "renaming keeps the function: {diff}");
+        let acts = (
+            record_encoder(&a, &rows).unwrap(),
+            record_encoder(&b, &rows).unwrap(),
+        );
+        let grid = exact_option_grid(
+            &[CostKind::Acts, CostKind::Weights],
+            &[QkPolicy::Separate, QkPolicy::Joint],
+        );
+        for opts in grid {
+            let mut seen = 0;
+            let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, done, _| {
+                seen = done;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, map_count(&opts, b.shape.num_hidden_layers));
+            let diff = max_weight_diff(&fused.weights, &b);
+            assert!(diff < 1e-5, "{opts:?}: fused differs from B by {diff}");
+        }
+    }
+
+    #[test]
+    fn a_soft_encoder_fusion_loads_in_candle_transformers_with_its_logits() {
+        use alignscope::eval::classifier::BertClassifier;
+        let (a, b) = (zoo("bert-a"), zoo("bert-b"));
+        let rows = tokens(&b, 16);
+        let acts = (
+            record_encoder(&a, &rows).unwrap(),
+            record_encoder(&b, &rows).unwrap(),
+        );
+        let opts = FuseOptions {
+            cost: CostKind::Acts,
+            solver: Solver::Sinkhorn { reg: 0.08 },
+            qk: QkPolicy::Separate,
+            residual: ResidualPolicy::Mean,
+            branch_map: BranchMap::Own,
+        };
+        let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, _, _| Ok(())).unwrap();
+        let sharp = fused.maps[0].sharpness();
+        assert!(sharp > 0.0 && sharp < 1.0, "a soft embedding map: {sharp}");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("fused");
+        fused.weights.save(&out).unwrap();
+        let texts: Vec<String> = SentimentSentences::load()
+            .unwrap()
+            .eval()
+            .iter()
+            .take(16)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let probs = BertClassifier::load(&out).unwrap().probs(&refs).unwrap();
+        let labels = b.labels.len();
+        let ours: Vec<f32> = logits(&EncoderWeights::load(&out).unwrap(), &rows)
+            .chunks(labels)
+            .flat_map(|l| {
+                let m = l.iter().cloned().fold(f32::MIN, f32::max);
+                let z: f32 = l.iter().map(|x| (x - m).exp()).sum();
+                l.iter().map(move |x| (x - m).exp() / z).collect::<Vec<_>>()
+            })
+            .collect();
+        let theirs: Vec<f32> = probs.into_iter().flatten().collect();
+        let diff = crate::common::max_abs_diff(&ours, &theirs);
+        assert!(
+            diff < 1e-4,
+            "candle-transformers' BERT against ours: {diff}"
+        );
     }
 }
 

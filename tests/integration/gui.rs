@@ -663,6 +663,76 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     assert!(h.query_by_label_contains("fusion failed").is_some());
 }
 
+/// Opens the Fusion page, picks the zoo set `label`, lets `configure` check and shrink the
+/// options, runs the fusion and waits for it to end without an error.
+fn run_fusion_set(
+    h: &mut Harness<'static, AlignApp>,
+    label: &str,
+    configure: impl FnOnce(&mut FusionPanel),
+) {
+    h.get_by_label("Fusion").click();
+    h.step();
+    h.get_by_value("vit-a + vit-b").click();
+    h.run_steps(2);
+    h.get_by_label(label).click();
+    h.step();
+    configure(page_mut::<FusionPanel>(h.state_mut()));
+    h.step();
+    h.get_by_label("Run fusion").click();
+    step_until(h, "the fusion to finish", |a| {
+        !page::<FusionPanel>(a).is_running()
+            && (page::<FusionPanel>(a).report.is_some() || page::<FusionPanel>(a).error.is_some())
+    });
+    assert_eq!(page::<FusionPanel>(h.state()).error, None);
+}
+
+#[test]
+fn fusion_lab_fuses_three_vits_and_exports_the_three_model_fusion() {
+    use alignscope::fusion::params::NamedParams;
+    use alignscope::fusion::vit_weights::VitWeights;
+    use alignscope::ui::fusion_panel::{Parents, Variant};
+    let runs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let export = out.path().join("fused-three");
+    let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), vec![export.clone()]);
+    run_fusion_set(&mut h, "vit-a + vit-b + vit-c", |panel| {
+        assert_eq!(panel.parents, Parents::Zoo(&["vit-a", "vit-b", "vit-c"]));
+        panel.options.samples = 32;
+        panel.options.eval_scenes = 60;
+        panel.options.finetune_steps = 0;
+    });
+    h.get_by_label("Results on held-out scenes");
+    let rows = page::<FusionPanel>(h.state()).rows.clone();
+    for name in [
+        "vanilla average · 3 models",
+        "OT hard (exact) · 3 models",
+        "OT soft (Sinkhorn ε=0.08) · 3 models",
+    ] {
+        assert!(rows.iter().any(|r| r.model == name), "row {name}: {rows:?}");
+        assert!(h.query_by_label(name).is_some(), "table shows {name}");
+    }
+    // The export list offers each solver's three-model fusion; the hard one is written.
+    let choices = page::<FusionPanel>(h.state()).exportable();
+    assert!(choices
+        .iter()
+        .any(|(k, l)| *k == (0, Variant::AllModels) && l == "OT hard (exact) · 3 models"));
+    page_mut::<FusionPanel>(h.state_mut()).export_choice = (0, Variant::AllModels);
+    h.step();
+    h.get_by_label("Export…").click();
+    h.step();
+    assert!(h
+        .query_by_label_contains(&format!("wrote {}", export.display()))
+        .is_some());
+    let written = VitWeights::load(&export).unwrap();
+    let report = page::<FusionPanel>(h.state()).report.as_ref().unwrap();
+    let Some(alignscope::fusion::lab::Model::Vit(all)) = &report.runs[0].all else {
+        panic!("the hard run has a three-model fusion");
+    };
+    for (name, p) in written.params() {
+        assert_eq!(p.data, all.params()[name].data, "{name}");
+    }
+}
+
 #[test]
 fn fusion_lab_fuses_two_decoders_and_exports_a_runnable_folder() {
     use alignscope::lm::LanguageModel;
@@ -671,16 +741,9 @@ fn fusion_lab_fuses_two_decoders_and_exports_a_runnable_folder() {
     let out = tempfile::tempdir().unwrap();
     let export = out.path().join("fused-decoder");
     let mut h = app_with(runs.path(), egui::vec2(1200.0, 900.0), vec![export.clone()]);
-    h.get_by_label("Fusion").click();
-    h.step();
     // Picking the decoder pair sets the decoders' shorter fine-tune.
-    h.get_by_value("vit-a + vit-b").click();
-    h.run_steps(2);
-    h.get_by_label("tiny-base + tiny-base-b").click();
-    h.step();
-    {
-        let panel = page_mut::<FusionPanel>(h.state_mut());
-        assert_eq!(panel.parents, Parents::Zoo("tiny-base", "tiny-base-b"));
+    run_fusion_set(&mut h, "tiny-base + tiny-base-b", |panel| {
+        assert_eq!(panel.parents, Parents::Zoo(&["tiny-base", "tiny-base-b"]));
         assert_eq!(
             panel.options.finetune_steps,
             alignscope::fusion::lab::DECODER_FINETUNE_STEPS
@@ -689,12 +752,6 @@ fn fusion_lab_fuses_two_decoders_and_exports_a_runnable_folder() {
         panel.options.samples = 32;
         panel.options.eval_scenes = 40;
         panel.options.finetune_steps = 2;
-    }
-    h.step();
-    h.get_by_label("Run fusion").click();
-    step_until(&mut h, "the decoder fusion to finish", |a| {
-        !page::<FusionPanel>(a).is_running()
-            && (page::<FusionPanel>(a).report.is_some() || page::<FusionPanel>(a).error.is_some())
     });
     assert_eq!(page::<FusionPanel>(h.state()).error, None);
     // Decoders score perplexity on held-out text; the vanilla average is defined (same shapes).

@@ -1,7 +1,6 @@
-//! The Fusion page: pick two ViTs or two decoders (a zoo pair or two folders) and the fusion
-//! options, run the
-//! experiment as a job (maps arrive layer by layer), inspect each transport map beside its
-//! cost matrix, compare parents, vanilla average, hard and soft OT fusion and their fine-tunes,
+//! The Fusion page: pick two ViTs, two BERT encoders or two decoders (a zoo pair or two
+//! folders) and the fusion options, run the experiment as a job (maps arrive layer by layer),
+//! inspect each transport map beside its cost matrix, compare parents, vanilla average, hard and soft OT fusion and their fine-tunes,
 //! and export a fused model. The run is `fusion::tasks::spawn_fuse`, as in the CLI.
 
 mod view;
@@ -17,26 +16,30 @@ use crate::fusion::tasks::{spawn_fuse, FuseRequest, FusionOutcome, FusionUpdate}
 use crate::fusion::transport::{Solver, TransportMap};
 use crate::jobs::{JobBoard, JobHandle};
 
-/// The zoo's pairs: ViTs of the same width, ViTs 64 → 48 (fusion as compression), and the two
-/// base decoders trained from different seeds.
-pub const ZOO_PAIRS: [(&str, &str); 4] = [
-    ("vit-a", "vit-b"),
-    ("vit-a", "vit-narrow"),
-    ("vit-b", "vit-narrow"),
-    ("tiny-base", "tiny-base-b"),
+/// The zoo's sets, A then B (the anchor) then any further parents: ViTs of the same width, the
+/// same trained four times longer, ViTs 64 → 48 (fusion as compression), three ViTs into one,
+/// the two BERT encoders and the two base decoders, all trained from different seeds.
+pub const ZOO_SETS: [&[&str]; 7] = [
+    &["vit-a", "vit-b"],
+    &["vit-long-a", "vit-long-b"],
+    &["vit-a", "vit-narrow"],
+    &["vit-b", "vit-narrow"],
+    &["vit-a", "vit-b", "vit-c"],
+    &["bert-a", "bert-b"],
+    &["tiny-base", "tiny-base-b"],
 ];
 
-/// The two parents.
+/// The parents: a zoo set (A, B, further parents) or two folders.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parents {
-    Zoo(&'static str, &'static str),
+    Zoo(&'static [&'static str]),
     Folders(PathBuf, PathBuf),
 }
 
 impl Parents {
     pub fn label(&self) -> String {
         match self {
-            Parents::Zoo(a, b) => format!("{a} + {b}"),
+            Parents::Zoo(names) => names.join(" + "),
             Parents::Folders(a, b) => format!("{} + {}", a.display(), b.display()),
         }
     }
@@ -45,8 +48,8 @@ impl Parents {
     /// far more.
     pub fn finetune_steps(&self) -> usize {
         let decoder = match self {
-            Parents::Zoo(a, _) => {
-                crate::zoo::specs::spec(a).is_ok_and(|s| s.architecture() == "llama")
+            Parents::Zoo(names) => {
+                crate::zoo::specs::spec(names[0]).is_ok_and(|s| s.architecture() == "llama")
             }
             Parents::Folders(a, _) => crate::fusion::decoder_weights::is_decoder(a),
         };
@@ -57,13 +60,23 @@ impl Parents {
         }
     }
 
-    /// The two models as the fusion job names them (zoo names or folders).
-    fn names(&self) -> (String, String) {
+    /// The models as the fusion job names them (zoo names or folders), A first, B second.
+    fn names(&self) -> Vec<String> {
         match self {
-            Parents::Zoo(a, b) => (a.to_string(), b.to_string()),
-            Parents::Folders(a, b) => (a.display().to_string(), b.display().to_string()),
+            Parents::Zoo(names) => names.iter().map(|n| n.to_string()).collect(),
+            Parents::Folders(a, b) => vec![a.display().to_string(), b.display().to_string()],
         }
     }
+}
+
+/// Which of a run's models an export writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variant {
+    /// The pair's one-shot fusion.
+    OneShot,
+    FineTuned,
+    /// Every parent fused into the anchor (a set of three or more).
+    AllModels,
 }
 
 /// The map on show: which solver's run and which map in it.
@@ -87,8 +100,8 @@ pub struct FusionPanel {
     pub report: Option<LabReport>,
     pub error: Option<String>,
     pub shown: Shown,
-    /// Which result an export writes: `(run, fine-tuned)`.
-    pub export_choice: (usize, bool),
+    /// Which result an export writes: a run and which of its models.
+    pub export_choice: (usize, Variant),
     pub export_status: Option<Result<String, String>>,
 }
 
@@ -96,7 +109,7 @@ impl Default for FusionPanel {
     fn default() -> Self {
         let options = LabOptions::default();
         Self {
-            parents: Parents::Zoo(ZOO_PAIRS[0].0, ZOO_PAIRS[0].1),
+            parents: Parents::Zoo(ZOO_SETS[0]),
             reg: FuseOptions::default_reg(options.cost),
             options,
             job: None,
@@ -109,7 +122,7 @@ impl Default for FusionPanel {
                 map: 0,
                 matched: true,
             },
-            export_choice: (1, false),
+            export_choice: (1, Variant::OneShot),
             export_status: None,
         }
     }
@@ -140,8 +153,9 @@ impl FusionPanel {
         self.error = None;
         self.export_status = None;
         self.shown.map = 0;
-        let (a, b) = self.parents.names();
-        let mut request = FuseRequest::new(&a, &b);
+        let names = self.parents.names();
+        let mut request = FuseRequest::new(&names[0], &names[1]);
+        request.more = names[2..].to_vec();
         request.options = self.options.clone();
         request.options.solvers = self.solvers().to_vec();
         self.job = Some(spawn_fuse(board, request));
@@ -177,16 +191,26 @@ impl FusionPanel {
         }
     }
 
-    /// The models an export can write, with their labels: `((run, fine-tuned), label)`.
-    pub fn exportable(&self) -> Vec<((usize, bool), String)> {
+    /// The models an export can write, with their labels: `((run, variant), label)`.
+    pub fn exportable(&self) -> Vec<((usize, Variant), String)> {
         let Some(report) = &self.report else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, r) in report.runs.iter().enumerate() {
-            out.push(((i, false), r.solver.label()));
+            out.push(((i, Variant::OneShot), r.solver.label()));
             if r.finetuned.is_some() {
-                out.push(((i, true), format!("{} + fine-tune", r.solver.label())));
+                out.push((
+                    (i, Variant::FineTuned),
+                    format!("{} + fine-tune", r.solver.label()),
+                ));
+            }
+            if r.all.is_some() {
+                let n = self.parents.names().len();
+                out.push((
+                    (i, Variant::AllModels),
+                    format!("{} · {n} models", r.solver.label()),
+                ));
             }
         }
         out
@@ -194,10 +218,10 @@ impl FusionPanel {
 
     fn chosen(&self) -> Option<&Model> {
         let run = self.report.as_ref()?.runs.get(self.export_choice.0)?;
-        if self.export_choice.1 {
-            run.finetuned.as_ref()
-        } else {
-            Some(&run.weights)
+        match self.export_choice.1 {
+            Variant::OneShot => Some(&run.weights),
+            Variant::FineTuned => run.finetuned.as_ref(),
+            Variant::AllModels => run.all.as_ref(),
         }
     }
 
@@ -224,9 +248,10 @@ impl Lab for FusionPanel {
         "Fusion lab"
     }
     fn description(&self) -> &'static str {
-        "Optimal-transport fusion (Imfeld et al.) of two ViTs or two decoders: B is the anchor. \
-         A's neurons are transported onto B's layer by layer (exact OT gives hard maps, Sinkhorn \
-         soft ones), then the two are averaged. Fusing into a narrower B compresses A."
+        "Optimal-transport fusion (Imfeld et al.) of ViTs, BERT encoders or decoders: B is the \
+         anchor. A's neurons are transported onto B's layer by layer (exact OT gives hard maps, \
+         Sinkhorn soft ones), then the two are averaged; a third parent is aligned the same way. \
+         Fusing into a narrower B compresses A."
     }
     fn poll(&mut self, _ctx: &mut LabCtx) {
         self.take_results();

@@ -3,7 +3,7 @@
 use egui::{Color32, ComboBox, DragValue, Grid, RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 
-use super::{FusionPanel, Parents, Shown, ZOO_PAIRS};
+use super::{FusionPanel, Parents, Shown, ZOO_SETS};
 use crate::fusion::lab::Target;
 use crate::fusion::options::{BranchMap, CostKind, FuseOptions, QkPolicy, ResidualPolicy};
 use crate::jobs::JobBoard;
@@ -72,23 +72,23 @@ fn choice<T: PartialEq + Copy>(
 
 fn parents_row(ui: &mut Ui, panel: &mut FusionPanel, picker: &mut dyn FilePicker) {
     ui.horizontal(|ui| {
-        let pairs: Vec<(Parents, String)> = ZOO_PAIRS
+        let sets: Vec<(Parents, String)> = ZOO_SETS
             .iter()
-            .map(|&(a, b)| {
-                let p = Parents::Zoo(a, b);
+            .map(|&names| {
+                let p = Parents::Zoo(names);
                 let l = p.label();
                 (p, l)
             })
             .collect();
         let selected = panel.parents.label();
-        if combo(ui, "models A + B", selected, &mut panel.parents, &pairs) {
+        if combo(ui, "models A + B", selected, &mut panel.parents, &sets) {
             panel.options.finetune_steps = panel.parents.finetune_steps();
         }
         if ui
             .button("Open folders…")
             .on_hover_text(
-                "Pick model A's folder, then model B's: two ViT classifiers or two llama-family \
-                 decoders",
+                "Pick model A's folder, then model B's: two ViT or BERT classifiers, or two \
+                 llama-family decoders",
             )
             .clicked()
         {
@@ -212,11 +212,7 @@ fn results_table(ui: &mut Ui, panel: &FusionPanel) {
         ui.label(RichText::new("Run a fusion to fill the table.").weak());
         return;
     };
-    let data = match best.metric {
-        "perplexity" => "held-out text",
-        _ => "held-out scenes",
-    };
-    ui.label(RichText::new(format!("Results on {data}")).strong());
+    ui.label(RichText::new(format!("Results on {}", best.data)).strong());
     Grid::new("fusion-results")
         .striped(true)
         .num_columns(4)
