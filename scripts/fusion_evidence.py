@@ -36,6 +36,8 @@ def main():
     p.add_argument("--steps", type=int, nargs="*", default=[200, 1000])
     p.add_argument("--sections", nargs="*",
                    default=["main", "regs", "options", "seeds", "decoders", "three", "gap"])
+    p.add_argument("--gap-pairs", nargs="*",
+                   default=["vit-a+vit-b", "vit-long-a+vit-long-b", "bert-a+bert-b"])
     args = p.parse_args()
     if "main" in args.sections:
         main_table(args.steps)
@@ -50,7 +52,7 @@ def main():
     if "three" in args.sections:
         three_table()
     if "gap" in args.sections:
-        gap_table()
+        gap_table([tuple(pair.split("+")) for pair in args.gap_pairs])
 
 
 def main_table(steps_list):
@@ -188,10 +190,9 @@ def layer_ratios(run):
     return {k: statistics.mean(v) for k, v in groups.items()}
 
 
-def gap_table(steps=200, seeds=(20, 21, 22)):
+def gap_table(pairs, steps=200, seeds=(20, 21, 22)):
     """The one-shot gap on the short- and long-trained ViT pairs and the encoder pair: one-shot
     scores, fine-tunes over three seeds, and how well the neurons match per layer."""
-    pairs = [("vit-a", "vit-b"), ("vit-long-a", "vit-long-b"), ("bert-a", "bert-b")]
     print("## The one-shot gap (accuracy; hard OT, soft OT at ε 0.08)\n")
     print("| A + B | parent A | parent B | vanilla | OT hard | OT soft |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -627,6 +627,20 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
     for label in &rows {
         assert!(h.query_by_label(label).is_some(), "table row {label}");
     }
+    // The default pair shows the method's effect on the first run: the plain average of the
+    // two long-trained ViTs collapses, the aligned one does not.
+    let score = |name: &str| {
+        let rows = &page::<FusionPanel>(h.state()).rows;
+        rows.iter().find(|r| r.model == name).unwrap().score
+    };
+    // (With the test's 64 activation scenes the soft map is the robust one.)
+    let soft = "OT soft (Sinkhorn ε=0.08)";
+    assert!(
+        score(soft) > score("vanilla average") + 0.1,
+        "soft {} vs vanilla {}",
+        score(soft),
+        score("vanilla average")
+    );
     // Hard maps first: the embedding map and its cost, then step to the next map.
     h.get_by_label("Transport map: embeddings (64×64)");
     h.get_by_label("Cost matrix: embeddings (64×64)");
@@ -672,7 +686,7 @@ fn run_fusion_set(
 ) {
     h.get_by_label("Fusion").click();
     h.step();
-    h.get_by_value("vit-a + vit-b").click();
+    h.get_by_value("vit-long-a + vit-long-b").click();
     h.run_steps(2);
     h.get_by_label(label).click();
     h.step();
