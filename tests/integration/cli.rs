@@ -751,9 +751,14 @@ fn fuse_refuses_broken_and_mismatched_models() {
         "{err}"
     );
 
+    // A's config names the family: a BERT config without BERT's fields is refused as such.
     let not_vit = copy("not-vit");
     std::fs::write(not_vit.join("config.json"), r#"{"model_type": "bert"}"#).unwrap();
-    assert!(fuse(&not_vit).contains("not a ViT"));
+    let err = fuse(&not_vit);
+    assert!(
+        err.contains("config.json: not a BERT config") && err.contains("model A"),
+        "{err}"
+    );
 
     // Same config, weights of the wrong width.
     let wrong = copy("wrong-width");
