@@ -7,6 +7,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
+/// Copies those of `names` that exist in folder `from` into folder `to`.
+pub fn copy_present(from: &Path, to: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let src = from.join(name);
+        if src.exists() {
+            std::fs::copy(&src, to.join(name))
+                .with_context(|| format!("{}: cannot copy", src.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` via `<path>.tmp` and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = StagedFile::create(path)?;

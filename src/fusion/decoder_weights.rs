@@ -95,33 +95,15 @@ impl DecoderWeights {
         let varmap = self.varmap()?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = TrainLlama::new(self.shape, vb)?;
-        // The builder creates what the checkpoint lacks, so count: both must name the same set.
-        let vars = varmap.all_vars().len();
-        ensure!(
-            vars == self.params.len(),
-            "config.json describes {vars} tensors, the checkpoint holds {}",
-            self.params.len()
-        );
+        self.ensure_complete(&varmap)?;
         Ok((varmap, model))
     }
 
     /// Writes `config.json`, `model.safetensors` and the source's tokenizer files into `out`,
     /// atomically: a folder our runtime, candle-transformers and transformers load.
     pub fn save(&self, out: &Path) -> Result<()> {
-        crate::fs::write_folder(out, |dir| {
-            self.save_safetensors(dir)?;
-            std::fs::write(
-                dir.join("config.json"),
-                serde_json::to_string_pretty(&self.config)?,
-            )?;
-            for name in TOKENIZER_FILES {
-                let from = self.source.join(name);
-                if from.exists() {
-                    std::fs::copy(&from, dir.join(name))
-                        .with_context(|| format!("{}: cannot copy", from.display()))?;
-                }
-            }
-            Ok(())
+        self.save_folder(out, &self.config, |dir| {
+            crate::fs::copy_present(&self.source, dir, &TOKENIZER_FILES)
         })
     }
 }

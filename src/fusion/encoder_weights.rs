@@ -71,30 +71,14 @@ impl EncoderWeights {
         let varmap = self.varmap()?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = TrainBertClassifier::new(self.shape.clone(), self.labels.len(), vb)?;
-        // The builder creates what the checkpoint lacks, so count: both must name the same set.
-        // (Checkpoints from transformers also hold `position_ids`, which the builder ignores.)
-        let vars = varmap.all_vars().len();
-        let stored = self
-            .params
-            .keys()
-            .filter(|k| !k.ends_with("position_ids"))
-            .count();
-        ensure!(
-            vars == stored,
-            "config.json describes {vars} tensors, the checkpoint holds {stored}"
-        );
+        self.ensure_complete(&varmap)?;
         Ok((varmap, model))
     }
 
     /// Writes `config.json`, `model.safetensors` and the source's tokenizer files into `out`,
     /// atomically: a folder candle-transformers' BERT and transformers load.
     pub fn save(&self, out: &Path) -> Result<()> {
-        crate::fs::write_folder(out, |dir| {
-            self.save_safetensors(dir)?;
-            std::fs::write(
-                dir.join("config.json"),
-                serde_json::to_string_pretty(&self.config)?,
-            )?;
+        self.save_folder(out, &self.config, |dir| {
             crate::zoo::minilm::copy_tokenizer_files(&self.source, dir)
         })
     }

@@ -126,6 +126,41 @@ pub trait NamedParams: Clone {
         Ok(())
     }
 
+    /// A model folder in `out`, atomically: `model.safetensors`, `config.json`, and whatever
+    /// `extra` adds (tokenizer files).
+    fn save_folder(
+        &self,
+        out: &Path,
+        config: &serde_json::Value,
+        extra: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<()> {
+        crate::fs::write_folder(out, |dir| {
+            self.save_safetensors(dir)?;
+            std::fs::write(
+                dir.join("config.json"),
+                serde_json::to_string_pretty(config)?,
+            )?;
+            extra(dir)
+        })
+    }
+
+    /// Fails unless the model built over `varmap` declares every stored tensor. A builder
+    /// creates what a checkpoint lacks, so counting is what catches a config that describes
+    /// fewer or other tensors. (`position_ids`, which transformers stores, is not a weight.)
+    fn ensure_complete(&self, varmap: &VarMap) -> Result<()> {
+        let vars = varmap.all_vars().len();
+        let stored = self
+            .params()
+            .keys()
+            .filter(|k| !k.ends_with("position_ids"))
+            .count();
+        anyhow::ensure!(
+            vars == stored,
+            "config.json describes {vars} tensors, the checkpoint holds {stored}"
+        );
+        Ok(())
+    }
+
     /// Element-wise mean with a model of the same tensor shapes: the vanilla-averaging
     /// baseline.
     fn average(&self, other: &Self) -> Result<Self> {

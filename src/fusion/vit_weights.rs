@@ -71,13 +71,6 @@ impl VitWeights {
     /// Writes `config.json` and `model.safetensors` into `out`, atomically.
     pub fn save(&self, out: &Path) -> Result<()> {
         let config = self.shape.hf_config(&self.labels);
-        crate::fs::write_folder(out, |dir| {
-            self.save_safetensors(dir)?;
-            std::fs::write(
-                dir.join("config.json"),
-                serde_json::to_string_pretty(&config)?,
-            )?;
-            Ok(())
-        })
+        self.save_folder(out, &config, |_| Ok(()))
     }
 }

@@ -110,15 +110,14 @@ pub fn padded_tokenizer(dir: &Path) -> Result<Tokenizer> {
 
 /// Copies a BERT folder's tokenizer files and licence (those it has) into a checkpoint folder.
 pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "LICENSE",
-    ] {
-        if from.join(f).exists() {
-            std::fs::copy(from.join(f), to.join(f))?;
-        }
-    }
-    Ok(())
+    crate::fs::copy_present(
+        from,
+        to,
+        &[
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "LICENSE",
+        ],
+    )
 }

@@ -494,6 +494,22 @@ fn fuse_into_the_narrower_model_headless() {
     );
 }
 
+/// A `fuse --json` report's rows as (model, metric, score).
+fn score_rows(report: &serde_json::Value) -> Vec<(&str, &str, f64)> {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["metric"].as_str().unwrap(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn fuse_two_decoders_headless() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,18 +530,7 @@ fn fuse_two_decoders_headless() {
         "--out",
         out.to_str().unwrap(),
     ]));
-    let rows: Vec<(&str, &str, f64)> = report["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["model"].as_str().unwrap(),
-                r["metric"].as_str().unwrap(),
-                r["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = score_rows(&report);
     assert!(rows.iter().all(|r| r.1 == "perplexity"), "{rows:?}");
     let score = |name: &str| rows.iter().find(|r| r.0 == name).unwrap().2;
     let (parent, vanilla) = (score("parent B"), score("vanilla average"));
@@ -588,18 +593,7 @@ fn fuse_two_encoders_headless() {
         "--out",
         out.to_str().unwrap(),
     ]));
-    let rows: Vec<(&str, &str, f64)> = report["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["model"].as_str().unwrap(),
-                r["metric"].as_str().unwrap(),
-                r["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = score_rows(&report);
     assert_eq!(
         rows.len(),
         9,

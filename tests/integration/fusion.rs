@@ -175,6 +175,17 @@ fn rename_layers(
     }
 }
 
+/// The paper's options (activations cost, separate Q-K maps, mean residual) with `solver`.
+fn paper_defaults(solver: Solver) -> FuseOptions {
+    FuseOptions {
+        cost: CostKind::Acts,
+        solver,
+        qk: QkPolicy::Separate,
+        residual: ResidualPolicy::Mean,
+        branch_map: BranchMap::Own,
+    }
+}
+
 /// Exact plans on every cost and residual policy (and the branch output on the stream map).
 fn exact_option_grid(costs: &[CostKind], qks: &[QkPolicy]) -> Vec<FuseOptions> {
     let residuals = [
@@ -328,13 +339,7 @@ mod vit {
         let (a, b) = (zoo("vit-a"), zoo("vit-narrow"));
         let scenes = activation_scenes(64);
         let acts = (record(&a, &scenes).unwrap(), record(&b, &scenes).unwrap());
-        let opts = |solver| FuseOptions {
-            cost: CostKind::Acts,
-            solver,
-            qk: QkPolicy::Separate,
-            residual: ResidualPolicy::Mean,
-            branch_map: BranchMap::Own,
-        };
+        let opts = paper_defaults;
         let none = &mut |_: &_, _, _| Ok(());
         let hard = fuse(&a, &b, (&acts.0, &acts.1), opts(Solver::Emd), none).unwrap();
         let soft = fuse(
@@ -652,13 +657,7 @@ mod bert {
             record_encoder(&a, &rows).unwrap(),
             record_encoder(&b, &rows).unwrap(),
         );
-        let opts = FuseOptions {
-            cost: CostKind::Acts,
-            solver: Solver::Sinkhorn { reg: 0.08 },
-            qk: QkPolicy::Separate,
-            residual: ResidualPolicy::Mean,
-            branch_map: BranchMap::Own,
-        };
+        let opts = paper_defaults(Solver::Sinkhorn { reg: 0.08 });
         let fused = fuse(&a, &b, (&acts.0, &acts.1), opts, &mut |_, _, _| Ok(())).unwrap();
         let sharp = fused.maps[0].sharpness();
         assert!(sharp > 0.0 && sharp < 1.0, "a soft embedding map: {sharp}");
@@ -705,13 +704,7 @@ fn a_soft_fusion_of_two_gqa_decoders_loads_in_our_runtime_and_candle_with_its_lo
         record_tokens(&a, &rows).unwrap(),
         record_tokens(&b, &rows).unwrap(),
     );
-    let opts = FuseOptions {
-        cost: CostKind::Acts,
-        solver: Solver::Sinkhorn { reg: 0.08 },
-        qk: QkPolicy::Separate,
-        residual: ResidualPolicy::Mean,
-        branch_map: BranchMap::Own,
-    };
+    let opts = paper_defaults(Solver::Sinkhorn { reg: 0.08 });
     // A wider MLP fuses into the anchor's narrower one.
     let wide = random_gqa_mlp(&dir.path().join("wide"), false, 9, 64);
     let acts_wide = record_tokens(&wide, &rows).unwrap();

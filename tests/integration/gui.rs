@@ -599,12 +599,7 @@ fn fusion_lab_fills_the_table_draws_maps_and_exports() {
         o.eval_scenes = 200;
         o.finetune_steps = 10;
     }
-    h.get_by_label("Run fusion").click();
-    step_until(&mut h, "the fusion to finish", |a| {
-        !page::<FusionPanel>(a).is_running()
-            && (page::<FusionPanel>(a).report.is_some() || page::<FusionPanel>(a).error.is_some())
-    });
-    assert_eq!(page::<FusionPanel>(h.state()).error, None);
+    run_fusion(&mut h);
     let rows: Vec<String> = page::<FusionPanel>(h.state())
         .rows
         .iter()
@@ -692,6 +687,11 @@ fn run_fusion_set(
     h.step();
     configure(page_mut::<FusionPanel>(h.state_mut()));
     h.step();
+    run_fusion(h);
+}
+
+/// Clicks "Run fusion" and waits for the run to end without an error.
+fn run_fusion(h: &mut Harness<'static, AlignApp>) {
     h.get_by_label("Run fusion").click();
     step_until(h, "the fusion to finish", |a| {
         !page::<FusionPanel>(a).is_running()
