@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{attention, linear, merge_heads, rms_norm, split_heads};
+use super::nn::{attention, linear, merge_heads, rms_norm, split_heads, target_logprobs};
 use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -511,11 +511,22 @@ impl TrainLlama {
 
     /// Logits of hidden states `[…, hidden]` → `[…, vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        linear(
-            &rms_norm(hidden, &self.norm, self.shape.rms_norm_eps)?,
-            self.lm_head.as_ref().unwrap_or(&self.embed),
-            None,
-        )
+        linear(&self.final_norm(hidden)?, self.head(), None)
+    }
+
+    /// The log-probability of each target after hidden states `[n, hidden]` → `[n]`: the head
+    /// and the log-softmax fused ([`target_logprobs`]), for training losses.
+    pub fn target_logprobs(&self, hidden: &Tensor, targets: &[u32]) -> Result<Tensor> {
+        target_logprobs(&self.final_norm(hidden)?, self.head(), targets)
+    }
+
+    fn final_norm(&self, hidden: &Tensor) -> Result<Tensor> {
+        rms_norm(hidden, &self.norm, self.shape.rms_norm_eps)
+    }
+
+    /// The output matrix: its own, or the tied embeddings.
+    fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
     /// Every weight under its Hugging Face name, adapters merged in (`W + s·B·A`): what an

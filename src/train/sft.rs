@@ -223,9 +223,12 @@ fn learned_logprobs(model: &TrainLlama, batch: &Batch) -> Result<(Tensor, Vec<us
     let hidden = model.hidden(&batch.inputs)?;
     let width = hidden.dim(D::Minus1)?;
     let picked = hidden.reshape(((), width))?.index_select(&rows, 0)?;
-    let logp = candle_nn::ops::log_softmax(&model.logits(&picked)?, D::Minus1)?;
-    let targets = batch.targets.flatten_all()?.index_select(&rows, 0)?;
-    Ok((logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?, seqs))
+    let targets: Vec<u32> = batch
+        .targets
+        .flatten_all()?
+        .index_select(&rows, 0)?
+        .to_vec1()?;
+    Ok((model.target_logprobs(&picked, &targets)?, seqs))
 }
 
 /// Mean cross-entropy over the answer tokens of the batch (the SFT loss).
