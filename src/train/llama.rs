@@ -2,11 +2,11 @@
 //! (`model.layers.0.self_attn.q_proj.weight`, …), so a saved VarMap is a checkpoint that
 //! candle-transformers, transformers and this app's runtime load as it is.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{attention, linear, merge_heads, rms_norm, split_heads, target_logprobs};
+use super::nn::{attention, linear, merge_heads, rms_norm, rope, split_heads, target_logprobs};
 use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -651,13 +651,4 @@ fn rope_tables(shape: &LlamaShape, dev: &Device) -> Result<(Tensor, Tensor)> {
     let freqs = pos.broadcast_mul(&inv)?;
     let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
     Ok((freqs.cos()?, freqs.sin()?))
-}
-
-/// `x·cos + rotate_half(x)·sin` over `[batch, heads, time, head_dim]`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }

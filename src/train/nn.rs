@@ -57,9 +57,183 @@ impl CustomOp1 for FrozenMatmul {
     }
 }
 
+/// `x / rms(x) · w` over the last dimension, as one op: the composed version kept five
+/// intermediates of `x`'s size per norm for the backward pass, this one recomputes each row's
+/// scale from `x`.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+    x.contiguous()?.apply_op2(w, RmsNorm { eps })
+}
+
+struct RmsNorm {
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// 1 / sqrt(mean(x²) + ε) of one row.
+    fn scale(&self, row: &[f32]) -> f32 {
+        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
+        (1.0 / (ms + self.eps).sqrt()) as f32
+    }
+}
+
+/// The contiguous f32 values of a custom op's argument.
+fn f32_values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
+    match storage {
+        CpuStorage::F32(v) => Ok(&v[start..end]),
+        _ => candle_core::bail!("{op}: f32 inputs only"),
+    }
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w) = (
+            f32_values(xs, xl, "rms norm")?,
+            f32_values(ws, wl, "rms norm")?,
+        );
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(w.len())
+            .zip(x.par_chunks(w.len()))
+            .for_each(|(y, x)| {
+                let r = self.scale(x);
+                for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                    *y = x * r * w;
+                }
+            });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    /// With u = g·w: dx = r·u − r³·x·mean(u·x); dw = Σ over rows of g·x·r.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = w.dim(0)?;
+        let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let gv: Vec<f32> = g.flatten_all()?.to_vec1()?;
+        let wv: Vec<f32> = w.to_vec1()?;
+        let mut dx = vec![0f32; xv.len()];
+        dx.par_chunks_mut(d)
+            .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
+            .for_each(|(dx, (x, g))| {
+                let r = self.scale(x);
+                let ux: f32 = x.iter().zip(g).zip(&wv).map(|((x, g), w)| g * w * x).sum();
+                let c = r * r * r * ux / d as f32;
+                for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(&wv) {
+                    *dx = r * g * w - c * x;
+                }
+            });
+        let dw = if w.track_op() {
+            let sums = xv
+                .par_chunks(d)
+                .zip(gv.par_chunks(d))
+                .fold(
+                    || vec![0f32; d],
+                    |mut acc, (x, g)| {
+                        let r = self.scale(x);
+                        for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                            *a += g * x * r;
+                        }
+                        acc
+                    },
+                )
+                .reduce(
+                    || vec![0f32; d],
+                    |a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect(),
+                );
+            Some(Tensor::from_vec(sums, d, &Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok((Some(Tensor::from_vec(dx, x.shape(), &Device::Cpu)?), dw))
+    }
+}
+
+/// Rotary embeddings over `[batch, heads, time, head_dim]`: `x·cos + rotate_half(x)·sin` with
+/// `cos`, `sin` `[time, head_dim]` (HF llama's rotate-half layout), as one op. Its backward pass
+/// is the opposite rotation; the composed version kept six intermediates per call.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let op = Rope {
+        cos: cos.flatten_all()?.to_vec1()?,
+        sin: sin.flatten_all()?.to_vec1()?,
+        width: x.dim(D::Minus1)?,
+    };
+    if op.cos.len() != x.dim(2)? * op.width {
+        candle_core::bail!("rope: tables do not match {:?}", x.shape());
+    }
+    x.contiguous()?.apply_op1(op)
+}
+
+struct Rope {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    width: usize,
+}
+
+impl Rope {
+    /// Rotates every row of `x` (its time is the row's index modulo the table's length), or
+    /// for the gradient applies the rotation's transpose.
+    fn rotate(&self, x: &[f32], transpose: bool) -> Vec<f32> {
+        let (d, half) = (self.width, self.width / 2);
+        let positions = self.cos.len() / d;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(d)
+            .zip(x.par_chunks(d))
+            .enumerate()
+            .for_each(|(i, (y, x))| {
+                let p = (i % positions) * d;
+                let (cos, sin) = (&self.cos[p..p + d], &self.sin[p..p + d]);
+                for j in 0..half {
+                    let k = j + half;
+                    if transpose {
+                        y[j] = x[j] * cos[j] + x[k] * sin[k];
+                        y[k] = x[k] * cos[k] - x[j] * sin[j];
+                    } else {
+                        y[j] = x[j] * cos[j] - x[k] * sin[j];
+                        y[k] = x[k] * cos[k] + x[j] * sin[k];
+                    }
+                }
+            });
+        y
+    }
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_values(storage, layout, "rope")?;
+        Ok((
+            CpuStorage::F32(self.rotate(x, false)),
+            layout.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let gv: Vec<f32> = g.flatten_all()?.to_vec1()?;
+        Ok(Some(Tensor::from_vec(
+            self.rotate(&gv, true),
+            x.shape(),
+            &Device::Cpu,
+        )?))
+    }
 }
 
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
@@ -293,6 +467,45 @@ mod tests {
         );
         assert!(gp.get(trained.as_tensor()).is_some());
         Ok(())
+    }
+
+    /// Values and the gradients of a weighted sum, for `f` and a composed reference `r`.
+    fn assert_same_gradients(f: &Tensor, r: &Tensor, inputs: &[&candle_core::Var]) -> Result<()> {
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(diff(f, r)? < 1e-5, "values");
+        let g = Tensor::randn(0f32, 1.0, f.shape(), f.device())?;
+        let (gf, gr) = (
+            (f * &g)?.sum_all()?.backward()?,
+            (r * &g)?.sum_all()?.backward()?,
+        );
+        for (i, v) in inputs.iter().enumerate() {
+            let (a, b) = (gf.get(v.as_tensor()), gr.get(v.as_tensor()));
+            assert!(
+                diff(a.unwrap(), b.unwrap())? < 1e-4,
+                "gradient of input {i}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_rms_norm_and_rope_have_the_composed_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 4, 8), &dev)?)?;
+        let w = candle_core::Var::from_tensor(&Tensor::randn(1f32, 0.1, 8, &dev)?)?;
+        let (xt, wt) = (x.as_tensor(), w.as_tensor());
+        let ms = xt.sqr()?.mean_keepdim(D::Minus1)?;
+        let composed = xt.broadcast_div(&(ms + 1e-5)?.sqrt()?)?.broadcast_mul(wt)?;
+        assert_same_gradients(&rms_norm(xt, wt, 1e-5)?, &composed, &[&x, &w])?;
+        // Tables whose two halves differ, so a wrong half in the transpose shows.
+        let cos = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
+        let sin = Tensor::randn(0f32, 1.0, (4, 8), &dev)?;
+        let (x1, x2) = (xt.narrow(D::Minus1, 0, 4)?, xt.narrow(D::Minus1, 4, 4)?);
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        let composed = (xt.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?;
+        assert_same_gradients(&rope(xt, &cos, &sin)?, &composed, &[&x])
     }
 
     #[test]
