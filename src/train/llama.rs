@@ -6,7 +6,9 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{attention, linear, merge_heads, rms_norm, rope, split_heads, target_logprobs};
+use super::nn::{
+    causal_attention, linear, merge_heads, rms_norm, rope, split_heads, target_logprobs,
+};
 use super::site::Site;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -449,7 +451,6 @@ impl TrainLlama {
             None => 0,
         };
         let n = prefix + t;
-        let mask = causal_mask(n, ids.device())?;
         let cos = self.cos.narrow(0, 0, n)?;
         let sin = self.sin.narrow(0, 0, n)?;
         site(Site::Embeddings, &x)?;
@@ -470,11 +471,7 @@ impl TrainLlama {
             let q = rope(&split_heads(&q, heads)?, &cos, &sin)?;
             let k = rope(&split_heads(&k, kv_heads)?, &cos, &sin)?;
             let v = split_heads(&v, kv_heads)?;
-            let (k, v) = (
-                repeat_kv(&k, heads / kv_heads)?,
-                repeat_kv(&v, heads / kv_heads)?,
-            );
-            let a = merge_heads(&attention(&q, &k, &v, Some(&mask))?)?;
+            let a = merge_heads(&causal_attention(&q, &k, &v)?)?;
             let a = lin(&a, &l.o, "self_attn.o_proj")?;
             site(Site::AttentionOut(i), &a)?;
             x = (x + a)?;
@@ -610,32 +607,6 @@ impl TrainLlama {
         );
         Ok(model)
     }
-}
-
-/// `[batch, kv_heads, time, d]` → `[batch, kv_heads·n, time, d]`, each key/value head
-/// repeated for the `n` query heads it serves (Hugging Face's `repeat_kv`).
-fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, h, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, h, n, t, d))?
-        .contiguous()?
-        .reshape((b, h * n, t, d))
-}
-
-fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t * t)
-        .map(|k| {
-            if k % t > k / t {
-                f32::NEG_INFINITY
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Tensor::from_vec(m, (t, t), dev)
 }
 
 /// cos/sin tables `[max_positions, head_dim]` in the rotate-half layout of HF llama.

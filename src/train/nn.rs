@@ -4,7 +4,9 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor, D,
+};
 use rayon::prelude::*;
 
 /// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout. A weight that is not trained (no
@@ -261,6 +263,170 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> R
     softmax(&scores)?.matmul(v)
 }
 
+/// Causal multi-head attention with grouped keys and values: `q` `[batch, heads, time, d]`,
+/// `k` and `v` `[batch, kv_heads, time, d]`, each group of `heads / kv_heads` query heads
+/// reading one key/value head (Llama's grouped-query attention), as one op. The composed
+/// version copied the keys and values once per query head and kept the scores, the masked
+/// scores and the softmax's intermediates; this one keeps the attention weights only.
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
+    let (kb, kv_heads, kt, kd) = k.dims4()?;
+    if (kb, kt, kd) != (b, t, d) || v.dims4()? != (b, kv_heads, t, d) || heads % kv_heads != 0 {
+        candle_core::bail!(
+            "causal attention: q {:?}, k {:?}, v {:?} do not fit",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+    }
+    let op = CausalAttention {
+        group: heads / kv_heads,
+        t,
+        d,
+        weights: Mutex::new(None),
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+struct CausalAttention {
+    /// Query heads per key/value head.
+    group: usize,
+    t: usize,
+    d: usize,
+    /// The softmax `[batch, heads, time, time]`, from the forward pass to the backward pass.
+    weights: Mutex<Option<Vec<f32>>>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// `y += a · x`.
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "causal attention";
+        let (q, k, v) = (
+            f32_values(qs, ql, name)?,
+            f32_values(ks, kl, name)?,
+            f32_values(vs, vl, name)?,
+        );
+        let (t, d, group) = (self.t, self.d, self.group);
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut out = vec![0f32; q.len()];
+        let mut weights = vec![0f32; q.len() / d * t];
+        // One task per key/value head: its query heads' rows of `out` and `weights` are contiguous.
+        out.par_chunks_mut(group * t * d)
+            .zip(weights.par_chunks_mut(group * t * t))
+            .enumerate()
+            .for_each(|(unit, (out, weights))| {
+                let kv = unit * t * d;
+                let (k, v) = (&k[kv..kv + t * d], &v[kv..kv + t * d]);
+                for h in 0..group {
+                    let first = (unit * group + h) * t * d;
+                    for i in 0..t {
+                        let qi = &q[first + i * d..first + (i + 1) * d];
+                        let p = &mut weights[(h * t + i) * t..(h * t + i) * t + i + 1];
+                        for (j, p) in p.iter_mut().enumerate() {
+                            *p = scale * dot(qi, &k[j * d..(j + 1) * d]);
+                        }
+                        let max = p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                        let mut sum = 0f32;
+                        p.iter_mut().for_each(|x| {
+                            *x = (*x - max).exp();
+                            sum += *x;
+                        });
+                        p.iter_mut().for_each(|x| *x /= sum);
+                        let o = &mut out[(h * t + i) * d..(h * t + i + 1) * d];
+                        for (j, &pj) in p.iter().enumerate() {
+                            axpy(o, pj, &v[j * d..(j + 1) * d]);
+                        }
+                    }
+                }
+            });
+        *self.weights.lock().expect("attention weights lock") = Some(weights);
+        Ok((CpuStorage::F32(out), ql.shape().clone()))
+    }
+
+    /// With P the weights and dO the incoming gradient: dV = Pᵀ·dO, dP = dO·Vᵀ,
+    /// dS = P ∘ (dP − rowsum(P ∘ dP)), dQ = s·dS·K, dK = s·dSᵀ·Q, summed over a group's heads.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let weights = self
+            .weights
+            .lock()
+            .expect("attention weights lock")
+            .take()
+            .ok_or_else(|| {
+                candle_core::Error::Msg("causal attention: backward ran twice".into())
+            })?;
+        let (t, d, group) = (self.t, self.d, self.group);
+        let scale = 1.0 / (d as f32).sqrt();
+        let values = |x: &Tensor| -> Result<Vec<f32>> { x.flatten_all()?.to_vec1() };
+        let (qv, kv, vv, g) = (values(q)?, values(k)?, values(v)?, values(grad)?);
+        let (mut dq, mut dk, mut dv) = (
+            vec![0f32; qv.len()],
+            vec![0f32; kv.len()],
+            vec![0f32; vv.len()],
+        );
+        dq.par_chunks_mut(group * t * d)
+            .zip(dk.par_chunks_mut(t * d).zip(dv.par_chunks_mut(t * d)))
+            .enumerate()
+            .for_each(|(unit, (dq, (dk, dv)))| {
+                let kvo = unit * t * d;
+                let (k, v) = (&kv[kvo..kvo + t * d], &vv[kvo..kvo + t * d]);
+                let mut ds = vec![0f32; t];
+                for h in 0..group {
+                    let first = (unit * group + h) * t * d;
+                    for i in 0..t {
+                        let p = &weights[((unit * group + h) * t + i) * t..][..i + 1];
+                        let gi = &g[first + i * d..first + (i + 1) * d];
+                        let qi = &qv[first + i * d..first + (i + 1) * d];
+                        for (j, &pj) in p.iter().enumerate() {
+                            axpy(&mut dv[j * d..(j + 1) * d], pj, gi);
+                            ds[j] = dot(gi, &v[j * d..(j + 1) * d]);
+                        }
+                        let mean: f32 = p.iter().zip(&ds).map(|(p, g)| p * g).sum();
+                        let dqi = &mut dq[(h * t + i) * d..(h * t + i + 1) * d];
+                        for (j, &pj) in p.iter().enumerate() {
+                            let s = scale * pj * (ds[j] - mean);
+                            axpy(dqi, s, &k[j * d..(j + 1) * d]);
+                            axpy(&mut dk[j * d..(j + 1) * d], s, qi);
+                        }
+                    }
+                }
+            });
+        let dev = &Device::Cpu;
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k.shape(), dev)?),
+            Some(Tensor::from_vec(dv, v.shape(), dev)?),
+        ))
+    }
+}
+
 /// `[batch, time, heads·head_dim]` → `[batch, heads, time, head_dim]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, width) = x.dims3()?;
@@ -506,6 +672,40 @@ mod tests {
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
         let composed = (xt.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?;
         assert_same_gradients(&rope(xt, &cos, &sin)?, &composed, &[&x])
+    }
+
+    #[test]
+    fn fused_causal_attention_has_the_composed_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let var = |heads| -> Result<candle_core::Var> {
+            candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, heads, 5, 4), &dev)?)
+        };
+        // Six query heads over two key/value heads: groups of three.
+        let (q, k, v) = (var(6)?, var(2)?, var(2)?);
+        let repeat = |x: &Tensor| -> Result<Tensor> {
+            x.unsqueeze(2)?
+                .broadcast_as((2, 2, 3, 5, 4))?
+                .contiguous()?
+                .reshape((2, 6, 5, 4))
+        };
+        let mask: Vec<f32> = (0..25)
+            .map(|i| {
+                if i % 5 > i / 5 {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (5, 5), &dev)?;
+        let composed = attention(
+            q.as_tensor(),
+            &repeat(k.as_tensor())?,
+            &repeat(v.as_tensor())?,
+            Some(&mask),
+        )?;
+        let fused = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor())?;
+        assert_same_gradients(&fused, &composed, &[&q, &k, &v])
     }
 
     #[test]
