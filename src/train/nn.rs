@@ -1,6 +1,9 @@
-//! Differentiable building blocks made of candle's primitive ops only. candle-nn's fused
-//! kernels (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no backward pass, so the
-//! training forward passes use these instead; the inference paths keep the fused kernels.
+//! Differentiable building blocks for the training forward passes. candle-nn's fused kernels
+//! (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no backward pass; the inference
+//! paths keep them. Here the decoder's hot spots (RMSNorm, rotary embeddings, causal attention,
+//! the head with its log-softmax, frozen products) are CPU custom ops with backward passes of
+//! their own, which keep far fewer intermediates than the same maths composed of candle ops;
+//! the rest is composed.
 
 use std::sync::Mutex;
 
