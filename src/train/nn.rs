@@ -12,6 +12,8 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use crate::lm::kernels::dot::f32_dot;
+
 /// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout. A weight that is not trained (no
 /// gradient reaches it: a frozen base) goes through [`FrozenMatmul`].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -45,13 +47,8 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen matmul: input not contiguous".into()))?;
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("frozen matmul: f32 inputs only");
-        };
-        let x = Tensor::from_slice(&values[start..end], layout.shape(), &Device::Cpu)?;
+        let values = f32_values(storage, layout, "frozen matmul")?;
+        let x = Tensor::from_slice(values, layout.shape(), &Device::Cpu)?;
         let y = x.matmul(&self.0.t()?)?;
         let shape = y.shape().clone();
         Ok((CpuStorage::F32(y.flatten_all()?.to_vec1()?), shape))
@@ -132,11 +129,12 @@ impl CustomOp2 for RmsNorm {
         let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
         let gv: Vec<f32> = g.flatten_all()?.to_vec1()?;
         let wv: Vec<f32> = w.to_vec1()?;
+        // Each row's scale, computed once for both gradients.
+        let rs: Vec<f32> = xv.par_chunks(d).map(|x| self.scale(x)).collect();
         let mut dx = vec![0f32; xv.len()];
         dx.par_chunks_mut(d)
-            .zip(xv.par_chunks(d).zip(gv.par_chunks(d)))
-            .for_each(|(dx, (x, g))| {
-                let r = self.scale(x);
+            .zip(xv.par_chunks(d).zip(gv.par_chunks(d)).zip(&rs))
+            .for_each(|(dx, ((x, g), &r))| {
                 let ux: f32 = x.iter().zip(g).zip(&wv).map(|((x, g), w)| g * w * x).sum();
                 let c = r * r * r * ux / d as f32;
                 for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(&wv) {
@@ -147,10 +145,10 @@ impl CustomOp2 for RmsNorm {
             let sums = xv
                 .par_chunks(d)
                 .zip(gv.par_chunks(d))
+                .zip(&rs)
                 .fold(
                     || vec![0f32; d],
-                    |mut acc, (x, g)| {
-                        let r = self.scale(x);
+                    |mut acc, ((x, g), &r)| {
                         for ((a, &x), &g) in acc.iter_mut().zip(x).zip(g) {
                             *a += g * x * r;
                         }
@@ -301,10 +299,6 @@ struct CausalAttention {
     weights: Mutex<Option<Vec<f32>>>,
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
-}
-
 /// `y += a · x`.
 fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
@@ -347,7 +341,7 @@ impl CustomOp3 for CausalAttention {
                         let qi = &q[first + i * d..first + (i + 1) * d];
                         let p = &mut weights[(h * t + i) * t..(h * t + i) * t + i + 1];
                         for (j, p) in p.iter_mut().enumerate() {
-                            *p = scale * dot(qi, &k[j * d..(j + 1) * d]);
+                            *p = scale * f32_dot(qi, &k[j * d..(j + 1) * d]);
                         }
                         let max = p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
                         let mut sum = 0f32;
@@ -409,7 +403,7 @@ impl CustomOp3 for CausalAttention {
                         let qi = &qv[first + i * d..first + (i + 1) * d];
                         for (j, &pj) in p.iter().enumerate() {
                             axpy(&mut dv[j * d..(j + 1) * d], pj, gi);
-                            ds[j] = dot(gi, &v[j * d..(j + 1) * d]);
+                            ds[j] = f32_dot(gi, &v[j * d..(j + 1) * d]);
                         }
                         let mean: f32 = p.iter().zip(&ds).map(|(p, g)| p * g).sum();
                         let dqi = &mut dq[(h * t + i) * d..(h * t + i + 1) * d];

@@ -437,18 +437,7 @@ fn fuse_into_the_narrower_model_headless() {
     ]));
     assert_eq!(report["widths"], serde_json::json!([64, 48]));
     assert_eq!(report["anchor"], "B");
-    let rows: Vec<(&str, u64, f64)> = report["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["model"].as_str().unwrap(),
-                r["width"].as_u64().unwrap(),
-                r["score"].as_f64().unwrap(),
-            )
-        })
-        .collect();
+    let rows = score_rows(&report);
     let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
     // No vanilla average across widths.
     assert_eq!(
@@ -460,7 +449,7 @@ fn fuse_into_the_narrower_model_headless() {
             "OT soft (Sinkhorn ε=0.08)"
         ]
     );
-    assert_eq!(rows[2].1, 48);
+    assert_eq!(report["rows"][2]["width"], 48);
     // The parents score as the manifest says (600 held-out scenes).
     assert!((rows[0].2 - 0.578).abs() < 0.011 && (rows[1].2 - 0.768).abs() < 0.011);
     let runs = report["runs"].as_array().unwrap();
