@@ -201,8 +201,12 @@ pub fn run(args: TrainBenchArgs) -> Result<()> {
     std::fs::write(&script, TORCH_SCRIPT)?;
     let exe = std::env::current_exe()?;
     println!(
-        "batch {} × {} tokens, {} threads, mean of {} steps after one warm-up\n",
-        args.batch, args.seq, args.threads, args.steps
+        "batch {} × {} tokens, {} threads, mean of {} steps after one warm-up; our products: {}\n",
+        args.batch,
+        args.seq,
+        args.threads,
+        args.steps,
+        crate::train::sgemm::backend().name()
     );
     println!("| method | engine | tokens/s | s/step | peak RSS MB | ours ÷ PyTorch |\n|---|---|---:|---:|---:|---:|");
     for method in ["full", "lora"] {

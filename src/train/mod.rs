@@ -11,6 +11,7 @@ pub mod nn;
 pub mod optim;
 pub mod pretrained;
 pub mod sft;
+pub mod sgemm;
 pub mod site;
 pub mod vit;
 

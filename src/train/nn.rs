@@ -12,10 +12,10 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+use super::sgemm;
 use crate::lm::kernels::dot::f32_dot;
 
-/// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout. A weight that is not trained (no
-/// gradient reaches it: a frozen base) goes through [`FrozenMatmul`].
+/// `x · wᵀ (+ b)` with PyTorch's `[out, in]` weight layout, as a [`MatmulT`].
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     // One 2-D product over all leading dimensions: broadcasting the weight over the batch
     // would copy it once per sequence, forward and backward.
@@ -23,11 +23,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let inputs = dims.pop().unwrap_or(1);
     let rows: usize = dims.iter().product();
     let x2 = x.reshape((rows, inputs))?;
-    let y = if w.track_op() || !x.track_op() {
-        x2.matmul(&w.t()?)?
-    } else {
-        x2.contiguous()?.apply_op1(FrozenMatmul(w.clone()))?
-    };
+    let y = x2.apply_op2(w, MatmulT)?;
     dims.push(w.dim(0)?);
     let y = y.reshape(dims)?;
     match b {
@@ -36,26 +32,45 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
-/// `x · wᵀ` whose backward pass returns the gradient of `x` only. candle's matmul computes the
-/// weight's gradient too, even for a detached weight, which for LoRA and prompt tuning on a
-/// frozen base is a third of the arithmetic and a gradient-sized buffer per weight.
-struct FrozenMatmul(Tensor);
+/// `x · wᵀ` for `x [rows, in]` and `w [out, in]`, its products by [`sgemm`]. The backward
+/// pass computes a gradient only for an argument that is trained: candle's matmul computes the
+/// weight's gradient even for a frozen base, which for LoRA and prompt tuning is a third of the
+/// arithmetic and a weight-sized buffer per matrix.
+struct MatmulT;
 
-impl CustomOp1 for FrozenMatmul {
+impl CustomOp2 for MatmulT {
     fn name(&self) -> &'static str {
-        "frozen-matmul"
+        "matmul-t"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let values = f32_values(storage, layout, "frozen matmul")?;
-        let x = Tensor::from_slice(values, layout.shape(), &Device::Cpu)?;
-        let y = x.matmul(&self.0.t()?)?;
-        let shape = y.shape().clone();
-        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1()?), shape))
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let wt = w_layout.transpose(0, 1)?;
+        let (y, shape) = sgemm::product_of(x, x_layout, w, &wt)?;
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.0)?))
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = x
+            .track_op()
+            .then(|| sgemm::product(grad, w))
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| sgemm::product(&grad.t()?, x))
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 
@@ -450,8 +465,8 @@ pub fn masked_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor)
 /// `log softmax(h · wᵀ)[i, targets[i]]` for every row `i` of `h` `[n, in]` (`w` `[vocab, in]`):
 /// the language-model head and its loss in one op. The composed version keeps the logits, the
 /// log-softmax and every intermediate of its backward pass, each `[n, vocab]` (200 MB for a
-/// batch of 1 024 SmolLM2 tokens); this one keeps the probabilities once and turns them into
-/// the logits' gradient in place.
+/// batch of 1 024 SmolLM2 tokens); this one computes the logits into one buffer and turns them
+/// into the probabilities, then into the logits' gradient, in place.
 pub fn target_logprobs(h: &Tensor, w: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let (n, _) = h.dims2()?;
     if targets.len() != n {
@@ -490,39 +505,25 @@ impl CustomOp2 for TargetLogprobs {
         if let Some(&t) = self.targets.iter().find(|&&t| t as usize >= vocab) {
             candle_core::bail!("target log-probs: target {t} outside a vocabulary of {vocab}");
         }
-        let wt = self.w.t()?;
-        let mut probs = vec![0f32; n * vocab];
+        // The logits are written into the buffer that then holds the probabilities.
+        let mut probs = Vec::new();
+        sgemm::product_into(&self.h, &self.w.t()?, &mut probs)?;
         let mut out = vec![0f32; n];
-        // A few rows of logits at a time, so they never exist all at once.
-        const ROWS: usize = 64;
-        for r0 in (0..n).step_by(ROWS) {
-            let len = ROWS.min(n - r0);
-            let logits: Vec<f32> = self
-                .h
-                .narrow(0, r0, len)?
-                .matmul(&wt)?
-                .flatten_all()?
-                .to_vec1()?;
-            probs[r0 * vocab..(r0 + len) * vocab]
-                .par_chunks_mut(vocab)
-                .zip(logits.par_chunks(vocab))
-                .zip(
-                    out[r0..r0 + len]
-                        .par_iter_mut()
-                        .zip(&self.targets[r0..r0 + len]),
-                )
-                .for_each(|((p, row), (o, &t))| {
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0f64;
-                    for (p, &x) in p.iter_mut().zip(row) {
-                        *p = (x - max).exp();
-                        sum += *p as f64;
-                    }
-                    let inv = (1.0 / sum) as f32;
-                    p.iter_mut().for_each(|p| *p *= inv);
-                    *o = row[t as usize] - max - sum.ln() as f32;
-                });
-        }
+        probs
+            .par_chunks_mut(vocab)
+            .zip(out.par_iter_mut().zip(&self.targets))
+            .for_each(|(row, (o, &t))| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let target = row[t as usize];
+                let mut sum = 0f64;
+                for x in row.iter_mut() {
+                    *x = (*x - max).exp();
+                    sum += *x as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|p| *p *= inv);
+                *o = target - max - sum.ln() as f32;
+            });
         *self.probs.lock().expect("probabilities lock") = Some(probs);
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
@@ -553,12 +554,11 @@ impl CustomOp2 for TargetLogprobs {
                 row[t as usize] += g;
             });
         let dlogits = Tensor::from_vec(probs, (g.len(), vocab), &Device::Cpu)?;
-        let dh = dlogits.matmul(&self.w)?;
-        let dw = if w.track_op() {
-            Some(dlogits.t()?.matmul(&self.h)?)
-        } else {
-            None
-        };
+        let dh = sgemm::product(&dlogits, &self.w)?;
+        let dw = w
+            .track_op()
+            .then(|| sgemm::product(&dlogits.t()?, &self.h))
+            .transpose()?;
         Ok((Some(dh), dw))
     }
 }
@@ -608,27 +608,19 @@ mod tests {
         Ok(())
     }
 
+    /// `linear` against candle's matmul, values and both gradients; a frozen weight gets none.
     #[test]
-    fn a_frozen_weight_gives_the_same_values_and_input_gradient() -> Result<()> {
+    fn linear_has_the_composed_gradients_and_none_for_a_frozen_weight() -> Result<()> {
         let dev = Device::Cpu;
         let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 8), &dev)?)?;
-        let w = Tensor::randn(0f32, 1.0, (5, 8), &dev)?;
-        let frozen = linear(x.as_tensor(), &w.detach(), None)?;
-        let trained = candle_core::Var::from_tensor(&w)?;
-        let plain = linear(x.as_tensor(), trained.as_tensor(), None)?;
-        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
-            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
-        };
-        assert!(diff(&frozen, &plain)? < 1e-5);
-        let gf = frozen.sum_all()?.backward()?;
-        let gp = plain.sum_all()?.backward()?;
-        assert!(
-            diff(
-                gf.get(x.as_tensor()).unwrap(),
-                gp.get(x.as_tensor()).unwrap()
-            )? < 1e-5
-        );
-        assert!(gp.get(trained.as_tensor()).is_some());
+        let w = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 8), &dev)?)?;
+        let fused = linear(x.as_tensor(), w.as_tensor(), None)?;
+        let composed = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
+        assert_same_gradients(&fused, &composed, &[&x, &w])?;
+        let frozen = w.as_tensor().detach();
+        let grads = linear(x.as_tensor(), &frozen, None)?.sum_all()?.backward()?;
+        assert!(grads.get(x.as_tensor()).is_some());
+        assert!(grads.get(&frozen).is_none());
         Ok(())
     }
 
