@@ -62,10 +62,7 @@ impl CustomOp2 for MatmulT {
         _: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = x
-            .track_op()
-            .then(|| sgemm::product(grad, w))
-            .transpose()?;
+        let dx = x.track_op().then(|| sgemm::product(grad, w)).transpose()?;
         let dw = w
             .track_op()
             .then(|| sgemm::product(&grad.t()?, x))
@@ -618,7 +615,9 @@ mod tests {
         let composed = x.as_tensor().broadcast_matmul(&w.as_tensor().t()?)?;
         assert_same_gradients(&fused, &composed, &[&x, &w])?;
         let frozen = w.as_tensor().detach();
-        let grads = linear(x.as_tensor(), &frozen, None)?.sum_all()?.backward()?;
+        let grads = linear(x.as_tensor(), &frozen, None)?
+            .sum_all()?
+            .backward()?;
         assert!(grads.get(x.as_tensor()).is_some());
         assert!(grads.get(&frozen).is_none());
         Ok(())

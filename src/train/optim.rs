@@ -200,8 +200,7 @@ impl InplaceOp1 for AdamUpdate<'_> {
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
-        let (CpuStorage::F32(values), Some((start, end))) =
-            (storage, layout.contiguous_offsets())
+        let (CpuStorage::F32(values), Some((start, end))) = (storage, layout.contiguous_offsets())
         else {
             candle_core::bail!("Adam: f32 contiguous parameters only");
         };

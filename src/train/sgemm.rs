@@ -136,10 +136,18 @@ impl<'a> Operand<'a> {
     /// `None` for layouts BLAS cannot read (neither stride is 1).
     fn blas(&self) -> Option<(i32, usize)> {
         if self.cols == 1 || self.col_stride == 1 {
-            let ld = if self.rows == 1 { self.cols } else { self.row_stride };
+            let ld = if self.rows == 1 {
+                self.cols
+            } else {
+                self.row_stride
+            };
             (ld >= self.cols).then_some((NO_TRANS, ld.max(1)))
         } else if self.rows == 1 || self.row_stride == 1 {
-            let ld = if self.cols == 1 { self.rows } else { self.col_stride };
+            let ld = if self.cols == 1 {
+                self.rows
+            } else {
+                self.col_stride
+            };
             (ld >= self.rows).then_some((TRANS, ld.max(1)))
         } else {
             None
@@ -358,7 +366,10 @@ mod tests {
         let cases = [
             (matrix(70, 40)?, matrix(40, 90)?),
             (matrix(40, 70)?.t()?, matrix(90, 40)?.t()?),
-            (big.narrow(0, 13, 120)?.narrow(1, 7, 150)?, matrix(150, 140)?),
+            (
+                big.narrow(0, 13, 120)?.narrow(1, 7, 150)?,
+                matrix(150, 140)?,
+            ),
             // Taller than wide and wider than tall, above the threshold for threads.
             (matrix(400, 160)?, matrix(160, 60)?.narrow(1, 10, 40)?),
             (matrix(40, 160)?, matrix(400, 160)?.t()?),
