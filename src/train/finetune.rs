@@ -132,6 +132,8 @@ impl Report for FinetuneOutcome {
             "tokens_per_second": self.tokens_per_second,
             "trainable_parameters": self.trainable_parameters,
             "seconds": self.seconds,
+            // Speeds differ ~2× between the two, so the record says which ran.
+            "matrix_products": super::sgemm::backend().name(),
         })
     }
     fn outputs(&self) -> serde_json::Value {
