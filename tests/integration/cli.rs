@@ -795,7 +795,9 @@ fn finetune_headless_writes_a_model_and_a_record() {
     assert_eq!(record["state"], "done");
     assert_eq!(record["inputs"]["method"], "full");
     assert_eq!(record["inputs"]["steps"], 3);
-    let products = record["metrics"]["matrix_products"].as_str().unwrap_or_default();
+    let products = record["metrics"]["matrix_products"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         products.starts_with("OpenBLAS") || products.starts_with("gemm crate"),
         "{record}"
