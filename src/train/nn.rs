@@ -1,7 +1,7 @@
 //! Differentiable building blocks for the training forward passes. candle-nn's fused kernels
 //! (`softmax_last_dim`, `layer_norm`, `rms_norm`, `rope`) have no backward pass; the inference
 //! paths keep them. Here the decoder's hot spots (RMSNorm, rotary embeddings, causal attention,
-//! the head with its log-softmax, frozen products) are CPU custom ops with backward passes of
+//! the head with its log-softmax, the linear layers' products) are CPU custom ops with backward passes of
 //! their own, which keep far fewer intermediates than the same maths composed of candle ops;
 //! the rest is composed.
 
@@ -91,7 +91,11 @@ impl RmsNorm {
 }
 
 /// The contiguous f32 values of a custom op's argument.
-fn f32_values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn f32_values<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;

@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, InplaceOp1, Layout, Result, Storage, Tensor, Var};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::nn::f32_values;
 use crate::lm::kernels::dot::f32_dot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -61,10 +62,10 @@ const CHUNK: usize = 1 << 14;
 fn with_values<R>(t: &Tensor, read: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => Ok(read(&v[start..end])),
-        _ => candle_core::bail!("Adam: f32 CPU parameters only"),
-    }
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("Adam: CPU parameters only");
+    };
+    Ok(read(f32_values(cpu, layout, "Adam")?))
 }
 
 /// Each step reads and writes every parameter, gradient and moment once or twice in fused
@@ -83,12 +84,9 @@ impl Adam {
             .into_iter()
             .map(|var| {
                 let n = var.as_tensor().elem_count();
-                let anchor = if anchored {
-                    Some(with_values(var.as_tensor(), <[f32]>::to_vec)?)
-                } else {
-                    with_values(var.as_tensor(), |_| ())?;
-                    None
-                };
+                let anchor = anchored
+                    .then(|| with_values(var.as_tensor(), <[f32]>::to_vec))
+                    .transpose()?;
                 Ok(Slot {
                     m: vec![0.0; n],
                     v: vec![0.0; n],
