@@ -175,6 +175,40 @@ fn every_method_lowers_the_loss_and_exports_a_loadable_folder() {
     }
 }
 
+/// Cancelling after step 3 with a checkpoint every 2 steps: the run fails as cancelled and the
+/// folder holds step 2's model, which the runtime loads; no checkpoint was written at step 3.
+#[test]
+fn cancelling_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = doubling_pairs(dir.path(), 8);
+    let mut req = FinetuneRequest::new(tiny_base(), data, Method::Full);
+    req.steps = 10;
+    req.batch = 2;
+    req.save_every = 2;
+    let out = dir.path().join("out");
+    req.out = Some(out.clone());
+    let mut stages = Vec::new();
+    let result = finetune(
+        &req,
+        &mut |stage| {
+            stages.push(stage.to_string());
+            Ok(())
+        },
+        &mut |step| {
+            anyhow::ensure!(step.report.step < 3, "cancelled");
+            Ok(())
+        },
+    );
+    let err = result.expect_err("the run is cancelled");
+    assert_eq!(err.to_string(), "cancelled");
+    let written = stages
+        .iter()
+        .filter(|s| *s == "writing the checkpoint")
+        .count();
+    assert_eq!(written, 1, "one checkpoint, at step 2: {stages:?}");
+    LanguageModel::load(&out).expect("the last checkpoint loads in the runtime");
+}
+
 /// A few LoRA steps on every projection, then: the adapters folded into the weights give the
 /// same logits as the adapters applied, and so does the runtime on the exported folder.
 #[test]
